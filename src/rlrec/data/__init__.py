@@ -1,0 +1,1 @@
+"""Data layer: raw logs → canonical event table → prepared dataset directory → transitions."""

@@ -1,0 +1,32 @@
+"""Raw-data sources. Each module holds one source's config model and its loader.
+
+``Source`` is the tagged union of all source configs, selected by ``kind``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from rlrec.data.loaders.base import SourceConfig
+from rlrec.data.loaders.generic import GenericSource
+from rlrec.data.loaders.movielens import MovieLensSource
+from rlrec.data.loaders.recbole import RecBoleSource
+from rlrec.data.loaders.retailrocket import RetailRocketSource
+from rlrec.data.loaders.synthetic import SyntheticSource
+from rlrec.data.loaders.yoochoose import YooChooseSource
+
+Source = Annotated[
+    YooChooseSource
+    | RetailRocketSource
+    | MovieLensSource
+    | RecBoleSource
+    | GenericSource
+    | SyntheticSource,
+    Field(discriminator="kind"),
+]
+
+SOURCE_KINDS = ("yoochoose", "retailrocket", "movielens", "recbole", "generic", "synthetic")
+
+__all__ = ["SOURCE_KINDS", "Source", "SourceConfig"]

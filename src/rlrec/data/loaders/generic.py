@@ -1,0 +1,159 @@
+"""The user's own logs: any CSV/TSV or Parquet file, with a column mapping.
+
+Example config (``configs/data/generic_example.yaml``)::
+
+    source:
+      kind: generic
+      path: my_log.csv
+      columns: {session: visitor, item: product, timestamp: ts, event: action}
+      timestamp_unit: ms            # s | ms | iso (ISO-8601 text) | a strftime format
+      purchase_events: [purchase]   # event values that are purchases; other events are clicks
+      drop_events: [refund]         # event values removed before anything else
+
+How a row becomes a purchase, by the first mapped column of: ``is_buy`` (0/1), ``event`` (value in
+``purchase_events``), ``rating`` (≥ ``purchase_min_rating``); with none of them every row is a click.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import polars as pl
+from pydantic import Field as PydField
+
+from rlrec.config import StrictModel
+from rlrec.data.loaders.base import SourceConfig
+from rlrec.data.loaders.delimited import Field, check_file, read_delimited
+from rlrec.data.schema import IS_BUY, ITEM, RATING, SESSION, TIMESTAMP, ids_to_canonical
+from rlrec.errors import DataFormatError
+
+
+class ColumnMap(StrictModel):
+    """Names of the user's columns for each canonical role (``None``: not present)."""
+
+    session: str
+    item: str
+    timestamp: str
+    event: str | None = None
+    is_buy: str | None = None
+    rating: str | None = None
+
+
+class GenericSource(SourceConfig):
+    """A CSV/TSV/Parquet log with named columns (see the module docstring)."""
+
+    kind: Literal["generic"] = "generic"
+    format: Literal["auto", "csv", "parquet"] = "auto"
+    separator: str = PydField(",", min_length=1)
+    columns: ColumnMap = ColumnMap(session="session_id", item="item_id", timestamp="timestamp")
+    timestamp_unit: str = "s"
+    purchase_events: list[str] = ["purchase", "buy", "transaction"]
+    drop_events: list[str] = []
+    purchase_min_rating: float | None = 4.0
+
+    def input_files(self) -> list[Path]:
+        return [check_file(self.path, "log file")]
+
+    def _roles(self) -> dict[str, str]:
+        roles = {"event": "event", "is_buy": IS_BUY, "rating": RATING}
+        mapped = {
+            self.columns.session: SESSION,
+            self.columns.item: ITEM,
+            self.columns.timestamp: TIMESTAMP,
+        }
+        for attr, role in roles.items():
+            name = getattr(self.columns, attr)
+            if name is not None:
+                mapped[name] = role
+        return mapped
+
+    def load(self, seed: int) -> pl.DataFrame:
+        (path,) = self.input_files()
+        roles = self._roles()
+        is_parquet = self.format == "parquet" or (
+            self.format == "auto" and path.suffix.lower() in (".parquet", ".pq")
+        )
+        if is_parquet:
+            df = _read_parquet_columns(path, list(roles))
+        else:
+            df = _read_csv_columns(path, roles, self.separator, self.timestamp_unit)
+        df = ids_to_canonical(df.rename(roles), (SESSION, ITEM))
+        df = df.with_columns(_timestamp_ms(df, path, self.timestamp_unit))
+        if "event" in df.columns:
+            df = df.filter(~pl.col("event").cast(pl.String).is_in(self.drop_events))
+        return df.with_columns(self._is_buy(df)).select(
+            [SESSION, ITEM, TIMESTAMP, IS_BUY] + ([RATING] if RATING in df.columns else [])
+        )
+
+    def _is_buy(self, df: pl.DataFrame) -> pl.Expr:
+        if IS_BUY in df.columns:
+            return pl.col(IS_BUY).cast(pl.Int8)
+        if "event" in df.columns:
+            return pl.col("event").cast(pl.String).is_in(self.purchase_events).cast(pl.Int8)
+        if RATING in df.columns and self.purchase_min_rating is not None:
+            return (pl.col(RATING) >= self.purchase_min_rating).cast(pl.Int8).alias(IS_BUY)
+        return pl.lit(0, pl.Int8).alias(IS_BUY)
+
+
+def _read_parquet_columns(path: Path, names: list[str]) -> pl.DataFrame:
+    try:
+        available = pl.read_parquet_schema(path)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise DataFormatError(path, f"not a readable Parquet file ({exc})") from None
+    missing = [n for n in names if n not in available]
+    if missing:
+        raise DataFormatError(
+            path, f"missing column(s) {', '.join(missing)} (has: {', '.join(available)})"
+        )
+    df = pl.read_parquet(path, columns=names)
+    if df.height == 0:
+        raise DataFormatError(path, "file has no rows")
+    for name in names:
+        nulls = df.get_column(name).null_count()
+        if nulls:
+            row = int(df.get_column(name).is_null().arg_true()[0])
+            raise DataFormatError(path, f"empty value in row {row}", column=name)
+    return df
+
+
+def _read_csv_columns(
+    path: Path, roles: dict[str, str], separator: str, timestamp_unit: str
+) -> pl.DataFrame:
+    check_file(path, "log file")
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        header = [c.strip().strip('"') for c in fh.readline().rstrip("\r\n").split(separator)]
+    missing = [n for n in roles if n not in header]
+    if missing:
+        hint = "" if len(header) > 1 else f" (is the separator '{separator}'?)"
+        raise DataFormatError(
+            path,
+            f"header has no column(s) {', '.join(missing)}; found {', '.join(header)[:200]}{hint}",
+            line=1,
+        )
+    kinds = {SESSION: "str", ITEM: "str", "event": "str", IS_BUY: "int", RATING: "float"}
+    kinds[TIMESTAMP] = "float" if timestamp_unit in ("s", "ms") else "str"
+    fields = [Field(c, kinds[roles[c]] if c in roles else "skip") for c in header]  # type: ignore[arg-type]
+    return read_delimited(path, fields, separator=separator, header=header, what="log file")
+
+
+def _timestamp_ms(df: pl.DataFrame, path: Path, unit: str) -> pl.Series:
+    ts = df.get_column(TIMESTAMP)
+    if unit in ("s", "ms"):
+        if not ts.dtype.is_numeric():
+            ts = ts.cast(pl.Float64, strict=False)
+        scale = 1000 if unit == "s" else 1
+        out = (ts.cast(pl.Float64) * scale).round().cast(pl.Int64)
+    else:
+        fmt = None if unit == "iso" else unit
+        parsed = ts.cast(pl.String).str.to_datetime(fmt, time_unit="ms", strict=False)
+        out = parsed.dt.epoch("ms")
+    bad = out.is_null() & ts.is_not_null()
+    if bad.any():
+        row = int(bad.arg_true()[0])
+        raise DataFormatError(
+            path,
+            f"unparseable timestamp '{ts[row]}' in data row {row + 1} (timestamp_unit={unit})",
+            column=TIMESTAMP,
+        )
+    return out.alias(TIMESTAMP)

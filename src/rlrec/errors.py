@@ -1,0 +1,47 @@
+"""User-facing errors.
+
+Everything a user can get wrong (a missing file, a malformed line, an unknown config key, an output
+that already exists) raises a subclass of :class:`RlrecError`. The CLI prints its message on one line
+and exits with status 2, without a traceback; any other exception is a bug in rlrec.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class RlrecError(Exception):
+    """An error caused by the user's input, reported without a traceback."""
+
+
+class ConfigError(RlrecError):
+    """A configuration file or override is invalid."""
+
+
+class OutputExistsError(RlrecError):
+    """The output path exists and overwriting was not requested."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"{path}: output already exists; pass --overwrite to replace it")
+
+
+class DataFormatError(RlrecError):
+    """A data file is missing, empty or malformed; names the file and, where known, line and column."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        message: str,
+        *,
+        line: int | None = None,
+        column: str | None = None,
+    ) -> None:
+        where = str(path)
+        if line is not None:
+            where += f":{line}"
+        if column is not None:
+            message = f"column '{column}': {message}"
+        super().__init__(f"{where}: {message}")
+        self.path = Path(path)
+        self.line = line
+        self.column = column
