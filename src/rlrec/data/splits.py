@@ -121,8 +121,8 @@ def _read_split_file(path: Path, sessions: pl.Series, split_type: pl.Enum) -> pl
     if dup.any():
         row = int(dup.arg_true()[0])
         raise DataFormatError(path, f"session {ids[row]} is listed more than once", line=row + 2)
-    table = table.filter(pl.col(SESSION).is_in(sessions))
-    missing = sessions.filter(~sessions.is_in(table.get_column(SESSION)))
+    table = table.filter(pl.col(SESSION).is_in(sessions.implode()))
+    missing = sessions.filter(~sessions.is_in(table.get_column(SESSION).implode()))
     if len(missing):
         raise DataFormatError(
             path,

@@ -88,12 +88,14 @@ class GenericSource(SourceConfig):
 
     def _is_buy(self, df: pl.DataFrame) -> pl.Expr:
         if IS_BUY in df.columns:
-            return pl.col(IS_BUY).cast(pl.Int8)
-        if "event" in df.columns:
-            return pl.col("event").cast(pl.String).is_in(self.purchase_events).cast(pl.Int8)
-        if RATING in df.columns and self.purchase_min_rating is not None:
-            return (pl.col(RATING) >= self.purchase_min_rating).cast(pl.Int8).alias(IS_BUY)
-        return pl.lit(0, pl.Int8).alias(IS_BUY)
+            flag = pl.col(IS_BUY)
+        elif "event" in df.columns:
+            flag = pl.col("event").cast(pl.String).is_in(self.purchase_events)
+        elif RATING in df.columns and self.purchase_min_rating is not None:
+            flag = pl.col(RATING) >= self.purchase_min_rating
+        else:
+            flag = pl.lit(0)
+        return flag.cast(pl.Int8).alias(IS_BUY)
 
 
 def _read_parquet_columns(path: Path, names: list[str]) -> pl.DataFrame:
@@ -134,7 +136,9 @@ def _read_csv_columns(
     kinds = {SESSION: "str", ITEM: "str", "event": "str", IS_BUY: "int", RATING: "float"}
     kinds[TIMESTAMP] = "float" if timestamp_unit in ("s", "ms") else "str"
     fields = [Field(c, kinds[roles[c]] if c in roles else "skip") for c in header]  # type: ignore[arg-type]
-    return read_delimited(path, fields, separator=separator, header=header, what="log file")
+    return read_delimited(
+        path, fields, separator=separator, header=header, what="log file", quoted=True
+    )
 
 
 def _timestamp_ms(df: pl.DataFrame, path: Path, unit: str) -> pl.Series:

@@ -86,10 +86,9 @@ class YooChooseSource(SourceConfig):
                 chosen = np.random.RandomState(seed).choice(
                     ids, self.sample_sessions, replace=False
                 )
-                keep = pl.Series(SESSION, chosen)
-                clicks = clicks.filter(pl.col(SESSION).is_in(keep))
+                clicks = clicks.filter(pl.col(SESSION).is_in(pl.Series(chosen).implode()))
         buys = read_delimited(buys_path, BUY_FIELDS, separator=",", what="YooChoose buys file")
-        buys = buys.filter(pl.col(SESSION).is_in(clicks.get_column(SESSION).unique()))
+        buys = buys.filter(pl.col(SESSION).is_in(clicks.get_column(SESSION).unique().implode()))
         return pl.concat(
             [
                 clicks.with_columns(pl.lit(0, pl.Int8).alias(IS_BUY)),

@@ -1,0 +1,235 @@
+"""Bad input: one clear message naming the file (and line/column), exit 2, no traceback, no output."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ts, write_lines
+
+
+def assert_clean_failure(result, *fragments: str, out: Path | None = None) -> None:
+    assert result.code == 2, result
+    assert "Traceback" not in result.err + result.out
+    assert result.err.startswith("error: ")
+    for fragment in fragments:
+        assert fragment in result.err, (fragment, result.err)
+    if out is not None:
+        assert not out.exists()
+        assert not [p for p in out.parent.glob(f".{out.name}*")]  # no temporary directory left
+
+
+def yc(tmp_path: Path, clicks: list[str], buys: list[str] | None = None) -> Path:
+    d = tmp_path / "raw"
+    write_lines(d / "yoochoose-clicks.dat", clicks)
+    write_lines(d / "yoochoose-buys.dat", buys or [f"1,{ts(9)},214536500,100,1"])
+    return d
+
+
+GOOD = [f"1,{ts(0)},214536502,0", f"1,{ts(1)},214536500,0", f"1,{ts(2)},214536506,S"]
+
+
+def prep(cli, raw: Path, out: Path, *extra: str):
+    return cli(
+        "data",
+        "prepare",
+        "yoochoose",
+        "--raw",
+        raw,
+        "--out",
+        out,
+        "--set",
+        "source.sample_sessions=null",
+        *extra,
+    )
+
+
+def test_missing_file(cli, tmp_path: Path) -> None:
+    d = tmp_path / "raw"
+    d.mkdir()
+    out = tmp_path / "ds"
+    assert_clean_failure(
+        prep(cli, d, out), "yoochoose-clicks.dat: YooChoose clicks file not found", out=out
+    )
+
+
+def test_empty_file(cli, tmp_path: Path) -> None:
+    d = yc(tmp_path, GOOD)
+    (d / "yoochoose-buys.dat").write_text("")
+    out = tmp_path / "ds"
+    assert_clean_failure(
+        prep(cli, d, out), "yoochoose-buys.dat: YooChoose buys file is empty", out=out
+    )
+
+
+def test_wrong_separator(cli, tmp_path: Path) -> None:
+    d = yc(tmp_path, [line.replace(",", "\t") for line in GOOD])
+    out = tmp_path / "ds"
+    assert_clean_failure(
+        prep(cli, d, out),
+        "yoochoose-clicks.dat:1: expected 4 ','-separated fields, found 1; is the separator ','?",
+        out=out,
+    )
+
+
+def test_wrong_column_count(cli, tmp_path: Path) -> None:
+    d = yc(tmp_path, [*GOOD, f"2,{ts(3)},214536502,0,extra"])
+    out = tmp_path / "ds"
+    assert_clean_failure(
+        prep(cli, d, out),
+        "yoochoose-clicks.dat:4: expected 4 ','-separated fields, found 5",
+        out=out,
+    )
+    d = yc(tmp_path, [GOOD[0], f"2,{ts(3)},214536502"])
+    assert_clean_failure(
+        prep(cli, d, out),
+        "yoochoose-clicks.dat:2: expected 4 ','-separated fields, found 3",
+        out=out,
+    )
+
+
+def test_non_numeric_id(cli, tmp_path: Path) -> None:
+    d = yc(tmp_path, [*GOOD, f"abc,{ts(3)},214536502,0"])
+    out = tmp_path / "ds"
+    assert_clean_failure(
+        prep(cli, d, out),
+        "yoochoose-clicks.dat:4: column 'session_id': expected an integer, found 'abc'",
+        out=out,
+    )
+
+
+def test_unparseable_timestamp(cli, tmp_path: Path) -> None:
+    d = yc(tmp_path, [*GOOD, "1,2014-13-07T10:00:00.000Z,214536502,0"])
+    out = tmp_path / "ds"
+    assert_clean_failure(
+        prep(cli, d, out),
+        "yoochoose-clicks.dat:4: column 'timestamp': expected a timestamp",
+        out=out,
+    )
+
+
+def test_unparseable_generic_timestamp(cli, tmp_path: Path) -> None:
+    path = write_lines(
+        tmp_path / "log.csv", ["session_id,item_id,timestamp", "1,2,3", "1,3,yesterday"]
+    )
+    out = tmp_path / "ds"
+    result = cli("data", "prepare", "generic", "--raw", path, "--out", out)
+    assert_clean_failure(
+        result, "log.csv:3: column 'timestamp': expected a number, found 'yesterday'", out=out
+    )
+
+
+def test_output_exists_is_refused_then_overwritten(cli, tmp_path: Path) -> None:
+    d = yc(tmp_path, GOOD)
+    out = tmp_path / "ds"
+    out.mkdir()
+    (out / "old.txt").write_text("old result")
+    assert_clean_failure(prep(cli, d, out), f"{out}: output already exists; pass --overwrite")
+    assert (out / "old.txt").read_text() == "old result"
+    result = prep(cli, d, out, "--overwrite")
+    assert result.code == 0, result.err
+    assert (out / "manifest.json").exists() and not (out / "old.txt").exists()
+
+
+def test_filter_leaving_zero_sessions(cli, tmp_path: Path) -> None:
+    d = yc(tmp_path, GOOD)
+    out = tmp_path / "ds"
+    assert_clean_failure(
+        prep(cli, d, out, "--set", "source.min_clicks=5"),
+        "yoochoose-clicks.dat: no session has at least 5 clicks (source.min_clicks)",
+        out=out,
+    )
+    rr = write_lines(
+        tmp_path / "events.csv", ["timestamp,visitorid,event,itemid,transactionid", "1,2,view,3,"]
+    )
+    result = cli("data", "prepare", "retailrocket", "--raw", rr, "--out", out)
+    assert_clean_failure(result, "events.csv: no events left after filtering", out=out)
+
+
+def test_unknown_config_key(cli, tmp_path: Path) -> None:
+    d = yc(tmp_path, GOOD)
+    out = tmp_path / "ds"
+    assert_clean_failure(
+        prep(cli, d, out, "--set", "source.min_click=2"),
+        "unknown config key 'source.yoochoose.min_click'",
+        out=out,
+    )
+    cfg = write_lines(tmp_path / "prep.yaml", ["split:", "  kind: random", "  sedd: 3"])
+    assert_clean_failure(
+        prep(cli, d, out, "--config", cfg),
+        f"{cfg}: invalid config: unknown config key 'split.sedd'",
+        out=out,
+    )
+    assert_clean_failure(
+        cli("data", "synth", "--out", out, "--set", "n_session=3"),
+        "unknown config key 'n_session'",
+        out=out,
+    )
+
+
+def test_invalid_config_values(cli, tmp_path: Path) -> None:
+    out = tmp_path / "ds"
+    assert_clean_failure(
+        cli("data", "synth", "--out", out, "--set", "n_sessions=-1"), "'n_sessions'", out=out
+    )
+    assert_clean_failure(
+        cli("data", "synth", "--out", out, "--set", "seed"), "expected KEY=VALUE", out=out
+    )
+    result = cli("data", "prepare", "nosuchsource", "--raw", tmp_path, "--out", out)
+    assert_clean_failure(result, "'source'", out=out)
+    assert_clean_failure(
+        cli("data", "synth", "--out", out, "--config", tmp_path / "nope.yaml"),
+        "config file not found",
+    )
+
+
+def test_stats_on_a_directory_that_is_not_a_dataset(cli, tmp_path: Path) -> None:
+    assert_clean_failure(cli("data", "stats", tmp_path), "manifest.json: missing manifest")
+    assert_clean_failure(cli("data", "stats", tmp_path / "nope"), "dataset directory not found")
+
+
+def test_real_console_script_exits_2_without_traceback(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "rlrec", "data", "stats", str(tmp_path / "missing")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+
+
+def test_happy_path_synth_prepare_stats(cli, tmp_path: Path) -> None:
+    raw, ds = tmp_path / "raw", tmp_path / "ds"
+    assert (
+        cli("data", "synth", "--out", raw, "--set", "n_sessions=50", "--set", "n_items=30").code
+        == 0
+    )
+    assert (raw / "config.yaml").read_text().startswith("n_sessions: 50\n")
+    result = cli(
+        "data",
+        "prepare",
+        "synthetic",
+        "--raw",
+        raw,
+        "--out",
+        ds,
+        "--set",
+        "split.ratios=[0.6,0.2,0.2]",
+    )
+    assert result.code == 0, result.err
+    assert "50 sessions (30 / 10 / 10 train/val/test)" in result.out
+    assert "ratios:\n  - 0.6\n" in (ds / "config.yaml").read_text()
+    result = cli("data", "stats", ds)
+    assert result.code == 0 and "sequences" in result.out and "purchase in window" in result.out
+    result = cli("data", "stats", ds, "--json")
+    assert '"sequences": 50' in result.out
+
+
+@pytest.mark.parametrize("args", [("--help",), ("data", "--help")])
+def test_help(cli, args: tuple[str, ...]) -> None:
+    result = cli(*args)
+    assert result.code == 0 and "Usage" in result.out

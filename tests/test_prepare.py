@@ -1,0 +1,223 @@
+"""prepare → dataset directory: encoding, splits, popularity, manifest, determinism, atomicity."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from conftest import ML100K
+from rlrec.data.dataset import PreparedDataset
+from rlrec.data.loaders.recbole import RecBoleSource
+from rlrec.data.loaders.synthetic import SyntheticSource
+from rlrec.data.loaders.yoochoose import YooChooseSource
+from rlrec.data.prepare import PrepareConfig, prepare
+from rlrec.data.splits import SplitConfig, cut_points
+from rlrec.data.stats import dataset_stats
+from rlrec.data.synthetic import SynthConfig, write_synthetic
+from rlrec.errors import DataFormatError, OutputExistsError
+
+
+def all_events(ds: PreparedDataset) -> pl.DataFrame:
+    return pl.concat(
+        [ds.frame(s).with_columns(pl.lit(s).alias("split")) for s in ("train", "val", "test")]
+    )
+
+
+@pytest.fixture(scope="module")
+def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("synth") / "raw"
+    write_synthetic(SynthConfig(n_sessions=300, n_items=80, n_topics=4, seed=1), out)
+    return out
+
+
+def test_yoochoose_encoding_order_pad_and_popularity(yoochoose_dir: Path, tmp_path: Path) -> None:
+    cfg = PrepareConfig(source=YooChooseSource(path=yoochoose_dir, sample_sessions=None))
+    manifest = prepare(cfg, tmp_path / "ds")
+    ds = PreparedDataset.load(tmp_path / "ds")
+    raw = [214536500, 214536502, 214536506, 214662742, 214825110, 214999999]
+    assert ds.items.get_column("item_id").to_list() == raw  # LabelEncoder order over clicks+buys
+    assert ds.items.get_column("item").to_list() == list(range(6))
+    assert ds.n_items == ds.pad_id == manifest["pad_id"] == 6
+    events = all_events(ds).sort("session_id", maintain_order=True)
+    s1 = events.filter(pl.col("session_id") == 1)
+    assert s1.get_column("item").to_list() == [1, 0, 0, 2]
+    assert s1.get_column("is_buy").to_list() == [0, 0, 1, 0]
+    counts = ds.items.get_column("count_all").to_list()
+    assert counts == [4, 2, 2, 2, 1, 1] and sum(counts) == manifest["counts"]["events"] == 12
+    train_events = ds.frame("train").group_by("item").len()
+    expected = dict(zip(*train_events.get_columns(), strict=True))
+    got = dict(zip(ds.items.get_column("item"), ds.items.get_column("count_train"), strict=True))
+    assert all(got[i] == expected.get(i, 0) for i in got)
+    assert manifest["counts"] == {
+        "raw_events": 12,
+        "sessions": 3,
+        "events": 12,
+        "clicks": 10,
+        "purchases": 2,
+    }
+    stats = dataset_stats(ds)
+    assert stats["all"]["purchase_in_window"] == 0.5  # 214536500 was clicked before; 214999999 not
+
+
+def test_identical_inputs_give_identical_bytes(synth_dir: Path, tmp_path: Path) -> None:
+    cfg = PrepareConfig(source=SyntheticSource(path=synth_dir))
+    prepare(cfg, tmp_path / "a")
+    prepare(cfg, tmp_path / "b")
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "b").iterdir())
+    for name in names:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert manifest["inputs"][0]["name"] == "events.parquet"
+    assert set(manifest["files"]) == {
+        "train.parquet",
+        "val.parquet",
+        "test.parquet",
+        "items.parquet",
+        "splits.parquet",
+    }
+
+
+@pytest.mark.parametrize("n", [1, 9, 10, 11, 943, 195_523])
+def test_cut_points_follow_the_reference(n: int) -> None:
+    a, b = cut_points(n, (0.8, 0.1, 0.1))
+    assert (a, b) == (int(n * 0.8), int(n * 0.9))
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_random_split_is_the_seeded_reference_shuffle(
+    synth_dir: Path, tmp_path: Path, seed: int
+) -> None:
+    cfg = PrepareConfig(source=SyntheticSource(path=synth_dir), seed=seed)
+    prepare(cfg, tmp_path / "ds")
+    ds = PreparedDataset.load(tmp_path / "ds")
+    ids = np.sort(all_events(ds).get_column("session_id").unique().to_numpy())
+    np.random.RandomState(seed).shuffle(ids)
+    a, b = cut_points(len(ids), (0.8, 0.1, 0.1))
+    for name, part in (("train", ids[:a]), ("val", ids[a:b]), ("test", ids[b:])):
+        assert sorted(ds.frame(name).get_column("session_id").unique().to_list()) == sorted(part)
+
+
+def test_seeds_change_the_split_and_splits_are_disjoint(synth_dir: Path, tmp_path: Path) -> None:
+    sets = {}
+    for seed in (0, 1):
+        prepare(
+            PrepareConfig(source=SyntheticSource(path=synth_dir), seed=seed), tmp_path / str(seed)
+        )
+        ds = PreparedDataset.load(tmp_path / str(seed))
+        parts = [
+            set(ds.frame(s).get_column("session_id").unique()) for s in ("train", "val", "test")
+        ]
+        assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
+        assert len(parts[0] | parts[1] | parts[2]) == 300
+        assert [len(p) for p in parts] == [240, 30, 30]
+        sets[seed] = parts[2]
+    assert sets[0] != sets[1]
+
+
+def test_time_split_orders_sessions_by_start(synth_dir: Path, tmp_path: Path) -> None:
+    cfg = PrepareConfig(source=SyntheticSource(path=synth_dir), split=SplitConfig(kind="time"))
+    prepare(cfg, tmp_path / "ds")
+    ds = PreparedDataset.load(tmp_path / "ds")
+    start = {
+        s: ds.frame(s).group_by("session_id").agg(pl.col("timestamp").min())
+        for s in ("train", "val", "test")
+    }
+    assert start["train"]["timestamp"].max() <= start["val"]["timestamp"].min()
+    assert start["val"]["timestamp"].max() <= start["test"]["timestamp"].min()
+
+
+def test_split_file_reproduces_a_split(synth_dir: Path, tmp_path: Path) -> None:
+    prepare(PrepareConfig(source=SyntheticSource(path=synth_dir), seed=3), tmp_path / "a")
+    again = PrepareConfig(
+        source=SyntheticSource(path=synth_dir),
+        split=SplitConfig(kind="file", file=tmp_path / "a" / "splits.parquet"),
+    )
+    prepare(again, tmp_path / "b")
+    for name in ("train.parquet", "val.parquet", "test.parquet"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    # the same assignment written by hand as CSV
+    csv = tmp_path / "split.csv"
+    pl.read_parquet(tmp_path / "a" / "splits.parquet").write_csv(csv)
+    prepare(again.model_copy(update={"split": SplitConfig(kind="file", file=csv)}), tmp_path / "c")
+    assert (tmp_path / "a" / "test.parquet").read_bytes() == (
+        tmp_path / "c" / "test.parquet"
+    ).read_bytes()
+
+
+def test_failed_prepare_leaves_nothing(synth_dir: Path, tmp_path: Path) -> None:
+    partial = tmp_path / "partial.csv"
+    partial.write_text("session_id,split\n1,train\n2,test\n")
+    cfg = PrepareConfig(
+        source=SyntheticSource(path=synth_dir), split=SplitConfig(kind="file", file=partial)
+    )
+    with pytest.raises(DataFormatError, match=r"298 session\(s\) of the data have no split"):
+        prepare(cfg, tmp_path / "out" / "ds")
+    assert not (tmp_path / "out").exists()  # failed before anything was written
+
+
+def test_existing_output_is_kept_unless_overwrite(synth_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ds"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep me")
+    cfg = PrepareConfig(source=SyntheticSource(path=synth_dir))
+    with pytest.raises(OutputExistsError):
+        prepare(cfg, out)
+    assert (out / "precious.txt").read_text() == "keep me"
+    prepare(cfg, out, overwrite=True)
+    assert not (out / "precious.txt").exists() and (out / "manifest.json").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["ds"]  # no temporary or backup left behind
+
+
+def test_load_rejects_corruption_and_foreign_directories(synth_dir: Path, tmp_path: Path) -> None:
+    prepare(PrepareConfig(source=SyntheticSource(path=synth_dir)), tmp_path / "ds")
+    with pytest.raises(DataFormatError, match="missing manifest"):
+        PreparedDataset.load(tmp_path)
+    with (tmp_path / "ds" / "val.parquet").open("ab") as fh:
+        fh.write(b"x")
+    with pytest.raises(DataFormatError, match=r"val.parquet: file content does not match"):
+        PreparedDataset.load(tmp_path / "ds")
+    manifest = json.loads((tmp_path / "ds" / "manifest.json").read_text())
+    manifest["format_version"] = 99
+    (tmp_path / "ds" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(DataFormatError, match="format version 99 is not supported"):
+        PreparedDataset.load(tmp_path / "ds")
+    (tmp_path / "ds" / "manifest.json").write_text("{not json")
+    with pytest.raises(DataFormatError, match="not valid JSON"):
+        PreparedDataset.load(tmp_path / "ds")
+
+
+@pytest.mark.skipif(not ML100K.exists(), reason="shared/datasets/ml-100k not present")
+def test_real_ml100k_protocol(tmp_path: Path) -> None:
+    """User = session, rating ≥ 4 = purchase, users split 8:1:1 with seed 0, ties in file order."""
+    manifest = prepare(PrepareConfig(source=RecBoleSource(path=ML100K)), tmp_path / "ml")
+    assert manifest["counts"] == {
+        "raw_events": 100_000,
+        "sessions": 943,
+        "events": 100_000,
+        "clicks": 44_625,
+        "purchases": 55_375,
+    }
+    assert manifest["n_items"] == 1682
+    assert [manifest["splits"][s]["sessions"] for s in ("train", "val", "test")] == [754, 94, 95]
+    ds = PreparedDataset.load(tmp_path / "ml")
+    raw = pl.read_csv(
+        ML100K / "ml-100k.inter",
+        separator="\t",
+        has_header=False,
+        skip_rows=1,
+        new_columns=["user", "item", "rating", "t"],
+    )
+    user = ds.frame("train").get_column("session_id")[0]
+    expected = raw.filter(pl.col("user") == user).sort("t", maintain_order=True).get_column("item")
+    got = ds.frame("train").filter(pl.col("session_id") == user).get_column("item")
+    assert ds.items.get_column("item_id").gather(got).to_list() == expected.to_list()
+    stats = dataset_stats(ds)
+    assert (
+        stats["all"]["sequences"] == 943
+        and stats["training"]["transitions"] == manifest["splits"]["train"]["events"]
+    )
