@@ -76,7 +76,7 @@ TAIL_MU, TAIL_SIGMA = 0.35, 1.15  # length >= 3: 3 + floor(lognormal); overall m
 MAX_LEN = 200
 MEAN_ID_GAP = 11.5 / 9.25  # session ids 1..~11.5M for ~9.25M sessions
 P_REPEAT = 0.2  # a click re-views the previous click's item
-BUYS_PER_SESSION = 2.25  # 1.15M buy rows / ~510k buy sessions
+BUYS_PER_SESSION = 2.15  # 1.1M buy rows in ~510k buy sessions (real: 1.15M rows)
 P_BUY_CLICKED = 0.9  # bought items are usually items clicked in the session
 T_START = int(datetime(2014, 4, 1, tzinfo=timezone.utc).timestamp() * 1000)
 T_END = int(datetime(2014, 9, 30, tzinfo=timezone.utc).timestamp() * 1000)
@@ -253,7 +253,7 @@ def write_chunk(
     frac = (first_session + np.arange(n)) / max(n_sessions, 1)
     start_ms = T_START + (frac * (T_END - T_START - 24 * HOUR_MS)).astype(np.int64)
     start_ms += rng.normal(0.0, 2 * HOUR_MS, n).astype(np.int64)
-    start_ms = np.clip(start_ms, T_START, T_END - 24 * HOUR_MS)
+    start_ms = T_START + np.abs(start_ms - T_START)  # reflect the jitter at the first day
     # Gaps between clicks: log-normal, median ~45 s, at least 1 ms, at most 3 h.
     gaps = np.clip(rng.lognormal(np.log(45_000.0), 1.3, rows), 1, 3 * HOUR_MS).astype(np.int64)
     gaps[pos == 0] = 0
@@ -287,10 +287,13 @@ def write_chunk(
     last_click = ts[starts[buy_sessions] + lengths[buy_sessions] - 1]
     checkout = last_click + rng.integers(10_000, 900_000, len(buy_sessions))
     b_start = np.cumsum(buy_counts) - buy_counts
-    b_ts = np.repeat(checkout, buy_counts) + 7 * (np.arange(nb) - np.repeat(b_start, buy_counts))
+    steps = rng.integers(1, 5_000, nb)  # ms between the rows of one checkout
+    steps[b_start] = 0
+    b_elapsed = np.cumsum(steps)
+    b_ts = np.repeat(checkout, buy_counts) + b_elapsed - np.repeat(b_elapsed[b_start], buy_counts)
     free = rng.random(nb) < 0.25  # price and quantity 0, as in part of the real buys
     price = np.where(free, 0, np.round(rng.lognormal(np.log(2500.0), 1.2, nb))).astype(np.int64)
-    quantity = np.where(free, 0, 1 + rng.geometric(0.8, nb) - 1).astype(np.int64)
+    quantity = np.where(free, 0, rng.geometric(0.8, nb)).astype(np.int64)
     buys = pl.DataFrame(
         {
             "session_id": ids[bs],
@@ -354,7 +357,7 @@ def measure(cmd: list[str]) -> tuple[int, float, float | None, int | None, str]:
         else:
             full = [sys.executable, "-c", _WRAPPER, str(report), *cmd]
         t0 = time.perf_counter()
-        proc = subprocess.run(full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.run(full, capture_output=True, text=True)
         wall = time.perf_counter() - t0
         text = report.read_text() if report.exists() else ""
     cpu: float | None = None
@@ -397,7 +400,8 @@ def run_variant(workdir: Path, variant: str, sample_sessions: int, rows_in: int)
     print(f"run: {variant}: {' '.join(cmd)}", flush=True)
     rc, wall, cpu, rss, log = measure(cmd)
     result = Result(variant, rows_in, rc, wall, cpu, rss, stderr_tail=log[-2000:])
-    result.stages = [(m.group(1), float(m.group(2))) for m in _STAGE.finditer(log)]
+    # "writing /path/to/out" -> "writing", so both variants share the column
+    result.stages = [(m.group(1).split(" /")[0], float(m.group(2))) for m in _STAGE.finditer(log)]
     if rc == 0:
         result.manifest = json.loads((out / "manifest.json").read_text())
     else:
