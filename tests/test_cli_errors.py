@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ts, write_lines
 
 
@@ -65,50 +64,39 @@ def test_empty_file(cli, tmp_path: Path) -> None:
     )
 
 
-def test_wrong_separator(cli, tmp_path: Path) -> None:
-    d = yc(tmp_path, [line.replace(",", "\t") for line in GOOD])
-    out = tmp_path / "ds"
-    assert_clean_failure(
-        prep(cli, d, out),
+BAD_CLICKS = {
+    "wrong separator": (
+        [line.replace(",", "\t") for line in GOOD],
         "yoochoose-clicks.dat:1: expected 4 ','-separated fields, found 1; is the separator ','?",
-        out=out,
-    )
-
-
-def test_wrong_column_count(cli, tmp_path: Path) -> None:
-    d = yc(tmp_path, [*GOOD, f"2,{ts(3)},214536502,0,extra"])
-    out = tmp_path / "ds"
-    assert_clean_failure(
-        prep(cli, d, out),
+    ),
+    "extra field": (
+        [*GOOD, f"2,{ts(3)},214536502,0,extra"],
         "yoochoose-clicks.dat:4: expected 4 ','-separated fields, found 5",
-        out=out,
-    )
-    d = yc(tmp_path, [GOOD[0], f"2,{ts(3)},214536502"])
-    assert_clean_failure(
-        prep(cli, d, out),
+    ),
+    "missing field": (
+        [GOOD[0], f"2,{ts(3)},214536502"],
         "yoochoose-clicks.dat:2: expected 4 ','-separated fields, found 3",
-        out=out,
-    )
-
-
-def test_non_numeric_id(cli, tmp_path: Path) -> None:
-    d = yc(tmp_path, [*GOOD, f"abc,{ts(3)},214536502,0"])
-    out = tmp_path / "ds"
-    assert_clean_failure(
-        prep(cli, d, out),
+    ),
+    "non-numeric id": (
+        [*GOOD, f"abc,{ts(3)},214536502,0"],
         "yoochoose-clicks.dat:4: column 'session_id': expected an integer, found 'abc'",
-        out=out,
-    )
-
-
-def test_unparseable_timestamp(cli, tmp_path: Path) -> None:
-    d = yc(tmp_path, [*GOOD, "1,2014-13-07T10:00:00.000Z,214536502,0"])
-    out = tmp_path / "ds"
-    assert_clean_failure(
-        prep(cli, d, out),
+    ),
+    "unparseable timestamp": (
+        [*GOOD, "1,2014-13-07T10:00:00.000Z,214536502,0"],
         "yoochoose-clicks.dat:4: column 'timestamp': expected a timestamp",
-        out=out,
-    )
+    ),
+    "empty item": (
+        [*GOOD, f"1,{ts(3)},,0"],
+        "yoochoose-clicks.dat:4: column 'item_id': empty value",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CLICKS))
+def test_malformed_clicks_name_file_line_and_column(cli, tmp_path: Path, case: str) -> None:
+    lines, message = BAD_CLICKS[case]
+    out = tmp_path / "ds"
+    assert_clean_failure(prep(cli, yc(tmp_path, lines), out), message, out=out)
 
 
 def test_unparseable_generic_timestamp(cli, tmp_path: Path) -> None:

@@ -60,7 +60,7 @@ def test_errors_name_the_key_and_the_file(tmp_path: Path) -> None:
     path.write_text("source: {kind: [\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         build_config(PrepareConfig, path=path)
-    with pytest.raises(ConfigError, match="split.file is required for kind 'file'"):
+    with pytest.raises(ConfigError, match=r"split\.file is required for kind 'file'"):
         build_config(
             PrepareConfig,
             cli={"source": {"kind": "movielens", "path": "x"}, "split": {"kind": "file"}},

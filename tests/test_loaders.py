@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-
 from conftest import ML100K, write_lines
+
 from rlrec.data.filters import FilterConfig, apply_filters
 from rlrec.data.loaders.generic import ColumnMap, GenericSource
 from rlrec.data.loaders.movielens import MovieLensSource

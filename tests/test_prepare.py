@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-
 from conftest import ML100K
+
 from rlrec.data.dataset import PreparedDataset
 from rlrec.data.loaders.recbole import RecBoleSource
 from rlrec.data.loaders.synthetic import SyntheticSource
