@@ -175,6 +175,197 @@ def _json_number(value: Any) -> Any:
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
+# ---------------------------------------------------------------------------- training and serving
+
+
+@app.command("train")
+def train(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run from its last checkpoint.")
+    ] = False,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Train an offline objective on a prepared dataset (config: data, out, encoder, objective, train, eval)."""
+    from rlrec.train.config import TrainConfig
+    from rlrec.train.trainer import Trainer
+
+    cfg = build_config(TrainConfig, path=config, overrides=set_)
+    trainer = Trainer(cfg, resume=resume, overwrite=overwrite)
+    with stages(f"training {cfg.objective.kind}/{cfg.encoder.kind}") as advance:
+        advance(f"training {trainer.total_steps} steps ({trainer.steps_per_epoch}/epoch)")
+        summary = trainer.fit()
+    if summary:
+        _print_metrics(
+            f"{cfg.out}: test metrics of the best validation checkpoint (step {summary['best_step']})",
+            summary["test"],
+        )
+
+
+@app.command("evaluate")
+def evaluate_run(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory written by rlrec train.")],
+    split: Annotated[str, typer.Option("--split", help="val or test")] = "test",
+    checkpoint: Annotated[
+        str, typer.Option("--checkpoint", help="best, latest or a checkpoint directory")
+    ] = "best",
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="Dataset directory (default: the run's).", show_default=False),
+    ] = None,
+    out_file: Annotated[
+        Path | None,
+        typer.Option("--out", help="Also write the metrics as JSON here.", show_default=False),
+    ] = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Evaluate a run's checkpoint on a split (HR/NDCG@k for clicks and purchases, reward, NG_off)."""
+    from rlrec.data.dataset import PreparedDataset
+    from rlrec.data.popularity import item_popularity
+    from rlrec.data.transitions import Transitions
+    from rlrec.fsutil import atomic_write_json, check_writable
+    from rlrec.serve.inference import load_run
+    from rlrec.train.trainer import evaluate_network
+
+    if split not in ("val", "test"):
+        raise RlrecError(f"--split must be val or test, got '{split}'")
+    if out_file is not None:
+        check_writable(out_file, overwrite)
+    cfg, net, meta = load_run(run_dir, checkpoint)
+    ds = PreparedDataset.load(data or cfg.data)
+    if ds.manifest.get("content_hash") != meta.get("dataset_content_hash"):
+        raise RlrecError(
+            f"{ds.path}: not the dataset this run was trained on (content hash differs)"
+        )
+    device = next(net.parameters()).device
+    transitions = Transitions(ds.split(split), meta["state_size"], ds.pad_id, device=device)
+    metrics = evaluate_network(net, cfg, transitions, item_popularity(ds, "train", 1.0))
+    _print_metrics(f"{run_dir} [{checkpoint}] on {split}", metrics)
+    if out_file is not None:
+        atomic_write_json(
+            out_file,
+            {
+                "run": str(run_dir),
+                "checkpoint": checkpoint,
+                "split": split,
+                "metrics": {k: _json_number(v) for k, v in metrics.items()},
+            },
+        )
+
+
+@app.command("recommend")
+def recommend(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory written by rlrec train.")],
+    history: Annotated[
+        str | None,
+        typer.Option(
+            "--history", help="Comma-separated raw item ids, oldest first.", show_default=False
+        ),
+    ] = None,
+    sessions: Annotated[
+        Path | None,
+        typer.Option(
+            "--sessions",
+            help="CSV with session_id,item_id rows (in order) for batch mode.",
+            show_default=False,
+        ),
+    ] = None,
+    out_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Batch mode: write session_id,rank,item_id,score CSV here.",
+            show_default=False,
+        ),
+    ] = None,
+    k: Annotated[int, typer.Option("-k", help="How many items.")] = 10,
+    exclude_history: Annotated[
+        bool,
+        typer.Option("--exclude-history", help="Never recommend items already in the history."),
+    ] = False,
+    checkpoint: Annotated[str, typer.Option("--checkpoint")] = "best",
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Top-k recommendations for one history (--history) or for every session of a file (--sessions)."""
+    import polars as pl
+
+    from rlrec.fsutil import atomic_write_bytes, check_writable
+    from rlrec.serve.inference import Recommender
+
+    if (history is None) == (sessions is None):
+        raise RlrecError("give exactly one of --history or --sessions")
+    if out_file is not None:
+        check_writable(out_file, overwrite)
+    rec = Recommender.from_run(run_dir, checkpoint)
+    if history is not None:
+        table = Table(title=f"top {k} for history {history}")
+        for col in ("rank", "item_id", "score"):
+            table.add_column(col, justify="right")
+        for rank, (item, score) in enumerate(
+            rec.recommend([rec.parse_ids(history)], k, exclude_history)[0], 1
+        ):
+            table.add_row(str(rank), str(item), f"{score:.4f}")
+        out.print(table)
+        return
+    assert sessions is not None
+    from rlrec.data.loaders.delimited import check_file
+
+    check_file(sessions, "sessions file")
+    try:
+        df = pl.read_csv(sessions, infer_schema=False)
+    except pl.exceptions.PolarsError as exc:
+        raise RlrecError(f"{sessions}: could not be read as CSV ({exc})") from None
+    if not {"session_id", "item_id"} <= set(df.columns):
+        raise RlrecError(
+            f"{sessions}: needs columns session_id,item_id; found {','.join(df.columns)}"
+        )
+    groups = df.group_by("session_id", maintain_order=True).agg(pl.col("item_id"))
+    histories = [rec.parse_ids(",".join(items)) for items in groups.get_column("item_id").to_list()]
+    results = rec.recommend(histories, k, exclude_history)
+    rows = [
+        (sid, rank, item, score)
+        for sid, recs in zip(groups.get_column("session_id").to_list(), results, strict=True)
+        for rank, (item, score) in enumerate(recs, 1)
+    ]
+    csv_text = pl.DataFrame(
+        rows, schema=["session_id", "rank", "item_id", "score"], orient="row"
+    ).write_csv()
+    if out_file is None:
+        sys.stdout.write(csv_text)
+    else:
+        atomic_write_bytes(out_file, csv_text.encode())
+        out.print(f"wrote {len(rows)} recommendations for {len(histories)} sessions to {out_file}")
+
+
+def _print_metrics(title: str, metrics: dict[str, float]) -> None:
+    """HR/NDCG@k for clicks and purchases, and reward@k, as one table (k as columns)."""
+    ks = sorted({int(key.split("@")[1]) for key in metrics if key.startswith("hr_click@")})
+    table = Table(title=title)
+    table.add_column("metric")
+    for k in ks:
+        table.add_column(f"@{k}", justify="right")
+    for name in ("hr_click", "ndcg_click", "hr_purchase", "ndcg_purchase", "reward"):
+        table.add_row(
+            name,
+            *(
+                _fmt(
+                    "{:.4f}" if name != "reward" else "{:.1f}",
+                    metrics.get(f"{name}@{k}", float("nan")),
+                )
+                for k in ks
+            ),
+        )
+    out.print(table)
+    extras = {k: v for k, v in metrics.items() if k.startswith("ng_off") or k.startswith("n_")}
+    out.print(
+        "  ".join(
+            f"{k} = {_fmt('{:.4f}' if isinstance(v, float) else '{}', v)}"
+            for k, v in extras.items()
+        )
+    )
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

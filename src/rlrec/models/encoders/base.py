@@ -1,0 +1,58 @@
+"""The interface every sequential state encoder implements (spec-offline §B).
+
+``forward(state [B, L] int64 item ids (pad = n_items), len_state [B] int64) → [B, out_dim]``.
+
+``len_state`` follows the reference rule (number of real items, but 1 for an empty history), histories
+are right-padded, and the state is the encoder output at position ``len_state − 1``. A position is real
+iff it is before ``len_state`` *and* its id is not the pad, so the output never depends on positions
+``≥ len_state``. Each encoder owns its item-embedding table of ``n_items + 1`` rows (row ``n_items`` is
+the pad).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from rlrec.config import StrictModel
+
+EncoderKind = Literal["gru", "caser", "nextitnet", "sasrec"]
+
+
+class EncoderConfig(StrictModel):
+    """Architecture of the state encoder; defaults are the papers' (spec-offline §B, §D.1)."""
+
+    kind: EncoderKind = "sasrec"
+    hidden: int = Field(64, ge=1, description="item embedding / hidden size d")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    caser_filters: int = Field(16, ge=1, description="horizontal filters per height")
+    caser_heights: tuple[int, ...] = (2, 3, 4)
+    nextitnet_dilations: tuple[int, ...] = (1, 2, 1, 2, 1, 2)
+    nextitnet_kernel: int = Field(3, ge=2)
+    sasrec_blocks: int = Field(1, ge=1)
+    sasrec_heads: int = Field(1, ge=1)
+    sasrec_variant: Literal["xin_tf", "ccql_torch"] = "xin_tf"
+
+
+class Encoder(nn.Module):
+    """Base class: maps item-id histories to a state vector of size ``out_dim``."""
+
+    out_dim: int
+
+    def __init__(self, n_items: int, state_size: int, cfg: EncoderConfig) -> None:
+        super().__init__()
+        self.n_items = n_items
+        self.pad_id = n_items
+        self.state_size = state_size
+        self.cfg = cfg
+
+    def real_mask(self, state: torch.Tensor, len_state: torch.Tensor) -> torch.Tensor:
+        """``[B, L]`` bool: position is before ``len_state`` and not the pad id."""
+        positions = torch.arange(state.shape[1], device=state.device)
+        return (positions < len_state.unsqueeze(1)) & (state != self.pad_id)
+
+    def forward(self, state: torch.Tensor, len_state: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError

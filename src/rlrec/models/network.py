@@ -1,0 +1,69 @@
+"""Encoder + the two linear heads of the papers (spec-offline §B.0).
+
+``q_head`` (the reference's ``output1``) gives ``Q(s, ·) ∈ R^n``; ``ce_head`` (``output2``) gives the
+supervised logits ``y(s) ∈ R^n``. Both are plain affine maps with no activation and no weight tying,
+and neither has a column for the pad id, so the pad can never be ranked. Methods without one of the
+losses (supervised: no Q; DQN: no CE) build only the head they use.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+from rlrec.models.encoders.base import Encoder
+
+HeadInit = Literal["glorot", "normal"]
+
+
+def _init_head(layer: nn.Linear, init: HeadInit) -> None:
+    """TF default (Glorot-uniform weights) or the CCQL code's normal(0, 0.01); zero bias either way."""
+    if init == "glorot":
+        nn.init.xavier_uniform_(layer.weight)
+    else:
+        nn.init.normal_(layer.weight, std=0.01)
+    nn.init.zeros_(layer.bias)
+
+
+class QNetwork(nn.Module):
+    """State encoder with a Q head and/or a CE head over the ``n_items`` real items."""
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        n_items: int,
+        *,
+        q_head: bool = True,
+        ce_head: bool = True,
+        head_init: HeadInit = "glorot",
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.n_items = n_items
+        self.q_head = nn.Linear(encoder.out_dim, n_items) if q_head else None
+        self.ce_head = nn.Linear(encoder.out_dim, n_items) if ce_head else None
+        for head in (self.q_head, self.ce_head):
+            if head is not None:
+                _init_head(head, head_init)
+
+    def forward(self, state: torch.Tensor, len_state: torch.Tensor) -> torch.Tensor:
+        """``[B, L]``, ``[B]`` → encoded state ``[B, out_dim]``."""
+        return self.encoder(state, len_state)
+
+    def q(self, s: torch.Tensor) -> torch.Tensor:
+        """Q-values ``[B, n]`` of an encoded state."""
+        if self.q_head is None:
+            raise RuntimeError("this network has no Q head")
+        return self.q_head(s)
+
+    def logits(self, s: torch.Tensor) -> torch.Tensor:
+        """Supervised logits ``[B, n]`` of an encoded state."""
+        if self.ce_head is None:
+            raise RuntimeError("this network has no CE head")
+        return self.ce_head(s)
+
+    def head(self, name: Literal["q", "ce"], s: torch.Tensor) -> torch.Tensor:
+        """Scores from the named head (used for ranking)."""
+        return self.q(s) if name == "q" else self.logits(s)

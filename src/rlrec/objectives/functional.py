@@ -1,0 +1,102 @@
+"""Tensor math of the offline objectives (spec-offline §C.0, §C.4, §C.5), free of any module state.
+
+Shapes: ``B`` batch, ``n`` items, ``K`` sampled negatives, ``L`` state window.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def double_q_target(
+    q_select: torch.Tensor,
+    q_value: torch.Tensor,
+    reward: torch.Tensor,
+    gamma: float,
+    done: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Double-Q target ``y = r + γ·(1 − done)·Q_val(s', argmax_a Q_sel(s', a))`` (§C.0.5).
+
+    ``q_select``, ``q_value``: ``[B, n]`` (no gradient expected); ``reward``: ``[B]``; ``done``: ``[B]``
+    bool or ``None`` (negative-action targets are never masked). Returns ``[B]``.
+    """
+    best = q_select.argmax(dim=1, keepdim=True)
+    bootstrap = q_value.gather(1, best).squeeze(1)
+    if done is not None:
+        bootstrap = bootstrap * (~done).to(bootstrap.dtype)
+    return reward + gamma * bootstrap
+
+
+def td_loss(q_taken: torch.Tensor, target: torch.Tensor, scale: float = 0.5) -> torch.Tensor:
+    """Per-element squared TD error ``scale·(y − Q)²`` (trfl's ½δ² by default, §F.10); gradient only into ``q_taken``."""
+    return scale * (target.detach() - q_taken).pow(2)
+
+
+def sample_negatives(
+    action: torch.Tensor,
+    n_items: int,
+    k: int,
+    generator: torch.Generator,
+    exclude: torch.Tensor | None = None,
+    max_rounds: int = 100,
+) -> torch.Tensor:
+    """``[B, K]`` uniform item ids in ``[0, n)``, with replacement, never equal to the positive (§C.0.6).
+
+    Drawing from ``[0, n − 1)`` and shifting ids ``≥ a⁺`` by one is exactly uniform over the other
+    items (the reference's redraw-on-collision). With ``exclude`` (``[B, L]`` ids, e.g. the history;
+    pads ignored), draws that hit an excluded id are redrawn, vectorised, until none is left.
+    """
+    b = action.shape[0]
+    draw = torch.randint(0, n_items - 1, (b, k), generator=generator, device="cpu").to(
+        action.device
+    )
+    neg = draw + (draw >= action.unsqueeze(1)).to(draw.dtype)
+    if exclude is None:
+        return neg
+    for _ in range(max_rounds):
+        bad = (neg.unsqueeze(2) == exclude.unsqueeze(1)).any(dim=2)
+        if not bool(bad.any()):
+            return neg
+        redraw = torch.randint(0, n_items - 1, (b, k), generator=generator, device="cpu").to(
+            action.device
+        )
+        redraw = redraw + (redraw >= action.unsqueeze(1)).to(redraw.dtype)
+        neg = torch.where(bad, redraw, neg)
+    return neg
+
+
+def cross_entropy(logits: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    """Per-sample ``CE_b = −log softmax(y(s_b))[a_b]`` over the full catalogue, ``[B]``."""
+    return F.cross_entropy(logits, action, reduction="none")
+
+
+def sa2c_advantage(
+    q_pos: torch.Tensor, q_neg: torch.Tensor, clip: tuple[float, float] | None
+) -> torch.Tensor:
+    """``A = Q(s,a⁺) − mean(Q over {a⁺} ∪ N)`` (§C.5, Eq. 6–7; duplicates counted), optionally clipped.
+
+    ``q_pos``: ``[B]``, ``q_neg``: ``[B, K]``, both detached by the caller. The reference clips to
+    ``[0, 10]`` by default, so below-average positives get zero actor weight.
+    """
+    mean = (q_pos + q_neg.sum(dim=1)) / (1 + q_neg.shape[1])
+    adv = q_pos - mean
+    return adv if clip is None else adv.clamp(clip[0], clip[1])
+
+
+def ips_weight(
+    logits: torch.Tensor,
+    action: torch.Tensor,
+    beta: torch.Tensor,
+    clip: tuple[float, float],
+    smooth: float,
+) -> torch.Tensor:
+    """Off-policy correction ``ρ = clip(π(a⁺|s) / β(a⁺), lo, hi) ** smooth`` (§C.5, Eq. 10), ``[B]``.
+
+    ``π`` is the softmax of the (detached) CE logits, ``β`` the behaviour policy (item popularity).
+    ``smooth = 0`` gives ρ ≡ 1 exactly.
+    """
+    if smooth == 0:
+        return torch.ones_like(action, dtype=logits.dtype)
+    pi = torch.softmax(logits.detach(), dim=1).gather(1, action.unsqueeze(1)).squeeze(1)
+    return (pi / beta[action]).clamp(clip[0], clip[1]).pow(smooth)

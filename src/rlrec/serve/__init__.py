@@ -1,0 +1,1 @@
+"""Serving: top-k recommendations from a trained run."""

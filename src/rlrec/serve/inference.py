@@ -1,0 +1,137 @@
+"""Top-k recommendations from a saved run, in the user's raw item ids.
+
+``Recommender.from_run(RUN_DIR)`` rebuilds the network from the run's ``config.yaml`` and ``run.json``
+and loads the evaluated network's weights from a checkpoint (``best`` by default) — safetensors only,
+no pickle, and the run directory is self-contained (``items.parquet`` maps item indices to raw ids).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import torch
+
+from rlrec.config import build_config
+from rlrec.data.transitions import history_window
+from rlrec.device import resolve_device
+from rlrec.errors import DataFormatError, RlrecError
+from rlrec.eval.evaluator import top_k
+from rlrec.models.network import QNetwork
+from rlrec.train.checkpoint import latest_checkpoint, load_checkpoint, load_modules
+from rlrec.train.config import TrainConfig
+from rlrec.train.trainer import BEST, CHECKPOINTS, ITEMS, RUN_META, build_network
+
+
+def resolve_checkpoint(run_dir: Path, checkpoint: str) -> Path:
+    """``best``, ``latest`` or a checkpoint directory path."""
+    if checkpoint == "best":
+        path = run_dir / BEST
+    elif checkpoint == "latest":
+        found = latest_checkpoint(run_dir / CHECKPOINTS)
+        if found is None:
+            raise DataFormatError(run_dir, "the run has no checkpoint yet")
+        path = found
+    else:
+        path = Path(checkpoint)
+    if not path.is_dir():
+        raise DataFormatError(path, "checkpoint not found")
+    return path
+
+
+def load_run(
+    run_dir: Path, checkpoint: str = "best", device: str = "auto"
+) -> tuple[TrainConfig, QNetwork, dict[str, Any]]:
+    """``(config, evaluated network in eval mode, run.json)`` of a run directory."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise DataFormatError(run_dir, "not an rlrec run directory (no config.yaml)")
+    cfg = build_config(TrainConfig, path=run_dir / "config.yaml")
+    meta_path = run_dir / RUN_META
+    try:
+        meta = json.loads(meta_path.read_text())
+    except FileNotFoundError:
+        raise DataFormatError(meta_path, "missing run metadata") from None
+    except json.JSONDecodeError as exc:
+        raise DataFormatError(meta_path, f"not valid JSON ({exc})") from None
+    net = build_network(cfg, meta["n_items"], meta["state_size"])
+    path = resolve_checkpoint(run_dir, checkpoint)
+    tensors, _, _ = load_checkpoint(path)
+    name = (
+        f"net{cfg.eval_network}"
+        if any(k.startswith(f"net{cfg.eval_network}.") for k in tensors)
+        else "net0"
+    )
+    load_modules({name: net}, tensors, path)
+    net.to(resolve_device(device)).eval()
+    return cfg, net, meta
+
+
+class Recommender:
+    """Scores the full catalogue for histories of raw item ids and returns the top k."""
+
+    def __init__(
+        self, cfg: TrainConfig, net: QNetwork, items: pl.DataFrame, state_size: int
+    ) -> None:
+        self.cfg = cfg
+        self.net = net
+        self.state_size = state_size
+        self.raw_ids = items.sort("item").get_column("item_id")
+        self.index = dict(zip(self.raw_ids.to_list(), range(len(self.raw_ids)), strict=True))
+        self.device = next(net.parameters()).device
+
+    @classmethod
+    def from_run(cls, run_dir: Path, checkpoint: str = "best", device: str = "auto") -> Recommender:
+        cfg, net, meta = load_run(Path(run_dir), checkpoint, device)
+        items = pl.read_parquet(Path(run_dir) / ITEMS)
+        return cls(cfg, net, items, meta["state_size"])
+
+    def parse_ids(self, text: str) -> list[Any]:
+        """``"12,5,77"`` → raw ids of the catalogue's type (ints when the ids are integers)."""
+        parts = [p.strip() for p in text.split(",") if p.strip()]
+        if self.raw_ids.dtype == pl.Int64:
+            bad = [p for p in parts if not p.lstrip("+-").isdigit()]
+            if bad:
+                raise RlrecError(f"history: item ids must be integers, found {', '.join(bad[:5])}")
+            return [int(p) for p in parts]
+        return parts
+
+    def encode(self, history: Sequence[Any]) -> list[int]:
+        unknown = [h for h in history if h not in self.index]
+        if unknown:
+            shown = ", ".join(map(str, unknown[:5]))
+            raise RlrecError(
+                f"history: {len(unknown)} item id(s) not in the trained catalogue ({shown}); "
+                f"the model knows {len(self.index)} items"
+            )
+        return [self.index[h] for h in history]
+
+    @torch.inference_mode()
+    def recommend(
+        self, histories: Sequence[Sequence[Any]], k: int = 10, exclude_history: bool = False
+    ) -> list[list[tuple[Any, float]]]:
+        """For each history (oldest first) the ``k`` best raw item ids with their scores."""
+        if not 1 <= k <= len(self.raw_ids):
+            raise RlrecError(f"k must be between 1 and {len(self.raw_ids)}, got {k}")
+        encoded = [self.encode(h) for h in histories]
+        pad = len(self.raw_ids)  # one trailing pad keeps the gather valid when every history is empty
+        flat = torch.tensor([i for h in encoded for i in h] + [pad], dtype=torch.long, device=self.device)
+        lengths = torch.tensor([len(h) for h in encoded], dtype=torch.long, device=self.device)
+        ends = torch.cumsum(lengths, 0)
+        state, len_state = history_window(
+            flat, ends - lengths, ends, self.state_size, len(self.raw_ids)
+        )
+        scores = self.net.head(self.cfg.objective.eval_head, self.net(state, len_state)).float()
+        if exclude_history:
+            for row, h in enumerate(encoded):
+                if h:
+                    scores[row, torch.tensor(h, device=self.device)] = -torch.inf
+        values, indices = top_k(scores, k)
+        ids = self.raw_ids.to_list()
+        return [
+            [(ids[i], float(v)) for i, v in zip(idx.tolist(), val.tolist(), strict=True)]
+            for idx, val in zip(indices, values, strict=True)
+        ]

@@ -1,0 +1,1 @@
+"""Training: one loop for every offline objective, with checkpoints, resume and data parallelism."""

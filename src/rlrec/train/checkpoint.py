@@ -1,0 +1,151 @@
+"""Checkpoints: safetensors for tensors, JSON for everything else, written atomically.
+
+A checkpoint is a directory ``checkpoints/step_<N>/`` holding
+
+* ``model.safetensors`` — the networks' weights, keys prefixed ``net0.``, ``net1.``, ``target.``;
+* ``optim.safetensors`` — Adam's tensors, keys ``<optimizer name>/<param index>/<field>``;
+* ``state.json`` — step, the optimisers' hyper-parameters, best-metric bookkeeping.
+
+It is written into a temporary sibling and renamed, and ``checkpoints/latest.json`` is replaced
+atomically afterwards, so a crash at any moment leaves the previous checkpoint intact and loadable.
+Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from rlrec.errors import DataFormatError
+from rlrec.fsutil import atomic_write_json
+
+LATEST = "latest.json"
+
+
+def module_tensors(modules: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
+    """Flatten named modules' state dicts into one ``prefix.key → tensor`` dict (contiguous, CPU)."""
+    return {
+        f"{name}.{key}": value.detach().cpu().contiguous()
+        for name, module in modules.items()
+        for key, value in module.state_dict().items()
+    }
+
+
+def optimizer_payload(
+    optimizers: dict[str, torch.optim.Optimizer],
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split optimiser state dicts into tensors (safetensors) and JSON-able hyper-parameters."""
+    tensors: dict[str, torch.Tensor] = {}
+    meta: dict[str, Any] = {}
+    for name, opt in optimizers.items():
+        sd = opt.state_dict()
+        for index, fields in sd["state"].items():
+            for field, value in fields.items():
+                t = value if torch.is_tensor(value) else torch.tensor(value)
+                tensors[f"{name}/{index}/{field}"] = t.detach().cpu().contiguous()
+        meta[name] = sd["param_groups"]
+    return tensors, meta
+
+
+def restore_optimizer(
+    opt: torch.optim.Optimizer, name: str, tensors: dict[str, torch.Tensor], groups: list[Any]
+) -> None:
+    """Load the state saved by :func:`optimizer_payload` into ``opt``."""
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    prefix = f"{name}/"
+    for key, value in tensors.items():
+        if key.startswith(prefix):
+            _, index, field = key.split("/")
+            state.setdefault(int(index), {})[field] = value
+    opt.load_state_dict({"state": state, "param_groups": groups})
+
+
+def save_checkpoint(
+    root: Path,
+    step: int,
+    modules: dict[str, nn.Module],
+    optimizers: dict[str, torch.optim.Optimizer],
+    state: dict[str, Any],
+    keep_last: int,
+    protect: set[str] | None = None,
+) -> Path:
+    """Write ``root/step_<step>`` atomically, point ``latest.json`` at it, prune old checkpoints."""
+    root.mkdir(parents=True, exist_ok=True)
+    name = f"step_{step:09d}"
+    final = root / name
+    tmp = root / f".{name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    save_file(module_tensors(modules), str(tmp / "model.safetensors"))
+    opt_tensors, opt_meta = optimizer_payload(optimizers)
+    save_file(opt_tensors, str(tmp / "optim.safetensors"))
+    atomic_write_json(tmp / "state.json", {**state, "step": step, "optimizers": opt_meta})
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+    atomic_write_json(root / LATEST, {"checkpoint": name, "step": step})
+    keep = {name, *(protect or set())}
+    existing = sorted(p.name for p in root.glob("step_*") if p.is_dir())
+    for old in existing[: max(0, len(existing) - keep_last)]:
+        if old not in keep:
+            shutil.rmtree(root / old)
+    return final
+
+
+def latest_checkpoint(root: Path) -> Path | None:
+    """The directory ``latest.json`` points to, or ``None`` when there is no checkpoint yet."""
+    pointer = root / LATEST
+    if not pointer.is_file():
+        return None
+    try:
+        name = json.loads(pointer.read_text())["checkpoint"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise DataFormatError(pointer, f"checkpoint pointer is corrupted ({exc})") from None
+    path = root / name
+    if not path.is_dir():
+        raise DataFormatError(pointer, f"points to {name}, which does not exist")
+    return path
+
+
+def load_checkpoint(
+    path: Path,
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, Any]]:
+    """``(model tensors, optimiser tensors, state)`` of a checkpoint directory, validated."""
+    try:
+        model = load_file(str(path / "model.safetensors"))
+        optim = (
+            load_file(str(path / "optim.safetensors"))
+            if (path / "optim.safetensors").exists()
+            else {}
+        )
+        state = json.loads((path / "state.json").read_text())
+    except FileNotFoundError as exc:
+        raise DataFormatError(
+            path, f"incomplete checkpoint: {Path(exc.filename or '').name} missing"
+        ) from None
+    except (SafetensorError, json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+        raise DataFormatError(path, f"corrupted checkpoint ({exc})") from None
+    return model, optim, state
+
+
+def load_modules(
+    modules: dict[str, nn.Module], tensors: dict[str, torch.Tensor], source: Path
+) -> None:
+    """Load ``prefix.key`` tensors into the named modules; a shape or key mismatch is a clear error."""
+    for name, module in modules.items():
+        prefix = f"{name}."
+        sd = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+        try:
+            module.load_state_dict(sd, strict=True)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()
+            raise DataFormatError(
+                source, f"checkpoint does not match the configured model ({'; '.join(first[:3])})"
+            ) from None

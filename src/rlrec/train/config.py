@@ -1,0 +1,64 @@
+"""The training config: data, encoder, objective, loop, evaluation (one YAML per experiment)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from rlrec.config import StrictModel
+from rlrec.eval.evaluator import EvalConfig
+from rlrec.models.encoders.base import EncoderConfig
+from rlrec.models.network import HeadInit
+from rlrec.objectives import Objective
+from rlrec.objectives.supervised import SupervisedConfig
+
+
+class LoopConfig(StrictModel):
+    """The optimisation loop (spec-offline §D.1 defaults).
+
+    Batches are drawn from a seeded permutation of the training transitions per epoch; the last
+    partial batch is dropped, so an epoch is ``floor(#transitions / batch_size)`` steps, as in the
+    reference. ``eval_every`` counts optimiser steps; the validation split selects the checkpoint
+    (``select_metric``, higher is better) and the test split is evaluated once, on that checkpoint.
+    """
+
+    batch_size: int = Field(256, ge=1)
+    epochs: int = Field(50, ge=1)
+    max_steps: int | None = Field(
+        None, ge=1, description="stop after this many steps (overrides epochs)"
+    )
+    eval_every: int = Field(4000, ge=1)
+    log_every: int = Field(200, ge=1)
+    keep_last: int = Field(2, ge=1, description="checkpoints kept besides the best")
+    select_metric: str = "ndcg_purchase@10"
+    patience: int | None = Field(
+        None, ge=1, description="stop after this many evaluations without improvement"
+    )
+    grad_clip_norm: float | None = Field(None, gt=0)
+    grad_clip_value: float | None = Field(
+        None, gt=0, description="element-wise clamp (CCQL code: 1.0)"
+    )
+    num_threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's)")
+    tensorboard: bool = True
+
+
+class TrainConfig(StrictModel):
+    """``rlrec train`` settings. ``data`` is a prepared dataset directory; ``out`` the run directory."""
+
+    data: Path
+    out: Path
+    seed: int = 0
+    device: str = "auto"
+    state_size: int | None = Field(
+        None, ge=1, description="history window (default: the dataset's)"
+    )
+    head_init: HeadInit = "glorot"
+    eval_network: Literal[0, 1] = Field(
+        0, description="which net of the double-Q pair is evaluated (the reference: the first)"
+    )
+    encoder: EncoderConfig = EncoderConfig()
+    objective: Objective = SupervisedConfig()
+    train: LoopConfig = LoopConfig()
+    eval: EvalConfig = EvalConfig()

@@ -1,0 +1,84 @@
+"""Metric logging adapters: JSONL and CSV always, TensorBoard when it is installed."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+
+class Tracker:
+    """Appends records to ``metrics.jsonl`` (every record) and ``<kind>.csv`` (one file per kind).
+
+    Values are floats or ints; NaN is written as ``null`` in JSON and empty in CSV. With the
+    ``[track]`` extra installed, scalars also go to TensorBoard under ``tb/``.
+    """
+
+    def __init__(self, run_dir: Path, *, tensorboard: bool = True) -> None:
+        self.run_dir = Path(run_dir)
+        self._jsonl = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+        self._csv_columns: dict[str, list[str]] = {}
+        self._tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                pass
+            else:
+                self._tb = SummaryWriter(str(self.run_dir / "tb"))
+
+    def log(self, kind: str, step: int, values: dict[str, Any]) -> None:
+        """Record ``values`` of ``kind`` (e.g. ``train``, ``val``) at optimiser step ``step``."""
+        clean = {k: _plain(v) for k, v in values.items()}
+        self._jsonl.write(json.dumps({"kind": kind, "step": step, **clean}) + "\n")
+        self._jsonl.flush()
+        self._write_csv(kind, step, clean)
+        if self._tb is not None:
+            for key, value in clean.items():
+                if isinstance(value, (int, float)):
+                    self._tb.add_scalar(f"{kind}/{key}", value, step)
+
+    def _write_csv(self, kind: str, step: int, values: dict[str, Any]) -> None:
+        path = self.run_dir / f"{kind}.csv"
+        columns = self._csv_columns.get(kind)
+        if columns is None:
+            if path.exists():
+                with open(path, encoding="utf-8") as fh:
+                    columns = next(csv.reader(fh), None)
+            if not columns:
+                columns = ["step", *values]
+                with open(path, "w", newline="", encoding="utf-8") as fh:
+                    csv.writer(fh).writerow(columns)
+            self._csv_columns[kind] = columns
+        row = {"step": step, **values}
+        with open(path, "a", newline="", encoding="utf-8") as fh:
+            csv.writer(fh).writerow(["" if row.get(c) is None else row.get(c) for c in columns])
+
+    def truncate_after(self, step: int) -> None:
+        """Drop records logged after ``step`` (a resumed run replays them from its checkpoint)."""
+        self._jsonl.close()
+        for path in [self.run_dir / "metrics.jsonl", *self.run_dir.glob("*.csv")]:
+            if path.suffix == ".jsonl":
+                keep = [
+                    ln for ln in path.read_text().splitlines() if json.loads(ln)["step"] <= step
+                ]
+            else:
+                lines = path.read_text().splitlines()
+                keep = lines[:1] + [ln for ln in lines[1:] if int(ln.split(",", 1)[0]) <= step]
+            path.write_text("".join(line + "\n" for line in keep))
+        self._jsonl = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+
+    def close(self) -> None:
+        self._jsonl.close()
+        if self._tb is not None:
+            self._tb.close()
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

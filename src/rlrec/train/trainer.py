@@ -1,0 +1,427 @@
+"""One training loop for every offline objective (CleanRL-style: read it top to bottom).
+
+``Trainer(cfg).fit()`` builds the networks (one, or the double-Q pair of spec-offline §C.0.4, or an
+online net with a Polyak target), then for each optimiser step:
+
+1. re-seeds the step's random streams from ``(seed, step)`` (dropout, negatives, network roles), so a
+   resumed run ends exactly where an uninterrupted one does;
+2. cuts the batch from the epoch's seeded permutation of training transitions;
+3. picks main/target networks, samples negatives, computes the objective's loss;
+4. stops with a clear error on a non-finite loss (the last good checkpoint stays);
+5. steps the main network's Adam for the current phase (a fresh Adam per phase, spec §F.13);
+6. every ``eval_every`` steps evaluates the validation split, keeps the best checkpoint by
+   ``select_metric`` and writes a resumable checkpoint.
+
+At the end the best checkpoint is evaluated on the test split and ``summary.json`` is written.
+Under ``torchrun`` each rank trains on a slice of every global batch (see :mod:`.distributed`).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlrec import __version__
+from rlrec.config import config_to_yaml, dump_config
+from rlrec.data.dataset import PreparedDataset
+from rlrec.data.popularity import item_popularity
+from rlrec.data.transitions import Transitions
+from rlrec.device import resolve_device
+from rlrec.errors import ConfigError, RlrecError
+from rlrec.eval.evaluator import evaluate
+from rlrec.fsutil import atomic_write_json
+from rlrec.models.encoders import build_encoder
+from rlrec.models.network import QNetwork
+from rlrec.objectives import LossInputs
+from rlrec.objectives.base import QLearningConfig
+from rlrec.objectives.functional import sample_negatives
+from rlrec.seeding import derive_seed, generator, seed_everything
+from rlrec.train.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    load_modules,
+    restore_optimizer,
+    save_checkpoint,
+)
+from rlrec.train.config import TrainConfig
+from rlrec.train.distributed import World, average_gradients, barrier, init_world, shutdown
+from rlrec.train.tracking import Tracker
+
+CHECKPOINTS = "checkpoints"
+BEST = "best"
+ITEMS = "items.parquet"
+RUN_META = "run.json"
+
+
+class TrainingDiverged(RlrecError):
+    """The loss became NaN or infinite."""
+
+
+def build_network(cfg: TrainConfig, n_items: int, state_size: int) -> QNetwork:
+    """Encoder and the heads the objective needs."""
+    obj = cfg.objective
+    return QNetwork(
+        build_encoder(cfg.encoder, n_items, state_size),
+        n_items,
+        q_head=obj.needs_q_head,
+        ce_head=obj.needs_ce_head,
+        head_init=cfg.head_init,
+    )
+
+
+class Trainer:
+    """Trains ``cfg.objective`` on ``cfg.data`` into the run directory ``cfg.out``."""
+
+    def __init__(self, cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False) -> None:
+        self.cfg = cfg
+        self.run_dir = Path(cfg.out)
+        self.device = resolve_device(cfg.device)
+        self.world: World = init_world(self.device.type)
+        if self.world.size > 1 and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.world.local_rank)
+        if cfg.train.num_threads:
+            torch.set_num_threads(cfg.train.num_threads)
+        if cfg.train.batch_size % self.world.size:
+            raise ConfigError(
+                f"train.batch_size {cfg.train.batch_size} is not divisible by {self.world.size} processes"
+            )
+        self.ds = PreparedDataset.load(cfg.data)
+        self.state_size = cfg.state_size or self.ds.state_size
+        self.n_items = self.ds.n_items
+        self._prepare_run_dir(resume, overwrite)
+
+        seed_everything(cfg.seed)
+        obj = cfg.objective
+        n_nets = 2 if obj.double_q and self._xin_pair else 1
+        self.nets = [
+            build_network(cfg, self.n_items, self.state_size).to(self.device) for _ in range(n_nets)
+        ]
+        self.target: QNetwork | None = None
+        if obj.double_q and not self._xin_pair:
+            self.target = build_network(cfg, self.n_items, self.state_size).to(self.device)
+            self.target.load_state_dict(self.nets[0].state_dict())
+            self.target.requires_grad_(False)
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+
+        self.train_data = Transitions(
+            self.ds.split("train"), self.state_size, self.ds.pad_id, device=self.device
+        )
+        self.steps_per_epoch = len(self.train_data) // cfg.train.batch_size
+        if self.steps_per_epoch == 0:
+            raise ConfigError(
+                f"train.batch_size {cfg.train.batch_size} exceeds the {len(self.train_data)} training transitions"
+            )
+        total = cfg.train.epochs * self.steps_per_epoch
+        self.total_steps = min(total, cfg.train.max_steps) if cfg.train.max_steps else total
+        self.beta = None
+        if getattr(obj, "needs_beta", False):
+            pop = item_popularity(self.ds, obj.pop_scope, obj.pop_smoothing)  # type: ignore[union-attr]
+            self.beta = torch.as_tensor(pop, dtype=torch.float32, device=self.device)
+
+        self._eval_data: dict[str, Transitions] = {}
+        self.step = 0
+        self.best: dict[str, Any] = {"metric": None, "step": None, "evals_since": 0}
+        self.tracker = (
+            Tracker(self.run_dir, tensorboard=cfg.train.tensorboard) if self.world.is_main else None
+        )
+        if resume:
+            self._resume()
+
+    # ------------------------------------------------------------------ set-up helpers
+
+    @property
+    def _xin_pair(self) -> bool:
+        obj = self.cfg.objective
+        return isinstance(obj, QLearningConfig) and obj.double_q_mode == "xin_pair"
+
+    def _prepare_run_dir(self, resume: bool, overwrite: bool) -> None:
+        saved = self.run_dir / "config.yaml"
+        if resume:
+            if not saved.is_file():
+                raise ConfigError(
+                    f"{self.run_dir}: nothing to resume (no config.yaml); start without --resume"
+                )
+            if saved.read_text() != config_to_yaml(self.cfg):
+                raise ConfigError(
+                    f"{saved}: the run was started with a different config; resume with the same one"
+                )
+            return
+        if self.run_dir.exists() and any(self.run_dir.iterdir()):
+            if not overwrite:
+                raise ConfigError(
+                    f"{self.run_dir}: run directory already exists; pass --resume to continue it "
+                    "or --overwrite to start over"
+                )
+            if self.world.is_main:
+                shutil.rmtree(self.run_dir)
+        barrier(self.world)
+        if self.world.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            dump_config(self.cfg, saved)
+            self.ds.items.select("item", "item_id").write_parquet(self.run_dir / ITEMS)
+            atomic_write_json(
+                self.run_dir / RUN_META,
+                {
+                    "n_items": self.n_items,
+                    "state_size": self.state_size,
+                    "pad_id": self.ds.pad_id,
+                    "dataset": str(self.cfg.data),
+                    "dataset_content_hash": self.ds.manifest.get("content_hash"),
+                    "rlrec_version": __version__,
+                },
+            )
+        barrier(self.world)
+
+    def _optimizer(self, net: int, phase: int) -> torch.optim.Optimizer:
+        """The Adam of network ``net`` for phase ``phase``, created fresh on first use."""
+        name = f"net{net}.phase{phase}"
+        if name not in self.optimizers:
+            lr = self.cfg.objective.phases()[phase].lr
+            self.optimizers[name] = torch.optim.Adam(self.nets[net].parameters(), lr=lr)
+        return self.optimizers[name]
+
+    def _modules(self) -> dict[str, torch.nn.Module]:
+        modules: dict[str, torch.nn.Module] = {f"net{i}": n for i, n in enumerate(self.nets)}
+        if self.target is not None:
+            modules["target"] = self.target
+        return modules
+
+    # ------------------------------------------------------------------ the loop
+
+    def fit(self) -> dict[str, Any]:
+        """Train to the end (or early stop), then evaluate the best checkpoint on test."""
+        cfg = self.cfg.train
+        sums: dict[str, float] = {}
+        count = 0
+        t0, step0 = time.perf_counter(), self.step
+        order, order_epoch = None, -1
+        stop = False
+        try:
+            while self.step < self.total_steps and not stop:
+                epoch, index = divmod(self.step, self.steps_per_epoch)
+                if epoch != order_epoch:
+                    gen = generator(self.cfg.seed, "epoch", epoch)
+                    order = torch.randperm(len(self.train_data), generator=gen).to(self.device)
+                    order_epoch = epoch
+                assert order is not None
+                logs = self._train_step(
+                    order[index * cfg.batch_size : (index + 1) * cfg.batch_size]
+                )
+                self.step += 1
+                for key, value in logs.items():
+                    sums[key] = sums.get(key, 0.0) + float(value)
+                count += 1
+                if self.step % cfg.log_every == 0 or self.step == self.total_steps:
+                    elapsed = time.perf_counter() - t0
+                    rate = (self.step - step0) * cfg.batch_size / max(elapsed, 1e-9)
+                    self._log(
+                        "train",
+                        {
+                            **{k: v / count for k, v in sums.items()},
+                            "transitions_per_s": rate,
+                            "epoch": self.step / self.steps_per_epoch,
+                        },
+                    )
+                    sums, count = {}, 0
+                if self.step % cfg.eval_every == 0 or self.step == self.total_steps:
+                    stop = self._validate_and_checkpoint()
+            elapsed = time.perf_counter() - t0
+            summary = self._finish(elapsed, self.step - step0)
+        finally:
+            if self.tracker is not None:
+                self.tracker.close()
+            shutdown(self.world)
+        return summary
+
+    def _train_step(self, global_pos: torch.Tensor) -> dict[str, torch.Tensor]:
+        cfg, obj = self.cfg, self.cfg.objective
+        step = self.step
+        torch.manual_seed(derive_seed(cfg.seed, "dropout", step, self.world.rank))
+        gen = generator(cfg.seed, "step", step)
+        phase = obj.phase_index(step)
+        main_index = int(torch.randint(0, 2, (1,), generator=gen)) if len(self.nets) == 2 else 0
+        main = self.nets[main_index]
+        target = self.nets[1 - main_index] if len(self.nets) == 2 else self.target
+
+        local = global_pos.shape[0] // self.world.size
+        mine = slice(self.world.rank * local, (self.world.rank + 1) * local)
+        negatives = None
+        if obj.n_negatives:
+            exclude = (
+                self.train_data.batch(global_pos).state
+                if getattr(obj, "exclude_history", False)
+                else None
+            )
+            actions = self.train_data.items[global_pos]
+            negatives = sample_negatives(actions, self.n_items, obj.n_negatives, gen, exclude)[mine]
+        batch = self.train_data.batch(global_pos[mine])
+
+        main.train()
+        out = obj.compute_loss(LossInputs(main, target, batch, negatives, step, self.beta))
+        if not torch.isfinite(out.loss):
+            last = latest_checkpoint(self.run_dir / CHECKPOINTS)
+            where = (
+                f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
+            )
+            raise TrainingDiverged(
+                f"loss became {out.loss.item()} at step {step} ({obj.kind}); {where}. "
+                "Try a lower objective.lr, train.grad_clip_norm, or td_loss_scale."
+            )
+        opt = self._optimizer(main_index, phase)
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        average_gradients(main, self.world)
+        logs = dict(out.logs)
+        logs["loss"] = out.loss.detach()
+        if self.cfg.train.grad_clip_value is not None:
+            torch.nn.utils.clip_grad_value_(main.parameters(), self.cfg.train.grad_clip_value)
+        if self.cfg.train.grad_clip_norm is not None or (step + 1) % self.cfg.train.log_every == 0:
+            max_norm = self.cfg.train.grad_clip_norm or math.inf
+            logs["grad_norm"] = torch.nn.utils.clip_grad_norm_(main.parameters(), max_norm)
+        opt.step()
+        if self.target is not None:
+            tau = obj.polyak_tau  # type: ignore[union-attr]
+            with torch.no_grad():
+                for p_t, p in zip(self.target.parameters(), main.parameters(), strict=True):
+                    p_t.lerp_(p, tau)
+        return logs
+
+    # ------------------------------------------------------------------ evaluation, checkpoints
+
+    def eval_net(self) -> QNetwork:
+        return self.nets[min(self.cfg.eval_network, len(self.nets) - 1)]
+
+    def evaluate_split(self, split: str) -> dict[str, float]:
+        """Metrics of the evaluated network on ``split`` (spec-offline §E)."""
+        net = self.eval_net()
+        data = Transitions(
+            self.ds.split(split), self.state_size, self.ds.pad_id, device=self.device
+        )
+        beta = item_popularity(self.ds, "train", 1.0)
+        head = self.cfg.objective.eval_head
+        was_training = net.training
+        net.eval()
+        try:
+            return evaluate(
+                lambda s, n: net.head(head, net(s, n)), data, self.cfg.eval, self.n_items, beta
+            )
+        finally:
+            net.train(was_training)
+
+    def _validate_and_checkpoint(self) -> bool:
+        """Evaluate on validation, update the best checkpoint, save; returns True to stop early."""
+        stop = False
+        if self.world.is_main:
+            metrics = self.evaluate_split("val")
+            key = self.cfg.train.select_metric
+            if key not in metrics:
+                raise ConfigError(
+                    f"train.select_metric '{key}' is not a metric (have: {', '.join(sorted(metrics))})"
+                )
+            self._log("val", metrics)
+            value = metrics[key]
+            best = self.best["metric"]
+            improved = not math.isnan(value) and (best is None or value > best)
+            if improved:
+                self.best.update(metric=value, step=self.step, evals_since=0)
+            else:
+                self.best["evals_since"] += 1
+            path = save_checkpoint(
+                self.run_dir / CHECKPOINTS,
+                self.step,
+                self._modules(),
+                self.optimizers,
+                {"best": self.best, "rlrec_version": __version__, "val": metrics},
+                keep_last=self.cfg.train.keep_last,
+            )
+            if improved:
+                tmp = self.run_dir / f".{BEST}.tmp"
+                shutil.rmtree(tmp, ignore_errors=True)
+                shutil.copytree(path, tmp)
+                shutil.rmtree(self.run_dir / BEST, ignore_errors=True)
+                tmp.rename(self.run_dir / BEST)
+            patience = self.cfg.train.patience
+            stop = patience is not None and self.best["evals_since"] >= patience
+        if self.world.size > 1:
+            flag = torch.tensor([int(stop)], device=self.device)
+            torch.distributed.broadcast(flag, 0)
+            stop = bool(flag.item())
+        return stop
+
+    def _resume(self) -> None:
+        path = latest_checkpoint(self.run_dir / CHECKPOINTS)
+        if path is None:
+            return  # killed before the first checkpoint: start from scratch
+        model, optim, state = load_checkpoint(path)
+        load_modules(self._modules(), model, path)
+        self.step = int(state["step"])
+        self.best = state["best"]
+        for name, groups in state["optimizers"].items():
+            net, phase = name.split(".")
+            opt = self._optimizer(int(net[3:]), int(phase[5:]))
+            restore_optimizer(opt, name, optim, groups)
+        if self.tracker is not None:
+            self.tracker.truncate_after(self.step)
+
+    def _finish(self, elapsed: float, steps: int) -> dict[str, Any]:
+        summary: dict[str, Any] = {}
+        if self.world.is_main:
+            best_dir = self.run_dir / BEST
+            if best_dir.is_dir():
+                model, _, _ = load_checkpoint(best_dir)
+                load_modules(self._modules(), model, best_dir)
+            test = self.evaluate_split("test")
+            self._log("test", test)
+            summary = {
+                "objective": self.cfg.objective.kind,
+                "encoder": self.cfg.encoder.kind,
+                "seed": self.cfg.seed,
+                "steps": self.step,
+                "steps_per_epoch": self.steps_per_epoch,
+                "best_step": self.best["step"],
+                "select_metric": self.cfg.train.select_metric,
+                "best_val": self.best["metric"],
+                "test": test,
+                "train_seconds_this_session": elapsed,
+                "seconds_per_epoch": elapsed / steps * self.steps_per_epoch if steps else None,
+                "transitions_per_s": steps * self.cfg.train.batch_size / elapsed if steps else None,
+                "world_size": self.world.size,
+                "device": str(self.device),
+            }
+            atomic_write_json(self.run_dir / "summary.json", _finite(summary))
+        barrier(self.world)
+        return summary
+
+    def _log(self, kind: str, values: dict[str, Any]) -> None:
+        if self.tracker is not None:
+            self.tracker.log(kind, self.step, values)
+
+
+def evaluate_network(
+    net: QNetwork, cfg: TrainConfig, data: Transitions, beta: np.ndarray | None
+) -> dict[str, float]:
+    """Rank the full catalogue with ``cfg.objective.eval_head`` for every event of ``data``."""
+    head = cfg.objective.eval_head
+    was_training = net.training
+    net.eval()
+    try:
+        return evaluate(lambda s, n: net.head(head, net(s, n)), data, cfg.eval, net.n_items, beta)
+    finally:
+        net.train(was_training)
+
+
+def _finite(obj: Any) -> Any:
+    """JSON-safe copy: NaN/inf → None."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, np.generic):
+        return _finite(obj.item())
+    return obj
