@@ -1,0 +1,161 @@
+"""Full-catalogue evaluation over every event of a split (spec-offline §E.1–E.4, §E.7)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from rlrec.data.dataset import SessionLog
+from rlrec.data.transitions import Transitions
+from rlrec.eval import EvalConfig, evaluate, top_k
+
+N = 6  # items 0..5, pad id 6
+KS = (1, 3, 5)
+G5 = 1 / math.log2(5)  # NDCG gain of rank 4
+
+
+def log_of(sessions: list[list[int]], buys: list[list[int]]) -> SessionLog:
+    items = np.concatenate([np.asarray(s, dtype=np.int64) for s in sessions])
+    is_buy = np.concatenate([np.asarray(b, dtype=np.int8) for b in buys])
+    starts = np.cumsum([0] + [len(s) for s in sessions]).astype(np.int64)
+    return SessionLog(items, is_buy, starts, pl.Series(range(len(sessions))))
+
+
+def tiny(padding: str = "right") -> Transitions:
+    log = log_of([[0, 1, 2], [3], [4, 4, 5, 0]], [[0, 0, 1], [1], [0, 1, 0, 0]])
+    return Transitions(log, state_size=3, pad_id=N, padding=padding)  # type: ignore[arg-type]
+
+
+def successor(state: torch.Tensor, len_state: torch.Tensor) -> torch.Tensor:
+    """Predicts ``last + 1 (mod N)`` with distinct scores: the target's rank is
+    ``(target - last - 1) mod N + 1``, so it is an oracle when the session steps by +1 and wrong
+    otherwise (an empty history reads the pad ``N`` as the last item)."""
+    last = state.gather(1, (len_state - 1).unsqueeze(1))
+    return -torch.remainder(torch.arange(N) - last - 1, N).to(torch.float32)
+
+
+def hand_metrics() -> dict[str, float]:
+    """Ranks: A = [6, 1, 1], B = [3], C = [4, 6, 1, 1]; purchases A3, B1, C2; empty histories A1, B1, C1."""
+    w = {"click": (10, 5, 5, 10, 10), "purchase": (1 / 0.3, 10, 5)}  # 1/β of each target
+    return {
+        "hr_click@1": 3 / 5,
+        "ndcg_click@1": 3 / 5,
+        "hr_purchase@1": 1 / 3,
+        "ndcg_purchase@1": 1 / 3,
+        "hr_click@3": 3 / 5,
+        "ndcg_click@3": 3 / 5,
+        "hr_purchase@3": 2 / 3,
+        "ndcg_purchase@3": 1.5 / 3,
+        "hr_click@5": 4 / 5,
+        "ndcg_click@5": (3 + G5) / 5,
+        "hr_purchase@5": 2 / 3,
+        "ndcg_purchase@5": 1.5 / 3,
+        "reward@1": 0.2 * 3 + 1,
+        "reward@3": 0.2 * 3 + 2,
+        "reward@5": 0.2 * 4 + 2,
+        "ng_off_click": (5 + 5 * G5 + 10 + 10) / sum(w["click"]),
+        "ng_off_purchase": (1 / 0.3 + 10 * 0.5) / sum(w["purchase"]),
+        "n_click": 5,
+        "n_purchase": 3,
+        "n_events": 8,
+        **{f"{m}_click@{k}/nonempty": 1.0 for k in KS for m in ("hr", "ndcg")},
+        **{f"{m}_purchase@{k}/nonempty": 0.5 for k in KS for m in ("hr", "ndcg")},
+        "n_click/nonempty": 3,
+        "n_purchase/nonempty": 2,
+        "hr@1/session_mean": (2 / 3 + 0 + 1 / 2) / 3,
+        "ndcg@1/session_mean": (2 / 3 + 0 + 1 / 2) / 3,
+        "hr@3/session_mean": (2 / 3 + 1 + 1 / 2) / 3,
+        "ndcg@3/session_mean": (2 / 3 + 0.5 + 1 / 2) / 3,
+        "hr@5/session_mean": (2 / 3 + 1 + 3 / 4) / 3,
+        "ndcg@5/session_mean": (2 / 3 + 0.5 + (2 + G5) / 4) / 3,
+        "n_sessions": 3,
+    }
+
+
+BETA = np.array([0.1, 0.2, 0.3, 0.1, 0.2, 0.1])
+
+
+def same(a: dict[str, float], b: dict[str, float]) -> bool:
+    """Identical dicts, NaN equal to NaN."""
+    return a.keys() == b.keys() and all(
+        a[k] == b[k] or (math.isnan(a[k]) and math.isnan(b[k])) for k in a
+    )
+
+
+@pytest.mark.parametrize("padding", ["right", "left"])
+def test_exact_metrics_on_a_hand_built_split(padding: str) -> None:
+    tr = tiny(padding)
+    if padding == "left":  # the last real item sits at the end of a left-padded state
+        score_fn = lambda s, n: successor(s, torch.full_like(n, s.shape[1]))  # noqa: E731
+    else:
+        score_fn = successor
+    cfg = EvalConfig(ks=KS, ng_off_k=5)
+    got = evaluate(score_fn, tr, cfg, N, BETA)
+    expected = hand_metrics()
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, rel=1e-12, abs=1e-15), key
+    assert got["n_events"] == len(tr) == 8  # every event, the three empty-history ones included
+
+
+def test_batch_size_and_memory_cap_do_not_change_results() -> None:
+    rng = np.random.default_rng(0)
+    n = 50
+    sessions = [list(rng.integers(0, n, rng.integers(1, 15))) for _ in range(30)]
+    buys = [list(rng.integers(0, 2, len(s))) for s in sessions]
+    tr = Transitions(log_of(sessions, buys), state_size=4, pad_id=n)
+    table = torch.from_numpy(rng.normal(size=(n + 1, n))).to(torch.float32)
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def score_fn(state: torch.Tensor, len_state: torch.Tensor) -> torch.Tensor:
+        seen.append((state, len_state))
+        return table[state.gather(1, (len_state - 1).unsqueeze(1)).squeeze(1)]
+
+    beta = rng.random(n) + 0.01
+    reference = evaluate(score_fn, tr, EvalConfig(batch_size=1000), n, beta)
+    assert len(seen) == 1
+    everything = tr.batch(torch.arange(len(tr)))
+    assert torch.equal(seen[0][0], everything.state)  # the states of Transitions.batch
+    assert torch.equal(seen[0][1], everything.len_state)
+    for cfg in (
+        EvalConfig(batch_size=1),
+        EvalConfig(batch_size=7),
+        EvalConfig(batch_size=1000, max_score_elements=3 * n + 1),
+        EvalConfig(batch_size=1000, max_score_elements=n - 1),
+    ):
+        seen.clear()
+        assert same(evaluate(score_fn, tr, cfg, n, beta), reference)
+        step = cfg.effective_batch(n)
+        assert [len(s) for s, _ in seen[:-1]] == [step] * (len(seen) - 1)
+        assert sum(len(s) for s, _ in seen) == len(tr)
+    assert EvalConfig(batch_size=1000, max_score_elements=3 * n + 1).effective_batch(n) == 3
+    assert EvalConfig().effective_batch(1_000_000) == 67
+
+
+def test_pessimistic_ties_and_bad_inputs() -> None:
+    tr = tiny()
+    flat = lambda s, n: torch.zeros(len(s), N)  # noqa: E731
+    assert evaluate(flat, tr, EvalConfig(ks=KS), N)["hr_click@1"] == 1.0
+    pess = evaluate(flat, tr, EvalConfig(ks=KS, ties="pessimistic"), N)
+    assert pess["hr_click@5"] == 0.0 and pess["hr_purchase@5"] == 0.0
+    with pytest.raises(ValueError, match="score_fn returned shape"):
+        evaluate(lambda s, n: torch.zeros(len(s), N + 1), tr, EvalConfig(), N)
+    with pytest.raises(ValueError, match="propensity"):
+        evaluate(flat, tr, EvalConfig(), N, np.ones(N + 1))
+    with pytest.raises(ValueError):
+        EvalConfig(ks=(0, 5))
+
+
+@pytest.mark.parametrize("k", [1, 5, 10, 103])
+@pytest.mark.parametrize("chunk_size", [1, 7, 50, 103, 500])
+def test_chunked_top_k_equals_topk(k: int, chunk_size: int) -> None:
+    scores = torch.randn(9, 103, generator=torch.Generator().manual_seed(k + chunk_size))
+    values, indices = top_k(scores, k, chunk_size=chunk_size)
+    ref_values, ref_indices = torch.topk(scores, k, dim=1)
+    assert torch.equal(values, ref_values)
+    assert torch.equal(indices, ref_indices)
+    assert torch.equal(top_k(scores, k)[1], ref_indices)
