@@ -110,3 +110,38 @@ def retailrocket_file(tmp_path: Path) -> Path:
             f"{base + 8},40,view,4,",
         ],
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A prepared synthetic dataset: 300 sessions, 60 items (≈ 2,400 training transitions)."""
+    from rlrec.data.loaders.synthetic import SyntheticSource
+    from rlrec.data.prepare import PrepareConfig, prepare
+    from rlrec.data.synthetic import SynthConfig, write_synthetic
+
+    root = tmp_path_factory.mktemp("tiny")
+    write_synthetic(SynthConfig(n_sessions=300, n_items=60, n_topics=4, seed=3), root / "raw")
+    prepare(PrepareConfig(source=SyntheticSource(path=root / "raw")), root / "data")
+    return root / "data"
+
+
+def tiny_train_config(data: Path, out: Path, **overrides: object):
+    """A TrainConfig small enough for tests (hidden 16, batch 32)."""
+    from rlrec.config import build_config, deep_merge
+    from rlrec.train.config import TrainConfig
+
+    base = {
+        "data": str(data),
+        "out": str(out),
+        "encoder": {"kind": "gru", "hidden": 16},
+        "objective": {"kind": "snqn"},
+        "train": {
+            "batch_size": 32,
+            "max_steps": 40,
+            "eval_every": 10,
+            "log_every": 5,
+            "tensorboard": False,
+        },
+        "eval": {"batch_size": 512},
+    }
+    return build_config(TrainConfig, cli=deep_merge(base, dict(overrides)))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -340,7 +341,7 @@ def recommend(
 
 def _print_metrics(title: str, metrics: dict[str, float]) -> None:
     """HR/NDCG@k for clicks and purchases, and reward@k, as one table (k as columns)."""
-    ks = sorted({int(key.split("@")[1]) for key in metrics if key.startswith("hr_click@")})
+    ks = sorted(int(m.group(1)) for key in metrics if (m := re.fullmatch(r"hr_click@(\d+)", key)))
     table = Table(title=title)
     table.add_column("metric")
     for k in ks:
@@ -357,7 +358,7 @@ def _print_metrics(title: str, metrics: dict[str, float]) -> None:
             ),
         )
     out.print(table)
-    extras = {k: v for k, v in metrics.items() if k.startswith("ng_off") or k.startswith("n_")}
+    extras = {k: v for k, v in metrics.items() if k.startswith(("ng_off", "n_")) and "/" not in k}
     out.print(
         "  ".join(
             f"{k} = {_fmt('{:.4f}' if isinstance(v, float) else '{}', v)}"

@@ -1,0 +1,142 @@
+"""``rlrec train | evaluate | recommend`` end to end, and their bad inputs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+from conftest import tiny_train_config
+from test_cli_errors import assert_clean_failure
+
+from rlrec.config import config_to_yaml
+
+
+@pytest.fixture(scope="module")
+def run_dir(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished tiny SA2C run (trained once for the module)."""
+    from rlrec.train.trainer import Trainer
+
+    out = tmp_path_factory.mktemp("run") / "sa2c"
+    Trainer(
+        tiny_train_config(tiny_dataset, out, objective={"kind": "sa2c", "pretrain_steps": 20})
+    ).fit()
+    return out
+
+
+def write_config(tmp_path: Path, data: Path, **overrides: object) -> Path:
+    path = tmp_path / "train.yaml"
+    path.write_text(config_to_yaml(tiny_train_config(data, tmp_path / "run", **overrides)))
+    return path
+
+
+def test_train_prints_test_metrics_and_refuses_to_overwrite(
+    cli, tiny_dataset: Path, tmp_path: Path
+) -> None:
+    cfg = write_config(
+        tmp_path, tiny_dataset, train={"max_steps": 10, "eval_every": 5, "tensorboard": False}
+    )
+    result = cli("train", "--config", cfg)
+    assert result.code == 0, result.err
+    assert (
+        "test metrics of the best validation checkpoint" in result.out
+        and "ndcg_purchase" in result.out
+    )
+    before = (tmp_path / "run" / "summary.json").read_bytes()
+    assert_clean_failure(
+        cli("train", "--config", cfg), "run directory already exists; pass --resume"
+    )
+    assert (tmp_path / "run" / "summary.json").read_bytes() == before
+    assert_clean_failure(
+        cli("train", "--config", cfg, "--resume", "--set", "seed=5"),
+        "the run was started with a different config",
+    )
+    assert cli("train", "--config", cfg, "--overwrite").code == 0
+
+
+def test_evaluate_both_splits_and_json_output(cli, run_dir: Path, tmp_path: Path) -> None:
+    result = cli("evaluate", run_dir, "--split", "val")
+    assert result.code == 0, result.err
+    assert "on val" in result.out and "hr_click" in result.out
+    out = tmp_path / "m.json"
+    assert cli("evaluate", run_dir, "--out", out).code == 0
+    saved = json.loads(out.read_text())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert saved["metrics"]["ndcg_purchase@10"] == pytest.approx(
+        summary["test"]["ndcg_purchase@10"]
+    )
+    assert_clean_failure(cli("evaluate", run_dir, "--out", out), "output already exists")
+
+
+def test_recommend_single_and_batch(cli, run_dir: Path, tmp_path: Path) -> None:
+    items = pl.read_parquet(run_dir / "items.parquet").get_column("item_id").to_list()
+    history = ",".join(map(str, items[:3]))
+    result = cli("recommend", run_dir, "--history", history, "-k", "5")
+    assert result.code == 0, result.err
+    assert (
+        result.out.count("\n│") >= 5
+        or len([ln for ln in result.out.splitlines() if ln.startswith("│")]) == 5
+    )
+    sessions = tmp_path / "s.csv"
+    sessions.write_text(f"session_id,item_id\na,{items[0]}\na,{items[1]}\nb,{items[2]}\n")
+    out = tmp_path / "recs.csv"
+    result = cli(
+        "recommend", run_dir, "--sessions", sessions, "--out", out, "-k", "3", "--exclude-history"
+    )
+    assert result.code == 0, result.err
+    recs = pl.read_csv(out)
+    assert recs.height == 6 and recs.get_column("rank").to_list() == [1, 2, 3, 1, 2, 3]
+    a = recs.filter(pl.col("session_id") == "a").get_column("item_id").to_list()
+    assert items[0] not in a and items[1] not in a  # history excluded
+
+
+def test_recommend_python_api_matches_scores(run_dir: Path) -> None:
+    from rlrec.serve.inference import Recommender
+
+    rec = Recommender.from_run(run_dir)
+    items = pl.read_parquet(run_dir / "items.parquet").get_column("item_id").to_list()
+    top = rec.recommend([items[:4], []], k=4)
+    assert len(top) == 2 and all(len(row) == 4 for row in top)
+    assert all(row[i][1] >= row[i + 1][1] for row in top for i in range(3))  # sorted by score
+
+
+def test_bad_inputs(cli, run_dir: Path, tiny_dataset: Path, tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, tiny_dataset)
+    assert_clean_failure(
+        cli("train", "--config", cfg, "--set", "encoder.kind=transformer"), "'encoder.kind'"
+    )
+    assert_clean_failure(
+        cli("train", "--config", cfg, "--set", "objective.kind=ppo"), "'objective'"
+    )
+    assert_clean_failure(
+        cli("train", "--config", cfg, "--set", "objective.lr_phase3=1"), "unknown config key"
+    )
+    assert_clean_failure(
+        cli("train", "--config", cfg, "--set", f"data={tmp_path}"), "missing manifest"
+    )
+    assert not (tmp_path / "run").exists()  # nothing was created by the failed starts
+
+    bad = tmp_path / "bad_manifest"
+    bad.mkdir()
+    (bad / "manifest.json").write_text('{"format": "something-else"}')
+    assert_clean_failure(
+        cli("train", "--config", cfg, "--set", f"data={bad}"), "not an rlrec dataset manifest"
+    )
+
+    items = pl.read_parquet(run_dir / "items.parquet").get_column("item_id").to_list()
+    unknown = max(items) + 1000
+    assert_clean_failure(
+        cli("recommend", run_dir, "--history", f"{items[0]},{unknown}"),
+        f"history: 1 item id(s) not in the trained catalogue ({unknown})",
+    )
+    assert_clean_failure(cli("recommend", run_dir, "--history", "x,y"), "item ids must be integers")
+    assert_clean_failure(cli("recommend", run_dir), "give exactly one of --history or --sessions")
+
+    copy = tmp_path / "corrupt_run"
+    shutil.copytree(run_dir, copy)
+    model = copy / "best" / "model.safetensors"
+    model.write_bytes(model.read_bytes()[:100])
+    assert_clean_failure(cli("evaluate", copy), "corrupted checkpoint")
+    assert_clean_failure(cli("evaluate", tmp_path), "not an rlrec run directory")
