@@ -75,10 +75,8 @@ def test_recommend_single_and_batch(cli, run_dir: Path, tmp_path: Path) -> None:
     history = ",".join(map(str, items[:3]))
     result = cli("recommend", run_dir, "--history", history, "-k", "5")
     assert result.code == 0, result.err
-    assert (
-        result.out.count("\n│") >= 5
-        or len([ln for ln in result.out.splitlines() if ln.startswith("│")]) == 5
-    )
+    rows = [ln for ln in result.out.splitlines() if ln.startswith("│")]
+    assert len(rows) == 5 and rows[0].split("│")[1].strip() == "1"
     sessions = tmp_path / "s.csv"
     sessions.write_text(f"session_id,item_id\na,{items[0]}\na,{items[1]}\nb,{items[2]}\n")
     out = tmp_path / "recs.csv"
