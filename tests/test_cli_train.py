@@ -138,3 +138,15 @@ def test_bad_inputs(cli, run_dir: Path, tiny_dataset: Path, tmp_path: Path) -> N
     model.write_bytes(model.read_bytes()[:100])
     assert_clean_failure(cli("evaluate", copy), "corrupted checkpoint")
     assert_clean_failure(cli("evaluate", tmp_path), "not an rlrec run directory")
+
+
+def test_compare_and_logged_session(cli, run_dir: Path, tiny_dataset: Path) -> None:
+    result = cli("compare", run_dir, run_dir)
+    assert result.code == 0, result.err
+    assert "ndcg_purchase@10" in result.out and "(sa2c/gru)" in result.out
+    session = pl.read_parquet(tiny_dataset / "test.parquet").get_column("session_id")[0]
+    result = cli("recommend", run_dir, "--session", str(session), "-k", "5")
+    assert result.code == 0, result.err
+    assert f"session {session}: the logged next item" in result.out
+    assert_clean_failure(cli("recommend", run_dir, "--session", "999999"), "no session with at least 2 events")
+    assert_clean_failure(cli("compare", run_dir.parent), "no summary")

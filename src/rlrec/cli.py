@@ -280,6 +280,14 @@ def recommend(
             show_default=False,
         ),
     ] = None,
+    session: Annotated[
+        str | None,
+        typer.Option(
+            "--session",
+            help="A logged session of the run's dataset: recommend its last event from the ones before.",
+            show_default=False,
+        ),
+    ] = None,
     k: Annotated[int, typer.Option("-k", help="How many items.")] = 10,
     exclude_history: Annotated[
         bool,
@@ -288,17 +296,20 @@ def recommend(
     checkpoint: Annotated[str, typer.Option("--checkpoint")] = "best",
     overwrite: OverwriteOpt = False,
 ) -> None:
-    """Top-k recommendations for one history (--history) or for every session of a file (--sessions)."""
+    """Top-k for one history (--history), one logged session (--session) or a file (--sessions)."""
     import polars as pl
 
     from rlrec.fsutil import atomic_write_bytes, check_writable
     from rlrec.serve.inference import Recommender
 
-    if (history is None) == (sessions is None):
-        raise RlrecError("give exactly one of --history or --sessions")
+    if sum(x is not None for x in (history, sessions, session)) != 1:
+        raise RlrecError("give exactly one of --history, --sessions or --session")
     if out_file is not None:
         check_writable(out_file, overwrite)
     rec = Recommender.from_run(run_dir, checkpoint)
+    target = None
+    if session is not None:
+        history, target = _logged_session(run_dir, session)
     if history is not None:
         table = Table(title=f"top {k} for history {history}")
         for col in ("rank", "item_id", "score"):
@@ -308,6 +319,12 @@ def recommend(
         ):
             table.add_row(str(rank), str(item), f"{score:.4f}")
         out.print(table)
+        if target is not None:
+            top = [
+                item for item, _ in rec.recommend([rec.parse_ids(history)], k, exclude_history)[0]
+            ]
+            where = f"at rank {top.index(target) + 1}" if target in top else f"not in the top {k}"
+            out.print(f"session {session}: the logged next item {target} is {where}")
         return
     assert sessions is not None
     from rlrec.data.loaders.delimited import check_file
@@ -339,6 +356,57 @@ def recommend(
         out.print(f"wrote {len(rows)} recommendations for {len(histories)} sessions to {out_file}")
 
 
+def _logged_session(run_dir: Path, session: str) -> tuple[str, Any]:
+    """History (all events but the last, as raw ids) and the last raw item of a logged session."""
+    import polars as pl
+
+    from rlrec.data.dataset import PreparedDataset
+    from rlrec.serve.inference import load_run
+
+    cfg, _, _ = load_run(run_dir, "best", "cpu")
+    ds = PreparedDataset.load(cfg.data, verify=False)
+    frames = pl.concat([ds.frame(s) for s in ("train", "val", "test")])
+    key = (
+        int(session)
+        if frames.schema["session_id"] == pl.Int64 and session.lstrip("-").isdigit()
+        else session
+    )
+    items = frames.filter(pl.col("session_id") == key).get_column("item")
+    if len(items) < 2:
+        raise RlrecError(f"--session {session}: no session with at least 2 events in {ds.path}")
+    raw = ds.items.get_column("item_id").gather(items).to_list()
+    return ",".join(map(str, raw[:-1])), raw[-1]
+
+
+@app.command("compare")
+def compare(runs: Annotated[list[Path], typer.Argument(help="Finished run directories.")]) -> None:
+    """Test metrics of finished runs side by side (from their summary.json)."""
+    summaries = []
+    for run in runs:
+        path = run / "summary.json"
+        if not path.is_file():
+            raise RlrecError(f"{path}: no summary (has the run finished?)")
+        summaries.append(json.loads(path.read_text()))
+    table = Table(title="test split, best validation checkpoint of each run")
+    table.add_column("metric")
+    for run, s in zip(runs, summaries, strict=True):
+        table.add_column(f"{run.name}\n({s['objective']}/{s['encoder']})", justify="right")
+    keys = [
+        f"{m}_{t}@{k}" for t in ("purchase", "click") for m in ("hr", "ndcg") for k in (5, 10, 20)
+    ]
+    for key in keys:
+        values = [s["test"].get(key) for s in summaries]
+        best = max((v for v in values if v is not None), default=None)
+        table.add_row(
+            key,
+            *(
+                "–" if v is None else (f"[bold]{v:.4f}[/]" if v == best else f"{v:.4f}")
+                for v in values
+            ),
+        )
+    out.print(table)
+
+
 def _print_metrics(title: str, metrics: dict[str, float]) -> None:
     """HR/NDCG@k for clicks and purchases, and reward@k, as one table (k as columns)."""
     ks = sorted(int(m.group(1)) for key in metrics if (m := re.fullmatch(r"hr_click@(\d+)", key)))
@@ -361,7 +429,7 @@ def _print_metrics(title: str, metrics: dict[str, float]) -> None:
     extras = {k: v for k, v in metrics.items() if k.startswith(("ng_off", "n_")) and "/" not in k}
     out.print(
         "  ".join(
-            f"{k} = {_fmt('{:.4f}' if isinstance(v, float) else '{}', v)}"
+            f"{k} = {_fmt('{:.0f}' if k.startswith('n_') else '{:.4f}', v)}"
             for k, v in extras.items()
         )
     )
