@@ -130,7 +130,7 @@ def test_bad_inputs(cli, run_dir: Path, tiny_dataset: Path, tmp_path: Path) -> N
         f"history: 1 item id(s) not in the trained catalogue ({unknown})",
     )
     assert_clean_failure(cli("recommend", run_dir, "--history", "x,y"), "item ids must be integers")
-    assert_clean_failure(cli("recommend", run_dir), "give exactly one of --history or --sessions")
+    assert_clean_failure(cli("recommend", run_dir), "give exactly one of --history, --sessions or --session")
 
     copy = tmp_path / "corrupt_run"
     shutil.copytree(run_dir, copy)
