@@ -20,3 +20,34 @@ def test_shipped_data_config_is_valid(path: Path) -> None:
     else:
         cfg = build_config(PrepareConfig, path=path, cli={"source": {"path": "raw"}})
         assert cfg.split.ratios == (0.8, 0.1, 0.1)
+
+
+TRAIN_CONFIGS = sorted(p for p in (CONFIGS.parent).glob("*/*.yaml") if p.parent.name != "data")
+
+
+@pytest.mark.parametrize("path", TRAIN_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_shipped_train_config_is_valid(path: Path) -> None:
+    from rlrec.train.config import TrainConfig
+
+    cfg = build_config(TrainConfig, path=path)
+    assert cfg.train.batch_size == 256 and cfg.encoder.hidden == 64
+    if path.parent.name in ("rc15", "retailrocket"):
+        assert (
+            cfg.objective.lr == (0.01 if path.parent.name == "rc15" else 0.005)
+            or cfg.objective.kind == "dqn"
+        )
+        assert cfg.objective.kind != "sa2c" or cfg.objective.lr_phase2 == 0.001
+
+
+def test_every_paper_table_cell_has_a_config() -> None:
+    names = {f"{p.parent.name}/{p.stem}" for p in TRAIN_CONFIGS}
+    for dataset in ("rc15", "retailrocket"):
+        for encoder in ("gru", "caser", "nextitnet", "sasrec"):
+            for method in ("supervised", "sqn", "sac", "snqn", "sa2c"):
+                assert f"{dataset}/{method}_{encoder}" in names
+        assert {
+            f"{dataset}/table4_dqn_gru_qhead",
+            f"{dataset}/table4_snqn_gru_qhead",
+            f"{dataset}/table5_sa2c_gru_offpolicy",
+        } <= names
+    assert len([n for n in names if n.startswith("rc15/table6_")]) == 8
