@@ -36,7 +36,9 @@ def objective(method: str, dataset: str) -> dict[str, Any]:
     return obj
 
 
-def config(dataset: str, encoder: str, obj: dict[str, Any], name: str, epochs: int = 50) -> dict[str, Any]:
+def config(
+    dataset: str, encoder: str, obj: dict[str, Any], name: str, epochs: int = 50
+) -> dict[str, Any]:
     return {
         "data": f"data/{dataset}",
         "out": f"runs/{dataset}/{name}",
@@ -74,21 +76,37 @@ def main() -> None:
             for method in METHODS:
                 name = f"{method}_{encoder}"
                 row = label if method == "supervised" else f"{label}-{method.upper()}"
-                write(ROOT / "configs" / dataset / f"{name}.yaml", config(dataset, encoder, objective(method, dataset), name), f"Table {table}, row {row}")
+                write(
+                    ROOT / "configs" / dataset / f"{name}.yaml",
+                    config(dataset, encoder, objective(method, dataset), name),
+                    f"Table {table}, row {row}",
+                )
         for method in ("dqn", "snqn"):  # Table 4: ranking with the Q head, GRU base
             obj = objective(method, dataset) | {"eval_head": "q"}
             name = f"table4_{method}_gru_qhead"
             epochs = 300 if method == "dqn" else 50
-            write(ROOT / "configs" / dataset / f"{name}.yaml", config(dataset, "gru", obj, name, epochs), f"Table 4, {method.upper()} (Q head)")
+            write(
+                ROOT / "configs" / dataset / f"{name}.yaml",
+                config(dataset, "gru", obj, name, epochs),
+                f"Table 4, {method.upper()} (Q head)",
+            )
         # Table 5: SA2C's actor with the off-policy correction (the paper does not report `smooth`,
         # spec §H.2; 1.0 is full correction with the ratio clipped to [0.1, 10]).
         obj = objective("sa2c", dataset) | {"ips_smooth": 1.0, "pop_scope": "train"}
-        write(ROOT / "configs" / dataset / "table5_sa2c_gru_offpolicy.yaml", config(dataset, "gru", obj, "table5_sa2c_gru_offpolicy"), "Table 5, SA2C with off-policy correction")
+        write(
+            ROOT / "configs" / dataset / "table5_sa2c_gru_offpolicy.yaml",
+            config(dataset, "gru", obj, "table5_sa2c_gru_offpolicy"),
+            "Table 5, SA2C with off-policy correction",
+        )
     for method in ("snqn", "sa2c"):  # Table 6: negative reward, RC15, GRU
         for r_n in (0.0, -0.5, -1.0, -2.0):
             obj = objective(method, "rc15") | {"r_negative": r_n}
             name = f"table6_{method}_gru_rn{r_n:+.1f}".replace(".", "p")
-            write(ROOT / "configs" / "rc15" / f"{name}.yaml", config("rc15", "gru", obj, name), f"Table 6, {method.upper()} with r_n = {r_n}")
+            write(
+                ROOT / "configs" / "rc15" / f"{name}.yaml",
+                config("rc15", "gru", obj, name),
+                f"Table 6, {method.upper()} with r_n = {r_n}",
+            )
 
 
 if __name__ == "__main__":
