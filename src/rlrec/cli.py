@@ -189,13 +189,44 @@ def train(
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Train an offline objective on a prepared dataset (config: data, out, encoder, objective, train, eval)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
     from rlrec.train.config import TrainConfig
     from rlrec.train.trainer import Trainer
 
     cfg = build_config(TrainConfig, path=config, overrides=set_)
-    trainer = Trainer(cfg, resume=resume, overwrite=overwrite)
-    with stages(f"training {cfg.objective.kind}/{cfg.encoder.kind}") as advance:
-        advance(f"training {trainer.total_steps} steps ({trainer.steps_per_epoch}/epoch)")
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=err,
+    )
+    task = progress.add_task(f"{cfg.objective.kind}/{cfg.encoder.kind}", total=None, info="")
+    latest: dict[str, str] = {"train": "", "val": ""}
+    select = cfg.train.select_metric
+
+    def on_log(step: int, total: int, kind: str, values: dict[str, float]) -> None:
+        if kind == "train":
+            latest["train"] = (
+                f"loss {values['loss']:.4f}, {values['transitions_per_s']:,.0f} transitions/s"
+            )
+        elif kind == "val":
+            latest["val"] = f"val {select} {values.get(select, float('nan')):.4f}"
+        progress.update(
+            task, completed=step, total=total, info="  ".join(v for v in latest.values() if v)
+        )
+
+    trainer = Trainer(cfg, resume=resume, overwrite=overwrite, on_log=on_log)
+    with progress:
+        progress.update(task, completed=trainer.step, total=trainer.total_steps)
         summary = trainer.fit()
     if summary:
         _print_metrics(

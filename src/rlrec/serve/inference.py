@@ -117,8 +117,12 @@ class Recommender:
         if not 1 <= k <= len(self.raw_ids):
             raise RlrecError(f"k must be between 1 and {len(self.raw_ids)}, got {k}")
         encoded = [self.encode(h) for h in histories]
-        pad = len(self.raw_ids)  # one trailing pad keeps the gather valid when every history is empty
-        flat = torch.tensor([i for h in encoded for i in h] + [pad], dtype=torch.long, device=self.device)
+        pad = len(
+            self.raw_ids
+        )  # one trailing pad keeps the gather valid when every history is empty
+        flat = torch.tensor(
+            [i for h in encoded for i in h] + [pad], dtype=torch.long, device=self.device
+        )
         lengths = torch.tensor([len(h) for h in encoded], dtype=torch.long, device=self.device)
         ends = torch.cumsum(lengths, 0)
         state, len_state = history_window(

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -78,8 +79,17 @@ def build_network(cfg: TrainConfig, n_items: int, state_size: int) -> QNetwork:
 class Trainer:
     """Trains ``cfg.objective`` on ``cfg.data`` into the run directory ``cfg.out``."""
 
-    def __init__(self, cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False) -> None:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        *,
+        resume: bool = False,
+        overwrite: bool = False,
+        on_log: Callable[[int, int, str, dict[str, float]], None] | None = None,
+    ) -> None:
+        """``on_log(step, total_steps, kind, values)`` is called with every train/val record."""
         self.cfg = cfg
+        self.on_log = on_log
         self.run_dir = Path(cfg.out)
         self.device = resolve_device(cfg.device)
         self.world: World = init_world(self.device.type)
@@ -401,6 +411,8 @@ class Trainer:
     def _log(self, kind: str, values: dict[str, Any]) -> None:
         if self.tracker is not None:
             self.tracker.log(kind, self.step, values)
+        if self.on_log is not None and self.world.is_main:
+            self.on_log(self.step, self.total_steps, kind, {k: float(v) for k, v in values.items()})
 
 
 def evaluate_network(
