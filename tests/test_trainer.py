@@ -210,3 +210,27 @@ def test_polyak_target_mode(tiny_dataset: Path, tmp_path: Path) -> None:
     assert any(k.startswith("target.") for k in tensors) and not any(
         k.startswith("net1.") for k in tensors
     )
+
+
+def test_early_stopping_keeps_the_best_checkpoint(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = tiny_train_config(
+        tiny_dataset,
+        tmp_path / "run",
+        train={"max_steps": 60, "eval_every": 10, "patience": 2, "tensorboard": False},
+    )
+    original = Trainer.evaluate_split
+    scores = iter([0.5, 0.7, 0.6, 0.4, 0.9, 0.9])
+
+    def scripted(self, split):
+        metrics = original(self, split)
+        if split == "val":
+            metrics["ndcg_purchase@10"] = next(scores)
+        return metrics
+
+    monkeypatch.setattr(Trainer, "evaluate_split", scripted)
+    summary = Trainer(cfg).fit()
+    assert summary["steps"] == 40  # 0.7 at step 20, then two evaluations without improvement
+    assert summary["best_step"] == 20 and summary["best_val"] == 0.7
+    assert json.loads((tmp_path / "run" / "best" / "state.json").read_text())["step"] == 20
