@@ -130,7 +130,9 @@ def test_bad_inputs(cli, run_dir: Path, tiny_dataset: Path, tmp_path: Path) -> N
         f"history: 1 item id(s) not in the trained catalogue ({unknown})",
     )
     assert_clean_failure(cli("recommend", run_dir, "--history", "x,y"), "item ids must be integers")
-    assert_clean_failure(cli("recommend", run_dir), "give exactly one of --history, --sessions or --session")
+    assert_clean_failure(
+        cli("recommend", run_dir), "give exactly one of --history, --sessions or --session"
+    )
 
     copy = tmp_path / "corrupt_run"
     shutil.copytree(run_dir, copy)
@@ -148,5 +150,7 @@ def test_compare_and_logged_session(cli, run_dir: Path, tiny_dataset: Path) -> N
     result = cli("recommend", run_dir, "--session", str(session), "-k", "5")
     assert result.code == 0, result.err
     assert f"session {session}: the logged next item" in result.out
-    assert_clean_failure(cli("recommend", run_dir, "--session", "999999"), "no session with at least 2 events")
+    assert_clean_failure(
+        cli("recommend", run_dir, "--session", "999999"), "no session with at least 2 events"
+    )
     assert_clean_failure(cli("compare", run_dir.parent), "no summary")

@@ -94,6 +94,7 @@ def test_fit_writes_run_and_evaluates_test(tiny_dataset: Path, tmp_path: Path) -
     ):
         assert (run / name).is_file(), name
     assert (run / "best" / "model.safetensors").is_file()
+    assert not (run / "best" / "optim.safetensors").exists()  # serving needs weights only
     assert sorted(p.name for p in (run / "checkpoints").glob("step_*")) == [
         "step_000000030",
         "step_000000040",

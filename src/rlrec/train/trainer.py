@@ -135,6 +135,7 @@ class Trainer:
             self.beta = torch.as_tensor(pop, dtype=torch.float32, device=self.device)
 
         self._eval_data: dict[str, Transitions] = {}
+        self._eval_beta = item_popularity(self.ds, "train", 1.0)  # NG_off's β (spec-offline §E.4)
         self.step = 0
         self.best: dict[str, Any] = {"metric": None, "step": None, "evals_since": 0}
         self.tracker = (
@@ -208,7 +209,7 @@ class Trainer:
         """Train to the end (or early stop), then evaluate the best checkpoint on test."""
         cfg = self.cfg.train
         sums: dict[str, float] = {}
-        count = 0
+        counts: dict[str, int] = {}
         t0, step0 = time.perf_counter(), self.step
         order, order_epoch = None, -1
         stop = False
@@ -224,21 +225,21 @@ class Trainer:
                     order[index * cfg.batch_size : (index + 1) * cfg.batch_size]
                 )
                 self.step += 1
-                for key, value in logs.items():
+                for key, value in logs.items():  # each value averaged over the steps that logged it
                     sums[key] = sums.get(key, 0.0) + float(value)
-                count += 1
+                    counts[key] = counts.get(key, 0) + 1
                 if self.step % cfg.log_every == 0 or self.step == self.total_steps:
                     elapsed = time.perf_counter() - t0
                     rate = (self.step - step0) * cfg.batch_size / max(elapsed, 1e-9)
                     self._log(
                         "train",
                         {
-                            **{k: v / count for k, v in sums.items()},
+                            **{k: v / counts[k] for k, v in sums.items()},
                             "transitions_per_s": rate,
                             "epoch": self.step / self.steps_per_epoch,
                         },
                     )
-                    sums, count = {}, 0
+                    sums, counts = {}, {}
                 if self.step % cfg.eval_every == 0 or self.step == self.total_steps:
                     stop = self._validate_and_checkpoint()
             elapsed = time.perf_counter() - t0
@@ -350,10 +351,12 @@ class Trainer:
                 {"best": self.best, "rlrec_version": __version__, "val": metrics},
                 keep_last=self.cfg.train.keep_last,
             )
-            if improved:
+            if improved:  # weights and state only: serving needs no optimiser state
                 tmp = self.run_dir / f".{BEST}.tmp"
                 shutil.rmtree(tmp, ignore_errors=True)
-                shutil.copytree(path, tmp)
+                tmp.mkdir()
+                for name in ("model.safetensors", "state.json"):
+                    shutil.copy2(path / name, tmp / name)
                 shutil.rmtree(self.run_dir / BEST, ignore_errors=True)
                 tmp.rename(self.run_dir / BEST)
             patience = self.cfg.train.patience
