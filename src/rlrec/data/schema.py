@@ -29,7 +29,6 @@ IS_BUY = "is_buy"
 RATING = "rating"
 
 REQUIRED_COLUMNS = (SESSION, ITEM, TIMESTAMP, IS_BUY)
-ID_DTYPES = (pl.Int64, pl.String)
 
 
 def ids_to_canonical(df: pl.DataFrame, columns: tuple[str, ...] = (SESSION, ITEM)) -> pl.DataFrame:

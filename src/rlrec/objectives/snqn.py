@@ -52,6 +52,8 @@ class NegativeTerms:
             "td_neg": self.td_neg.mean().detach(),
             "q_pos": self.q_pos.mean().detach(),
             "q_neg": self.q_neg.mean().detach(),
+            "target_pos": self.target_pos.mean().detach(),
+            "target_neg": self.target_neg.mean().detach(),
             "q_abs_max": torch.maximum(self.q_pos.abs().max(), self.q_neg.abs().max()).detach(),
         }
 

@@ -61,5 +61,6 @@ def _logs(t: PositiveTerms) -> dict[str, torch.Tensor]:
         "ce": t.ce.mean().detach(),
         "td_pos": t.td_pos.mean().detach(),
         "q_pos": t.q_pos.mean().detach(),
+        "target_pos": t.target_pos.mean().detach(),
         "q_pos_max": t.q_pos.abs().max().detach(),
     }
