@@ -25,7 +25,10 @@ OBJECTIVES = {
     "snqn": {},
     "sa2c": {"pretrain_steps": 0},
     "dqn": {},
+    "co": {"warmup_steps": 20},
+    "ccql": {"warmup_steps": 20},
 }
+ACTOR_CRITIC = ("sac", "sa2c", "co", "ccql")  # their CE weight moves with the critic
 
 
 @pytest.mark.parametrize("objective", list(OBJECTIVES))
@@ -38,8 +41,8 @@ def test_every_encoder_and_objective_decreases_its_loss(
     The actor-critic phases weight the CE per sample by a quantity that moves with the critic
     (SAC: raw Q; SA2C: the clipped advantage), so their total is not a fixed objective; for them the
     actor's cross-entropy on the batch must go down instead. SA2C runs its actor phase from the
-    start (its pre-training is SNQN, tested as such); SAC keeps an SQN warm-up of 20 steps, as the
-    method prescribes — weighting CE by a fresh critic's raw Q, which can be negative, is gradient
+    start (its pre-training is SNQN, tested as such); SAC, CO and CCQL keep their warm-up of 20
+    steps, as the methods prescribe — weighting CE by a fresh critic's raw Q, which can be negative, is gradient
     ascent on CE (the weakness that motivates SA2C's advantage).
     """
     cfg = tiny_train_config(
@@ -65,12 +68,13 @@ def test_every_encoder_and_objective_decreases_its_loss(
     for step in range(40):
         i = step % len(nets)
         main, target = nets[i], (nets[1 - i] if len(nets) == 2 else None)
-        out = obj.compute_loss(LossInputs(main, target, batch, negatives, step))
+        rng = torch.Generator().manual_seed(step)  # the augmentations' draws
+        out = obj.compute_loss(LossInputs(main, target, batch, negatives, step, rng=rng))
         optimizers[i].zero_grad()
         out.loss.backward()
         optimizers[i].step()
         if i == 0:
-            tracked = out.logs["ce"] if objective in ("sac", "sa2c") else out.loss
+            tracked = out.logs["ce"] if objective in ACTOR_CRITIC else out.loss
             losses.append(tracked.item())
     assert all(torch.isfinite(torch.tensor(losses)))
     assert sum(losses[-4:]) < sum(losses[:4]), losses
@@ -235,3 +239,65 @@ def test_early_stopping_keeps_the_best_checkpoint(
     assert summary["steps"] == 40  # 0.7 at step 20, then two evaluations without improvement
     assert summary["best_step"] == 20 and summary["best_val"] == 0.7
     assert json.loads((tmp_path / "run" / "best" / "state.json").read_text())["step"] == 20
+
+
+def test_top_k_checkpoints_are_kept_and_evaluated_on_test(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = Trainer.evaluate_split
+    scores = iter([0.5, 0.7, 0.6, 0.4, 0.65, 0.2])
+
+    def scripted(self, split):
+        metrics = original(self, split)
+        if split == "val":
+            metrics["ndcg_purchase@10"] = next(scores)
+            metrics["hr_click@5"] = 1.0 if self.step == 40 else 0.0
+        return metrics
+
+    monkeypatch.setattr(Trainer, "evaluate_split", scripted)
+    cfg = tiny_train_config(tiny_dataset, tmp_path / "run", train={"max_steps": 60, "keep_top": 3})
+    summary = Trainer(cfg).fit()
+    run = tmp_path / "run"
+    assert sorted(p.name for p in (run / "top").iterdir()) == [
+        "step_000000020",
+        "step_000000030",
+        "step_000000050",
+    ]
+    top = summary["top"]
+    assert [t["step"] for t in top] == [20, 50, 30]  # best validation score first
+    assert [t["val"]["ndcg_purchase@10"] for t in top] == [0.7, 0.65, 0.6]
+    assert top[0]["test"] == summary["test"] and summary["best_step"] == 20
+    assert top[0]["test"] != top[1]["test"]  # each kept checkpoint is evaluated on its own
+
+    # keep_top_by: each_metric also keeps the checkpoints that lead any other ranking metric
+    scores = iter([0.5, 0.7, 0.6, 0.4, 0.65, 0.2])
+    cfg = tiny_train_config(
+        tiny_dataset,
+        tmp_path / "each",
+        train={"max_steps": 60, "keep_top": 1, "keep_top_by": "each_metric"},
+    )
+    summary = Trainer(cfg).fit()
+    kept = {t["step"] for t in summary["top"]}
+    assert {20, 40} <= kept  # 20 leads ndcg_purchase@10, 40 leads hr_click@5
+
+
+def test_stability_flags_are_logged_and_can_stop_the_run(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    cfg = tiny_train_config(
+        tiny_dataset,
+        tmp_path / "run",
+        objective={"kind": "sqn"},
+        train={"stability": {"q_bound_factor": 1e-6, "stop_on_flag": True}},
+    )
+    summary = Trainer(cfg).fit()
+    flags = summary["stability"]["flags"]
+    assert summary["stability"]["flagged"] and [f["kind"] for f in flags] == ["q_out_of_range"]
+    assert flags[0]["step"] == 5  # the first log window (log_every 5) already exceeds 2e-6
+    assert flags[0]["threshold"] == pytest.approx(1e-6 * 1.0 / (1 - 0.5))  # factor·max|r|/(1−γ)
+    assert summary["steps"] == 5  # stopped at the flag
+    records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    stab = [r for r in records if r["kind"] == "stability"]
+    assert len(stab) == 1 and stab[0]["flag"] == "q_out_of_range"
+    train = [r for r in records if r["kind"] == "train"][-1]
+    assert {"q_pos", "q_mean", "q_max", "q_abs_max", "td_pos", "grad_norm", "ce"} <= set(train)

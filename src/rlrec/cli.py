@@ -213,7 +213,10 @@ def train(
     latest: dict[str, str] = {"train": "", "val": ""}
     select = cfg.train.select_metric
 
-    def on_log(step: int, total: int, kind: str, values: dict[str, float]) -> None:
+    def on_log(step: int, total: int, kind: str, values: dict[str, Any]) -> None:
+        if kind == "stability":
+            progress.console.print(f"[yellow]unstable:[/] {values['message']}")
+            return
         if kind == "train":
             latest["train"] = (
                 f"loss {values['loss']:.4f}, {values['transitions_per_s']:,.0f} transitions/s"

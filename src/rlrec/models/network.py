@@ -3,7 +3,9 @@
 ``q_head`` (the reference's ``output1``) gives ``Q(s, ·) ∈ R^n``; ``ce_head`` (``output2``) gives the
 supervised logits ``y(s) ∈ R^n``. Both are plain affine maps with no activation and no weight tying,
 and neither has a column for the pad id, so the pad can never be ranked. Methods without one of the
-losses (supervised: no Q; DQN: no CE) build only the head they use.
+losses (supervised: no Q; DQN: no CE) build only the head they use. Contrastive objectives may add
+a SimCLR-style projection head (``Linear → ReLU → Linear``) that maps the state into the space
+where the contrastive loss is computed; ranking never uses it.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class QNetwork(nn.Module):
         q_head: bool = True,
         ce_head: bool = True,
         head_init: HeadInit = "glorot",
+        projection: int | None = None,
     ) -> None:
         super().__init__()
         self.encoder = encoder
@@ -47,6 +50,12 @@ class QNetwork(nn.Module):
         for head in (self.q_head, self.ce_head):
             if head is not None:
                 _init_head(head, head_init)
+        d = encoder.out_dim
+        self.proj_head = (
+            nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, projection))
+            if projection is not None
+            else None
+        )
 
     def forward(self, state: torch.Tensor, len_state: torch.Tensor) -> torch.Tensor:
         """``[B, L]``, ``[B]`` → encoded state ``[B, out_dim]``."""
@@ -63,6 +72,10 @@ class QNetwork(nn.Module):
         if self.ce_head is None:
             raise RuntimeError("this network has no CE head")
         return self.ce_head(s)
+
+    def project(self, s: torch.Tensor) -> torch.Tensor:
+        """``[B, out_dim]`` → the contrastive embedding (the state itself without a projection head)."""
+        return s if self.proj_head is None else self.proj_head(s)
 
     def head(self, name: Literal["q", "ce"], s: torch.Tensor) -> torch.Tensor:
         """Scores from the named head (used for ranking)."""

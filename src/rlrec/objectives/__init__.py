@@ -10,6 +10,8 @@ from typing import Annotated
 from pydantic import Field
 
 from rlrec.objectives.base import LossInputs, LossOutput, ObjectiveConfig, Phase
+from rlrec.objectives.ccql import CCQLConfig
+from rlrec.objectives.co import COConfig
 from rlrec.objectives.dqn import DQNConfig
 from rlrec.objectives.sa2c import SA2CConfig
 from rlrec.objectives.sac import SACConfig
@@ -18,7 +20,14 @@ from rlrec.objectives.sqn import SQNConfig
 from rlrec.objectives.supervised import SupervisedConfig
 
 Objective = Annotated[
-    SupervisedConfig | SQNConfig | SACConfig | SNQNConfig | SA2CConfig | DQNConfig,
+    SupervisedConfig
+    | SQNConfig
+    | SACConfig
+    | SNQNConfig
+    | SA2CConfig
+    | DQNConfig
+    | COConfig
+    | CCQLConfig,
     Field(discriminator="kind"),
 ]
 

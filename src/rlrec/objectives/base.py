@@ -6,7 +6,8 @@ An objective is a config model (its docstring states the loss and cites the pape
   phase after the first gets a *fresh* Adam, as the reference does at SA2C's/SAC's switch (§F.13);
 * ``n_negatives`` — how many negative items per transition the trainer samples (§C.0.6);
 * ``double_q`` — whether it trains a pair of networks (§C.0.4) — and which heads it needs;
-* ``compute_loss(inputs)`` — the scalar loss and detached scalars to log.
+* ``compute_loss(inputs)`` — the scalar loss and detached scalars to log;
+* ``projection_dim`` / ``mask_token`` — extra network parts it trains (contrastive objectives).
 
 Targets are computed under ``no_grad`` with the networks in eval mode (dropout off); the reference
 computes them in training mode, available as ``target_dropout: true`` (§F.9).
@@ -25,7 +26,7 @@ from pydantic import Field, model_validator
 from rlrec.config import StrictModel
 from rlrec.data.transitions import TransitionBatch
 from rlrec.models.network import QNetwork
-from rlrec.objectives.functional import double_q_target
+from rlrec.objectives.functional import double_q_target, td_loss
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,11 @@ class Phase:
 
 @dataclass
 class LossInputs:
-    """Everything a loss may use for one batch (``negatives``: ``[B, K]`` or ``None``)."""
+    """Everything a loss may use for one batch.
+
+    ``negatives``: ``[B, K]`` sampled items or ``None``; ``beta``: ``[n]`` item popularity or
+    ``None``; ``rng``: the step's seeded CPU generator for the objective's own draws (augmentations).
+    """
 
     main: QNetwork
     target: QNetwork | None
@@ -46,6 +51,7 @@ class LossInputs:
     negatives: torch.Tensor | None
     step: int
     beta: torch.Tensor | None = None
+    rng: torch.Generator | None = None
 
 
 @dataclass
@@ -79,6 +85,16 @@ class ObjectiveConfig(StrictModel):
     def n_negatives(self) -> int:
         return 0
 
+    @property
+    def projection_dim(self) -> int | None:
+        """Output size of a projection head on the state (contrastive objectives), or ``None``."""
+        return None
+
+    @property
+    def mask_token(self) -> bool:
+        """Whether the encoder needs a learned [mask] item (id ``n + 1``) for augmentations."""
+        return False
+
     def phases(self) -> list[Phase]:
         return [Phase(0, self.lr)]
 
@@ -103,6 +119,7 @@ class QLearningConfig(ObjectiveConfig):
     r_click: float = 0.2
     r_buy: float = 1.0
     td_loss_scale: float = Field(0.5, gt=0.0, description="TD loss = scale·δ² (trfl: ½)")
+    td_weight: float = Field(1.0, ge=0.0, description="w (ω in P-CCQL): weight of the TD terms")
     double_q_mode: Literal["xin_pair", "polyak"] = Field(
         "xin_pair",
         description="xin_pair: two independent nets, random roles each step (reference); "
@@ -127,32 +144,101 @@ def eval_mode(*nets: QNetwork | None, enabled: bool = True) -> Iterator[None]:
             n.train(mode)
 
 
-def q_targets(
+@dataclass
+class QTerms:
+    """One training-mode pass of the main net on ``s`` and its TD terms (all ``[B]`` unless noted).
+
+    ``s``: ``[B, H]`` encoded state; ``q``: ``[B, n]`` Q-values of the main net (with gradient);
+    ``best_next``: ``argmax_a Q_main(s', a)``, the selector's choice for the positive target.
+    ``q_neg``/``td_neg``/``target_neg`` are set when negative actions are trained (``[B, K]``,
+    ``[B]`` reduced over K, ``[B]``).
+    """
+
+    s: torch.Tensor
+    q: torch.Tensor
+    q_pos: torch.Tensor
+    td_pos: torch.Tensor
+    target_pos: torch.Tensor
+    best_next: torch.Tensor
+    q_neg: torch.Tensor | None = None
+    td_neg: torch.Tensor | None = None
+    target_neg: torch.Tensor | None = None
+
+    def td(self, weight: float) -> torch.Tensor:
+        """``w·(ℓ⁺ + ℓ⁻)`` per sample (``ℓ⁻ = 0`` without negatives)."""
+        return weight * (self.td_pos if self.td_neg is None else self.td_pos + self.td_neg)
+
+    def logs(self) -> dict[str, torch.Tensor]:
+        """Detached scalars for the stability log: TD losses, targets and Q-value statistics.
+
+        ``q_pos``: mean Q of the logged actions; ``q_neg``: of the sampled negatives; ``q_mean``:
+        of the whole catalogue (= the expected Q of a uniformly sampled action); ``q_max``: mean
+        over the batch of ``max_a Q(s, a)`` (what bootstraps); ``q_abs_max``: the largest ``|Q|``.
+        """
+        q = self.q.detach()
+        logs = {
+            "td_pos": self.td_pos.mean(),
+            "q_pos": self.q_pos.mean(),
+            "target_pos": self.target_pos.mean(),
+            "q_mean": q.mean(),
+            "q_max": q.amax(dim=1).mean(),
+            "q_abs_max": torch.maximum(q.amax(), -q.amin()),
+        }
+        if self.td_neg is not None and self.q_neg is not None and self.target_neg is not None:
+            logs.update(
+                td_neg=self.td_neg.mean(),
+                q_neg=self.q_neg.mean(),
+                target_neg=self.target_neg.mean(),
+            )
+        return {k: v.detach() for k, v in logs.items()}
+
+
+def q_terms(
     cfg: QLearningConfig,
     inputs: LossInputs,
-    reward: torch.Tensor,
     r_negative: float | None = None,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Double-Q targets for the positive action and, if ``r_negative`` is given, for negatives.
+    neg_reduction: Literal["sum", "mean"] = "sum",
+) -> QTerms:
+    """Main-net pass on ``s``; TD on the positive and, if ``r_negative`` is given, on the negatives.
 
-    Positive (§C.0.5): bootstrap on ``s'``, selector ``argmax Q_main(s')``, value ``Q_target(s')``,
-    zeroed when done. Negative (§C.4): bootstrap on the *current* state ``s`` (a negative action
-    leaves the state unchanged), never masked; one target per sample, shared by its K negatives.
-    One no-grad pass per network over ``[s'; s]`` serves both. Returns ``([B], [B] | None)``.
+    Positive (§C.0.5): ``ℓ⁺ = scale·(y⁺ − Q_m(s, a⁺))²``, ``y⁺ = r + γ·(1 − done)·Q_t(s', argmax
+    Q_m(s'))``. Negative (§C.4): a negative action leaves the state unchanged, so
+    ``y⁻ = r_neg + γ·Q_t(s, argmax Q_m(s))`` (never masked, one target per sample shared by its K
+    negatives) and ``ℓ⁻ = Σ_j`` (or mean) ``scale·(y⁻ − Q_m(s, a⁻_j))²``. Targets come from one
+    no-grad pass per network over ``[s'; s]`` (``[s']`` without negatives).
     """
-    assert inputs.target is not None
     b = inputs.batch
+    assert inputs.target is not None
+    s = inputs.main(b.state, b.len_state)
+    q = inputs.main.q(s)
     with torch.no_grad(), eval_mode(inputs.main, inputs.target, enabled=not cfg.target_dropout):
-        state = b.next_state
-        lengths = b.len_next_state
+        state, lengths = b.next_state, b.len_next_state
         if r_negative is not None:
             state = torch.cat([b.next_state, b.state])
             lengths = torch.cat([b.len_next_state, b.len_state])
         q_sel = inputs.main.q(inputs.main(state, lengths))
         q_val = inputs.target.q(inputs.target(state, lengths))
     n = b.action.shape[0]
-    y_pos = double_q_target(q_sel[:n], q_val[:n], reward, cfg.gamma, b.done)
+    best_next = q_sel[:n].argmax(dim=1)
+    y_pos = double_q_target(
+        q_sel[:n], q_val[:n], b.reward(cfg.r_click, cfg.r_buy), cfg.gamma, b.done
+    )
+    q_pos = q.gather(1, b.action.unsqueeze(1)).squeeze(1)
+    terms = QTerms(
+        s=s,
+        q=q,
+        q_pos=q_pos,
+        td_pos=td_loss(q_pos, y_pos, cfg.td_loss_scale),
+        target_pos=y_pos,
+        best_next=best_next,
+    )
     if r_negative is None:
-        return y_pos, None
-    r_neg = torch.full_like(reward, r_negative)
-    return y_pos, double_q_target(q_sel[n:], q_val[n:], r_neg, cfg.gamma)
+        return terms
+    assert inputs.negatives is not None, "the trainer must sample negatives"
+    y_neg = double_q_target(q_sel[n:], q_val[n:], torch.full_like(y_pos, r_negative), cfg.gamma)
+    q_neg = q.gather(1, inputs.negatives)
+    td_neg = td_loss(q_neg, y_neg.unsqueeze(1).expand_as(q_neg), cfg.td_loss_scale)
+    terms.q_neg = q_neg
+    terms.td_neg = td_neg.sum(dim=1) if neg_reduction == "sum" else td_neg.mean(dim=1)
+    terms.target_neg = y_neg
+    return terms

@@ -100,3 +100,73 @@ def ips_weight(
         return torch.ones_like(action, dtype=logits.dtype)
     pi = torch.softmax(logits.detach(), dim=1).gather(1, action.unsqueeze(1)).squeeze(1)
     return (pi / beta[action]).clamp(clip[0], clip[1]).pow(smooth)
+
+
+def _paired_view_cross_entropy(sim: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of ``−log softmax_{j≠i}(sim_ij)`` at the row's paired view ``(i ± B)``.
+
+    ``sim``: ``[..., 2B, 2B]`` similarities of the stacked views ``[z1; z2]``; the diagonal (a view
+    with itself) is excluded from the softmax; the positive of row ``i`` is ``i + B`` (and back).
+    """
+    two_b = sim.shape[-1]
+    b = two_b // 2
+    eye = torch.eye(two_b, dtype=torch.bool, device=sim.device)
+    logits = sim.masked_fill(eye, float("-inf"))
+    positive = torch.cat([torch.arange(b, two_b), torch.arange(0, b)]).to(sim.device)
+    log_p = torch.log_softmax(logits, dim=-1)
+    return -log_p.gather(-1, positive.expand(*sim.shape[:-1]).unsqueeze(-1)).mean()
+
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
+    """SimCLR's NT-Xent (InfoNCE with cosine similarity, P-CCQL Eq. 3; spec §C.8 ``InfoNCECosine``).
+
+    ``z1``, ``z2``: ``[B, d]`` two views of the same ``B`` states. Each of the ``2B`` views must pick
+    its partner among the other ``2B − 1`` by cosine similarity / ``temperature``; the other states
+    of the batch are the negatives. Equals ``log(2B − 1)`` when all embeddings are identical.
+    """
+    z = torch.nn.functional.normalize(torch.cat([z1, z2]), dim=1)
+    return _paired_view_cross_entropy(z @ z.T / temperature)
+
+
+def ts2vec_legacy(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+    """The CCQL code's ``InfoNCE``: TS2Vec's instance-wise loss on ``[B, d, 1]`` (spec §C.8, §F.18).
+
+    Reshaping the state to ``B × d × 1`` makes each of the ``d`` coordinates a "timestep" with a
+    1-d feature: for coordinate ``t`` the similarity of views ``i, j`` is ``u_i·u_j`` (no
+    normalisation, no temperature); the loss is the paired-view cross-entropy averaged over
+    coordinates and both directions. Reproduction only — it mis-uses TS2Vec across dimensions.
+    ``[B, d]``, ``[B, d]`` → scalar (0 for ``B = 1``, as TS2Vec).
+    """
+    if z1.shape[0] == 1:
+        return z1.new_zeros(())
+    u = torch.cat([z1, z2]).T.unsqueeze(2)  # [d, 2B, 1]
+    return _paired_view_cross_entropy(u @ u.transpose(1, 2))
+
+
+def cql_sampled(q_pos: torch.Tensor, q_neg: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Conservative term on sampled negatives (P-CCQL Eq. 2 with the log-sum-exp over ``{a⁺} ∪ N``).
+
+    ``CQL_b = τ·logsumexp_{a ∈ {a⁺} ∪ N_b}(Q(s_b, a)/τ) − Q(s_b, a⁺)``; ``q_pos`` ``[B]``,
+    ``q_neg`` ``[B, K]`` → ``[B]``, always ``≥ 0``, ``τ·log(1 + K)`` when all Q are equal.
+    """
+    q = torch.cat([q_pos.unsqueeze(1), q_neg], dim=1)
+    return temperature * torch.logsumexp(q / temperature, dim=1) - q_pos
+
+
+def cql_full(q: torch.Tensor, action: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Conservative term over the whole catalogue: ``τ·logsumexp_a(Q(s,a)/τ) − Q(s,a⁺)``, ``[B]``."""
+    q_pos = q.gather(1, action.unsqueeze(1)).squeeze(1)
+    return temperature * torch.logsumexp(q / temperature, dim=1) - q_pos
+
+
+def cql_legacy(
+    q_best: torch.Tensor, q_pos: torch.Tensor, best_index: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """The CCQL code's ``cql_loss`` literally (spec §C.10, §F.16), ``[B]``.
+
+    ``c = [Q(s, a*), Q(s, a⁺), float(a*)]`` with ``a* = argmax Q_main(s', ·)`` (the item *index*
+    enters the log-sum-exp as if it were a Q-value); ``τ·logsumexp(c/τ) − Q(s, a⁺)``. For an index
+    much larger than the Q-values this is ``≈ a* − Q(s, a⁺)``: its gradient only raises ``Q(s, a⁺)``.
+    """
+    c = torch.stack([q_best, q_pos, best_index.to(q_pos.dtype)], dim=1)
+    return temperature * torch.logsumexp(c / temperature, dim=1) - q_pos

@@ -48,6 +48,7 @@ class SA2CConfig(NegativeSampling):
         logs = {"ce": ce.mean().detach(), **t.logs()}
         if inputs.step < self.pretrain_steps:
             return LossOutput((ce + t.td(self.td_weight)).mean(), logs)
+        assert t.q_neg is not None
         adv = sa2c_advantage(t.q_pos.detach(), t.q_neg.detach(), self.adv_clip)
         weight = adv
         if self.needs_beta:

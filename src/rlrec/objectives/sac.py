@@ -1,41 +1,51 @@
-"""SAC — Self-supervised Actor-Critic (Xin et al., SIGIR'20; spec-offline §C.3)."""
+"""SAC — Self-supervised Actor-Critic (Xin et al., SIGIR'20; spec-offline §C.3, §C.7)."""
 
 from __future__ import annotations
 
 from typing import Literal
 
+import torch
 from pydantic import Field
 
-from rlrec.objectives.base import LossInputs, LossOutput, Phase
-from rlrec.objectives.sqn import SQNConfig, _logs, positive_terms
+from rlrec.objectives.base import LossInputs, LossOutput, Phase, QLearningConfig, QTerms, q_terms
+from rlrec.objectives.functional import cross_entropy
+
+SACWeighting = Literal["per_sample", "legacy_batch_mean"]
 
 
-class SACConfig(SQNConfig):
-    """Warm-up as SQN, then ``L = mean_b [ sg(Q_m(s_b, a_b))·CE_b + ½δ⁺_b² ]``.
+class SACConfig(QLearningConfig):
+    """Warm-up as SQN, then ``L = mean_b [ sg(Q_m(s_b, a_b))·CE_b + w·½δ⁺_b² ]``.
 
     The CE term of the actor is re-weighted by the critic's raw Q-value of the logged action. After
     ``warmup_steps`` a fresh Adam (``lr_phase2``, default = ``lr``) takes over (spec §C.3, §H.5:
     15,000 in the TF copy, 30,000 in the CCQL code). ``sac_weighting: legacy_batch_mean`` reproduces
-    the CCQL code's bug (batch-mean Q times batch-mean CE, §C.7).
+    the CCQL code's bug (batch-mean Q times batch-mean CE, §C.7, §F.17). With the CCQL code's
+    settings (``warmup_steps: 30000``, SASRec ``ccql_torch``) this is P-CCQL's "SASRec-AC".
     """
 
     kind: Literal["sac"] = "sac"
     warmup_steps: int = Field(15_000, ge=0)
     lr_phase2: float | None = Field(None, gt=0.0)
-    sac_weighting: Literal["per_sample", "legacy_batch_mean"] = "per_sample"
+    sac_weighting: SACWeighting = "per_sample"
 
     def phases(self) -> list[Phase]:
         return [Phase(0, self.lr), Phase(self.warmup_steps, self.lr_phase2 or self.lr)]
 
-    def compute_loss(self, inputs: LossInputs) -> LossOutput:
-        t = positive_terms(self, inputs)
-        logs = _logs(t)
-        if inputs.step < self.warmup_steps:
-            return LossOutput((t.ce + t.td_pos).mean(), logs)
+    def actor_loss(
+        self, t: QTerms, ce: torch.Tensor, step: int, logs: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        """``mean_b CE_b`` during warm-up, then the Q-weighted CE (per sample or legacy batch mean)."""
+        if step < self.warmup_steps:
+            return ce.mean()
         weight = t.q_pos.detach()
-        if self.sac_weighting == "per_sample":
-            actor = (weight * t.ce).mean()
-        else:
-            actor = weight.mean() * t.ce.mean()
         logs["actor_weight"] = weight.mean()
-        return LossOutput(actor + t.td_pos.mean(), logs)
+        if self.sac_weighting == "per_sample":
+            return (weight * ce).mean()
+        return weight.mean() * ce.mean()
+
+    def compute_loss(self, inputs: LossInputs) -> LossOutput:
+        t = q_terms(self, inputs)
+        ce = cross_entropy(inputs.main.logits(t.s), inputs.batch.action)
+        logs = {"ce": ce.mean().detach(), **t.logs()}
+        loss = self.actor_loss(t, ce, inputs.step, logs) + t.td(self.td_weight).mean()
+        return LossOutput(loss, logs)

@@ -8,7 +8,8 @@ A checkpoint is a directory ``checkpoints/step_<N>/`` holding
 
 It is written into a temporary sibling and renamed, and ``checkpoints/latest.json`` is replaced
 atomically afterwards, so a crash at any moment leaves the previous checkpoint intact and loadable.
-Nothing is pickled.
+The run's ``best/`` and ``top/step_<N>/`` directories hold weights and ``state.json`` only
+(:func:`save_weights`). Nothing is pickled.
 """
 
 from __future__ import annotations
@@ -97,6 +98,17 @@ def save_checkpoint(
         if old not in keep:
             shutil.rmtree(root / old)
     return final
+
+
+def save_weights(path: Path, modules: dict[str, nn.Module], state: dict[str, Any]) -> None:
+    """Write weights and a JSON state (no optimiser) to the directory ``path``, atomically."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file(module_tensors(modules), str(tmp / "model.safetensors"))
+    atomic_write_json(tmp / "state.json", state)
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.rename(path)
 
 
 def latest_checkpoint(root: Path) -> Path | None:

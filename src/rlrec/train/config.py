@@ -13,6 +13,7 @@ from rlrec.models.encoders.base import EncoderConfig
 from rlrec.models.network import HeadInit
 from rlrec.objectives import Objective
 from rlrec.objectives.supervised import SupervisedConfig
+from rlrec.train.stability import StabilityConfig
 
 
 class LoopConfig(StrictModel):
@@ -21,7 +22,9 @@ class LoopConfig(StrictModel):
     Batches are drawn from a seeded permutation of the training transitions per epoch; the last
     partial batch is dropped, so an epoch is ``floor(#transitions / batch_size)`` steps, as in the
     reference. ``eval_every`` counts optimiser steps; the validation split selects the checkpoint
-    (``select_metric``, higher is better) and the test split is evaluated once, on that checkpoint.
+    (``select_metric``, higher is better); the ``keep_top`` best validation checkpoints are kept and
+    evaluated on the test split at the end (the best one is the run's result; the others serve the
+    top-k protocols of spec-offline §E.6). ``stability`` flags divergence (:mod:`.stability`).
     """
 
     batch_size: int = Field(256, ge=1)
@@ -31,8 +34,18 @@ class LoopConfig(StrictModel):
     )
     eval_every: int = Field(4000, ge=1)
     log_every: int = Field(200, ge=1)
-    keep_last: int = Field(2, ge=1, description="checkpoints kept besides the best")
+    keep_last: int = Field(2, ge=1, description="resumable checkpoints kept")
     select_metric: str = "ndcg_purchase@10"
+    keep_top: int = Field(
+        5,
+        ge=1,
+        description="validation checkpoints kept (weights) and evaluated on test at the end",
+    )
+    keep_top_by: Literal["select_metric", "each_metric"] = Field(
+        "select_metric",
+        description="rank checkpoints by select_metric, or keep the top keep_top of every ranking "
+        "metric (needed for P-CCQL's per-metric top-5 protocol)",
+    )
     patience: int | None = Field(
         None, ge=1, description="stop after this many evaluations without improvement"
     )
@@ -42,6 +55,7 @@ class LoopConfig(StrictModel):
     )
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's)")
     tensorboard: bool = True
+    stability: StabilityConfig = StabilityConfig()
 
 
 class TrainConfig(StrictModel):
@@ -53,6 +67,9 @@ class TrainConfig(StrictModel):
     device: str = "auto"
     state_size: int | None = Field(
         None, ge=1, description="history window (default: the dataset's)"
+    )
+    name: str | None = Field(
+        None, description="label of the run in reports (default: method/encoder)"
     )
     head_init: HeadInit = "glorot"
     eval_network: Literal[0, 1] = Field(

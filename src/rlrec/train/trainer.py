@@ -9,16 +9,21 @@ online net with a Polyak target), then for each optimiser step:
 3. picks main/target networks, samples negatives, computes the objective's loss;
 4. stops with a clear error on a non-finite loss (the last good checkpoint stays);
 5. steps the main network's Adam for the current phase (a fresh Adam per phase, spec §F.13);
-6. every ``eval_every`` steps evaluates the validation split, keeps the best checkpoint by
-   ``select_metric`` and writes a resumable checkpoint.
+6. every ``log_every`` steps logs the window's averages and checks them for divergence
+   (:mod:`.stability`);
+7. every ``eval_every`` steps evaluates the validation split, keeps the ``keep_top`` best
+   checkpoints by ``select_metric`` (``best/`` and ``top/step_N/``, weights only) and writes a
+   resumable checkpoint.
 
-At the end the best checkpoint is evaluated on the test split and ``summary.json`` is written.
+At the end the kept checkpoints are evaluated on the test split (the best one is the run's result)
+and ``summary.json`` is written.
 Under ``torchrun`` each rank trains on a slice of every global batch (see :mod:`.distributed`).
 """
 
 from __future__ import annotations
 
 import math
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -49,13 +54,17 @@ from rlrec.train.checkpoint import (
     load_modules,
     restore_optimizer,
     save_checkpoint,
+    save_weights,
 )
 from rlrec.train.config import TrainConfig
 from rlrec.train.distributed import World, average_gradients, barrier, init_world, shutdown
+from rlrec.train.stability import Flag, StabilityMonitor, q_value_bound
 from rlrec.train.tracking import Tracker
 
 CHECKPOINTS = "checkpoints"
 BEST = "best"
+TOP = "top"
+RANKING_METRIC = re.compile(r"(hr|ndcg)_(click|purchase)@\d+|reward@\d+")
 ITEMS = "items.parquet"
 RUN_META = "run.json"
 
@@ -68,11 +77,12 @@ def build_network(cfg: TrainConfig, n_items: int, state_size: int) -> QNetwork:
     """Encoder and the heads the objective needs."""
     obj = cfg.objective
     return QNetwork(
-        build_encoder(cfg.encoder, n_items, state_size),
+        build_encoder(cfg.encoder, n_items, state_size, mask_token=obj.mask_token),
         n_items,
         q_head=obj.needs_q_head,
         ce_head=obj.needs_ce_head,
         head_init=cfg.head_init,
+        projection=obj.projection_dim,
     )
 
 
@@ -85,7 +95,7 @@ class Trainer:
         *,
         resume: bool = False,
         overwrite: bool = False,
-        on_log: Callable[[int, int, str, dict[str, float]], None] | None = None,
+        on_log: Callable[[int, int, str, dict[str, Any]], None] | None = None,
     ) -> None:
         """``on_log(step, total_steps, kind, values)`` is called with every train/val record."""
         self.cfg = cfg
@@ -138,6 +148,8 @@ class Trainer:
         self._eval_beta = item_popularity(self.ds, "train", 1.0)  # NG_off's β (spec-offline §E.4)
         self.step = 0
         self.best: dict[str, Any] = {"metric": None, "step": None, "evals_since": 0}
+        self.history: list[dict[str, float]] = []  # step + ranking metrics of every validation
+        self.monitor = StabilityMonitor(cfg.train.stability, self._q_bound())
         self.tracker = (
             Tracker(self.run_dir, tensorboard=cfg.train.tensorboard) if self.world.is_main else None
         )
@@ -150,6 +162,15 @@ class Trainer:
     def _xin_pair(self) -> bool:
         obj = self.cfg.objective
         return isinstance(obj, QLearningConfig) and obj.double_q_mode == "xin_pair"
+
+    def _q_bound(self) -> float | None:
+        obj = self.cfg.objective
+        if not isinstance(obj, QLearningConfig):
+            return None
+        rewards = [obj.r_click, obj.r_buy]
+        if obj.n_negatives:
+            rewards.append(getattr(obj, "r_negative", 0.0))
+        return q_value_bound(rewards, obj.gamma)
 
     def _prepare_run_dir(self, resume: bool, overwrite: bool) -> None:
         saved = self.run_dir / "config.yaml"
@@ -231,17 +252,19 @@ class Trainer:
                 if self.step % cfg.log_every == 0 or self.step == self.total_steps:
                     elapsed = time.perf_counter() - t0
                     rate = (self.step - step0) * cfg.batch_size / max(elapsed, 1e-9)
+                    window = {k: v / counts[k] for k, v in sums.items()}
                     self._log(
                         "train",
                         {
-                            **{k: v / counts[k] for k, v in sums.items()},
+                            **window,
                             "transitions_per_s": rate,
                             "epoch": self.step / self.steps_per_epoch,
                         },
                     )
                     sums, counts = {}, {}
+                    stop = self._agree(self._flag(self.monitor.check_train(self.step, window)))
                 if self.step % cfg.eval_every == 0 or self.step == self.total_steps:
-                    stop = self._validate_and_checkpoint()
+                    stop = self._validate_and_checkpoint() or stop
             elapsed = time.perf_counter() - t0
             summary = self._finish(elapsed, self.step - step0)
         finally:
@@ -274,7 +297,8 @@ class Trainer:
         batch = self.train_data.batch(global_pos[mine])
 
         main.train()
-        out = obj.compute_loss(LossInputs(main, target, batch, negatives, step, self.beta))
+        rng = generator(cfg.seed, "objective", step, self.world.rank)
+        out = obj.compute_loss(LossInputs(main, target, batch, negatives, step, self.beta, rng))
         if not torch.isfinite(out.loss):
             last = latest_checkpoint(self.run_dir / CHECKPOINTS)
             where = (
@@ -292,9 +316,8 @@ class Trainer:
         logs["loss"] = out.loss.detach()
         if self.cfg.train.grad_clip_value is not None:
             torch.nn.utils.clip_grad_value_(main.parameters(), self.cfg.train.grad_clip_value)
-        if self.cfg.train.grad_clip_norm is not None or (step + 1) % self.cfg.train.log_every == 0:
-            max_norm = self.cfg.train.grad_clip_norm or math.inf
-            logs["grad_norm"] = torch.nn.utils.clip_grad_norm_(main.parameters(), max_norm)
+        max_norm = self.cfg.train.grad_clip_norm or math.inf  # the norm is logged every step
+        logs["grad_norm"] = torch.nn.utils.clip_grad_norm_(main.parameters(), max_norm)
         opt.step()
         if self.target is not None:
             tau = obj.polyak_tau  # type: ignore[union-attr]
@@ -310,20 +333,46 @@ class Trainer:
 
     def evaluate_split(self, split: str) -> dict[str, float]:
         """Metrics of the evaluated network on ``split`` (spec-offline §E)."""
-        net = self.eval_net()
-        data = Transitions(
-            self.ds.split(split), self.state_size, self.ds.pad_id, device=self.device
-        )
-        beta = item_popularity(self.ds, "train", 1.0)
-        head = self.cfg.objective.eval_head
-        was_training = net.training
-        net.eval()
-        try:
-            return evaluate(
-                lambda s, n: net.head(head, net(s, n)), data, self.cfg.eval, self.n_items, beta
+        if split not in self._eval_data:
+            self._eval_data[split] = Transitions(
+                self.ds.split(split), self.state_size, self.ds.pad_id, device=self.device
             )
-        finally:
-            net.train(was_training)
+        return evaluate_network(self.eval_net(), self.cfg, self._eval_data[split], self._eval_beta)
+
+    def _flag(self, flags: list[Flag]) -> bool:
+        """Log new stability flags; True when the run should stop on them (this rank's view)."""
+        for flag in flags:
+            self._log(
+                "stability",
+                {
+                    "flag": flag.kind,
+                    "value": flag.value,
+                    "threshold": flag.threshold,
+                    "message": flag.message(),
+                },
+            )
+        return bool(flags) and self.cfg.train.stability.stop_on_flag
+
+    def _agree(self, stop: bool) -> bool:
+        """Rank 0's stop decision, shared with every process of a data-parallel run."""
+        if self.world.size > 1:
+            flag = torch.tensor([int(stop)], device=self.device)
+            torch.distributed.broadcast(flag, 0)
+            stop = bool(flag.item())
+        return stop
+
+    def _kept_steps(self) -> set[int]:
+        """Steps of the ``keep_top`` best validations (by ``select_metric`` or by every metric)."""
+        cfg = self.cfg.train
+        keys = [cfg.select_metric]
+        if cfg.keep_top_by == "each_metric":
+            keys = sorted({k for h in self.history for k in h if RANKING_METRIC.fullmatch(k)})
+        kept: set[int] = set()
+        for key in keys:
+            scored = [h for h in self.history if key in h and not math.isnan(h[key])]
+            scored.sort(key=lambda h: (-h[key], h["step"]))  # ties: the earlier checkpoint
+            kept.update(int(h["step"]) for h in scored[: cfg.keep_top])
+        return kept
 
     def _validate_and_checkpoint(self) -> bool:
         """Evaluate on validation, update the best checkpoint, save; returns True to stop early."""
@@ -338,34 +387,49 @@ class Trainer:
             self._log("val", metrics)
             value = metrics[key]
             best = self.best["metric"]
+            stop = self._flag(self.monitor.check_val(self.step, value, best))
             improved = not math.isnan(value) and (best is None or value > best)
             if improved:
                 self.best.update(metric=value, step=self.step, evals_since=0)
             else:
                 self.best["evals_since"] += 1
-            path = save_checkpoint(
+            self.history.append(
+                {"step": self.step}
+                | {k: v for k, v in metrics.items() if k == key or RANKING_METRIC.fullmatch(k)}
+            )
+            # Weights only (serving needs no optimiser state), written before the resumable
+            # checkpoint: a crash in between replays this evaluation and rewrites them.
+            weights = {"step": self.step, "rlrec_version": __version__, "val": metrics}
+            if improved:
+                save_weights(self.run_dir / BEST, self._modules(), weights)
+            self._update_top(weights)
+            save_checkpoint(
                 self.run_dir / CHECKPOINTS,
                 self.step,
                 self._modules(),
                 self.optimizers,
-                {"best": self.best, "rlrec_version": __version__, "val": metrics},
+                {
+                    "best": self.best,
+                    "history": self.history,
+                    "stability": self.monitor.state_dict(),
+                    "rlrec_version": __version__,
+                    "val": metrics,
+                },
                 keep_last=self.cfg.train.keep_last,
             )
-            if improved:  # weights and state only: serving needs no optimiser state
-                tmp = self.run_dir / f".{BEST}.tmp"
-                shutil.rmtree(tmp, ignore_errors=True)
-                tmp.mkdir()
-                for name in ("model.safetensors", "state.json"):
-                    shutil.copy2(path / name, tmp / name)
-                shutil.rmtree(self.run_dir / BEST, ignore_errors=True)
-                tmp.rename(self.run_dir / BEST)
             patience = self.cfg.train.patience
-            stop = patience is not None and self.best["evals_since"] >= patience
-        if self.world.size > 1:
-            flag = torch.tensor([int(stop)], device=self.device)
-            torch.distributed.broadcast(flag, 0)
-            stop = bool(flag.item())
-        return stop
+            stop = stop or (patience is not None and self.best["evals_since"] >= patience)
+        return self._agree(stop)
+
+    def _update_top(self, weights: dict[str, Any]) -> None:
+        """Save this step's weights if it is among the kept ones; drop those no longer kept."""
+        root = self.run_dir / TOP
+        kept = self._kept_steps()
+        if self.step in kept:
+            save_weights(root / f"step_{self.step:09d}", self._modules(), weights)
+        for path in root.glob("step_*"):
+            if int(path.name[5:]) not in kept:
+                shutil.rmtree(path)
 
     def _resume(self) -> None:
         path = latest_checkpoint(self.run_dir / CHECKPOINTS)
@@ -375,6 +439,11 @@ class Trainer:
         load_modules(self._modules(), model, path)
         self.step = int(state["step"])
         self.best = state["best"]
+        self.history = state.get("history", [])
+        self.monitor.load_state_dict(state.get("stability", {}))
+        for kept in (self.run_dir / TOP).glob("step_*"):  # written after the checkpoint: replayed
+            if int(kept.name[5:]) > self.step:
+                shutil.rmtree(kept)
         for name, groups in state["optimizers"].items():
             net, phase = name.split(".")
             opt = self._optimizer(int(net[3:]), int(phase[5:]))
@@ -385,11 +454,9 @@ class Trainer:
     def _finish(self, elapsed: float, steps: int) -> dict[str, Any]:
         summary: dict[str, Any] = {}
         if self.world.is_main:
-            best_dir = self.run_dir / BEST
-            if best_dir.is_dir():
-                model, _, _ = load_checkpoint(best_dir)
-                load_modules(self._modules(), model, best_dir)
-            test = self.evaluate_split("test")
+            top = self._evaluate_top()
+            best = next((t for t in top if t["step"] == self.best["step"]), None)
+            test = best["test"] if best is not None else self.evaluate_split("test")
             self._log("test", test)
             summary = {
                 "objective": self.cfg.objective.kind,
@@ -401,6 +468,11 @@ class Trainer:
                 "select_metric": self.cfg.train.select_metric,
                 "best_val": self.best["metric"],
                 "test": test,
+                "top": top,
+                "stability": {
+                    "flags": [vars(f) for f in self.monitor.flags],
+                    "flagged": bool(self.monitor.flags),
+                },
                 "train_seconds_this_session": elapsed,
                 "seconds_per_epoch": elapsed / steps * self.steps_per_epoch if steps else None,
                 "transitions_per_s": steps * self.cfg.train.batch_size / elapsed if steps else None,
@@ -411,11 +483,30 @@ class Trainer:
         barrier(self.world)
         return summary
 
+    def _evaluate_top(self) -> list[dict[str, Any]]:
+        """Test metrics of every kept checkpoint, best validation score first."""
+        entries = []
+        by_step = {int(h["step"]): h for h in self.history}
+        for path in sorted((self.run_dir / TOP).glob("step_*")):
+            model, _, _ = load_checkpoint(path)
+            load_modules(self._modules(), model, path)
+            step = int(path.name[5:])
+            val = {k: v for k, v in by_step.get(step, {}).items() if k != "step"}
+            entries.append({"step": step, "val": val, "test": self.evaluate_split("test")})
+        key = self.cfg.train.select_metric
+        entries.sort(key=lambda e: (-e["val"].get(key, -math.inf), e["step"]))
+        return entries
+
     def _log(self, kind: str, values: dict[str, Any]) -> None:
         if self.tracker is not None:
             self.tracker.log(kind, self.step, values)
         if self.on_log is not None and self.world.is_main:
-            self.on_log(self.step, self.total_steps, kind, {k: float(v) for k, v in values.items()})
+            self.on_log(
+                self.step,
+                self.total_steps,
+                kind,
+                {k: v if isinstance(v, str) else float(v) for k, v in values.items()},
+            )
 
 
 def evaluate_network(

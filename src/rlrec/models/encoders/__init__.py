@@ -20,15 +20,20 @@ ENCODERS: dict[str, type[Encoder]] = {
 }
 
 
-def build_encoder(cfg: EncoderConfig, n_items: int, state_size: int) -> Encoder:
-    """The encoder ``cfg.kind`` for ``n_items`` items (pad id ``n_items``) and window ``state_size``."""
+def build_encoder(
+    cfg: EncoderConfig, n_items: int, state_size: int, *, mask_token: bool = False
+) -> Encoder:
+    """The encoder ``cfg.kind`` for ``n_items`` items (pad id ``n_items``) and window ``state_size``.
+
+    ``mask_token`` adds a learned ``[mask]`` item with id ``n_items + 1``.
+    """
     try:
         cls = ENCODERS[cfg.kind]
     except KeyError:
         raise ValueError(
             f"unknown encoder kind {cfg.kind!r}; expected one of {sorted(ENCODERS)}"
         ) from None
-    return cls(n_items, state_size, cfg)
+    return cls(n_items, state_size, cfg, mask_token=mask_token)
 
 
 __all__ = [

@@ -6,7 +6,8 @@
 are right-padded, and the state is the encoder output at position ``len_state − 1``. A position is real
 iff it is before ``len_state`` *and* its id is not the pad, so the output never depends on positions
 ``≥ len_state``. Each encoder owns its item-embedding table of ``n_items + 1`` rows (row ``n_items`` is
-the pad).
+the pad), plus a learned ``[mask]`` row ``n_items + 1`` when built with ``mask_token=True`` (for the
+masking augmentation of contrastive objectives; the mask id counts as a real position).
 """
 
 from __future__ import annotations
@@ -42,10 +43,14 @@ class Encoder(nn.Module):
 
     out_dim: int
 
-    def __init__(self, n_items: int, state_size: int, cfg: EncoderConfig) -> None:
+    def __init__(
+        self, n_items: int, state_size: int, cfg: EncoderConfig, *, mask_token: bool = False
+    ) -> None:
         super().__init__()
         self.n_items = n_items
         self.pad_id = n_items
+        self.mask_id: int | None = n_items + 1 if mask_token else None
+        self.n_embeddings = n_items + 1 + int(mask_token)
         self.state_size = state_size
         self.cfg = cfg
 

@@ -38,8 +38,10 @@ CONV_BIAS = 0.1
 class CaserEncoder(Encoder):
     """``state [B, L]``, ``len_state [B]`` → ``[B, F·len(heights) + d]`` (horizontal ‖ vertical)."""
 
-    def __init__(self, n_items: int, state_size: int, cfg: EncoderConfig) -> None:
-        super().__init__(n_items, state_size, cfg)
+    def __init__(
+        self, n_items: int, state_size: int, cfg: EncoderConfig, *, mask_token: bool = False
+    ) -> None:
+        super().__init__(n_items, state_size, cfg, mask_token=mask_token)
         d = cfg.hidden
         self.heights = tuple(cfg.caser_heights)
         if not self.heights:
@@ -50,7 +52,7 @@ class CaserEncoder(Encoder):
             )
         n_filters = cfg.caser_filters
         self.out_dim = n_filters * len(self.heights) + d
-        self.item_emb = nn.Embedding(n_items + 1, d)
+        self.item_emb = nn.Embedding(self.n_embeddings, d)
         # Horizontal filters: weight [F, d, h], weight[f, :, j] multiplies window row j.
         self.horizontal = nn.ModuleList(nn.Conv1d(d, n_filters, h) for h in self.heights)
         self.v_weight = nn.Parameter(torch.empty(state_size))  # the L × 1 vertical filter

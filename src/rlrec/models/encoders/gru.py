@@ -23,11 +23,13 @@ from rlrec.models.encoders.base import Encoder, EncoderConfig
 class GRUEncoder(Encoder):
     """``state [B, L]``, ``len_state [B]`` → GRU output at ``len_state − 1``, ``[B, d]``."""
 
-    def __init__(self, n_items: int, state_size: int, cfg: EncoderConfig) -> None:
-        super().__init__(n_items, state_size, cfg)
+    def __init__(
+        self, n_items: int, state_size: int, cfg: EncoderConfig, *, mask_token: bool = False
+    ) -> None:
+        super().__init__(n_items, state_size, cfg, mask_token=mask_token)
         d = cfg.hidden
         self.out_dim = d
-        self.item_emb = nn.Embedding(n_items + 1, d)
+        self.item_emb = nn.Embedding(self.n_embeddings, d)
         self.gru = nn.GRU(d, d, num_layers=1, batch_first=True)
         nn.init.normal_(self.item_emb.weight, 0.0, 0.01)
 

@@ -202,15 +202,17 @@ class SASRecEncoder(Encoder):
     twice in the FFN, active only in training mode.
     """
 
-    def __init__(self, n_items: int, state_size: int, cfg: EncoderConfig) -> None:
-        super().__init__(n_items, state_size, cfg)
+    def __init__(
+        self, n_items: int, state_size: int, cfg: EncoderConfig, *, mask_token: bool = False
+    ) -> None:
+        super().__init__(n_items, state_size, cfg, mask_token=mask_token)
         d = cfg.hidden
         self.variant = cfg.sasrec_variant
         ccql = self.variant == "ccql_torch"
         self.out_dim = d
         self.emb_scale = math.sqrt(d) if ccql else 1.0
         n_heads = 1 if ccql else cfg.sasrec_heads
-        self.item_emb = nn.Embedding(n_items + 1, d)
+        self.item_emb = nn.Embedding(self.n_embeddings, d)
         self.pos_emb = nn.Parameter(torch.empty(state_size, d))
         self.blocks = nn.ModuleList(
             SASRecBlock(d, n_heads, cfg.dropout, 2.0 if ccql else 1.0)
