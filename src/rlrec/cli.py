@@ -1,7 +1,7 @@
 """The ``rlrec`` command line (typer).
 
-``rlrec data synth|prepare|stats`` today; ``train``, ``evaluate``, ``recommend``, ``sim`` and ``report``
-join as their issues land. User errors (:class:`rlrec.errors.RlrecError`) print one line and exit 2.
+``data synth|prepare|stats``, ``train``, ``evaluate``, ``recommend``, ``compare``, ``sweep`` and
+``report``. User errors (:class:`rlrec.errors.RlrecError`) print one line and exit 2.
 """
 
 from __future__ import annotations
@@ -439,6 +439,96 @@ def compare(runs: Annotated[list[Path], typer.Argument(help="Finished run direct
             ),
         )
     out.print(table)
+
+
+@app.command("sweep")
+def sweep(
+    config: ConfigOpt = None,
+    base: Annotated[
+        Path | None,
+        typer.Option(
+            "--base", help="Training config to sweep (sweep key 'base').", show_default=False
+        ),
+    ] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Sweep directory (sweep key 'out').", show_default=False),
+    ] = None,
+    set_: SetOpt = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Retrain every run, finished ones included.")
+    ] = False,
+) -> None:
+    """Run a training config over seeds × a grid of overrides, each run its own process."""
+    from rlrec.experiments.sweep import SweepConfig, run_sweep, summary_metric
+    from rlrec.train.config import TrainConfig
+
+    cli: dict[str, Any] = {}
+    if base is not None:
+        cli["base"] = str(base)
+    if out_dir is not None:
+        cli["out"] = str(out_dir)
+    cfg = build_config(SweepConfig, path=config, overrides=set_, cli=cli)
+    select = build_config(TrainConfig, path=cfg.base).train.select_metric
+
+    def on_event(spec: Any, done: int, total: int) -> None:
+        if spec.status == "failed":
+            err.print(
+                f"[{done}/{total}] {spec.name} [red]failed[/] ({spec.returncode}): {spec.message}"
+            )
+            return
+        value = summary_metric(spec, select)
+        took = "" if spec.seconds is None else f" in {spec.seconds:.0f} s"
+        shown = "" if value is None else f", test {select} {value:.4f}"
+        err.print(f"[{done}/{total}] {spec.name} {spec.message or 'finished'}{took}{shown}")
+
+    specs = run_sweep(cfg, overwrite=overwrite, on_event=on_event)
+    out.print(
+        f"{len(specs)} runs in {cfg.out} (index: {cfg.out / 'sweep.json'}); next: rlrec report {cfg.out}"
+    )
+
+
+@app.command("report")
+def report(
+    runs: Annotated[
+        list[Path], typer.Argument(help="Run directories, or directories holding runs.")
+    ],
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Report directory (default: <common parent>/report).",
+            show_default=False,
+        ),
+    ] = None,
+    protocol: Annotated[
+        str, typer.Option("--protocol", help="best | top_k_mean | per_metric_top_k (optimistic)")
+    ] = "best",
+    top_k: Annotated[int, typer.Option("--top-k", help="k of the top-k protocols.")] = 5,
+    plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write the PNG curves.")] = True,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Table of test metrics (mean ± std over seeds, best marked) and training-curve plots."""
+    from rlrec.experiments.report import write_report
+    from rlrec.experiments.results import PROTOCOLS
+
+    if protocol not in PROTOCOLS:
+        raise RlrecError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got '{protocol}'")
+    if top_k < 1:
+        raise RlrecError(f"--top-k must be at least 1, got {top_k}")
+    path = write_report(
+        runs,
+        out_dir,
+        protocol=protocol,
+        top_k=top_k,
+        plots=plots,
+        overwrite=overwrite,  # type: ignore[arg-type]
+    )
+    out.print((path / "report.md").read_text())
+    out.print(
+        f"wrote {path} (report.md, report.html, results.json{', PNG curves' if plots else ''})"
+    )
 
 
 def _print_metrics(title: str, metrics: dict[str, float]) -> None:

@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from rlrec.errors import DataFormatError
-from rlrec.fsutil import atomic_write_json
+from rlrec.fsutil import atomic_directory, atomic_write_json
 
 LATEST = "latest.json"
 
@@ -102,13 +102,9 @@ def save_checkpoint(
 
 def save_weights(path: Path, modules: dict[str, nn.Module], state: dict[str, Any]) -> None:
     """Write weights and a JSON state (no optimiser) to the directory ``path``, atomically."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file(module_tensors(modules), str(tmp / "model.safetensors"))
-    atomic_write_json(tmp / "state.json", state)
-    shutil.rmtree(path, ignore_errors=True)
-    tmp.rename(path)
+    with atomic_directory(path, overwrite=True) as tmp:
+        save_file(module_tensors(modules), str(tmp / "model.safetensors"))
+        atomic_write_json(tmp / "state.json", state)
 
 
 def latest_checkpoint(root: Path) -> Path | None:

@@ -1,0 +1,195 @@
+"""Finished runs as data: find them, group them by method, aggregate seeds (spec-offline §E.6).
+
+A run directory (written by ``rlrec train``) holds ``config.yaml``, ``run.json``, ``summary.json``
+and ``metrics.jsonl``. Runs whose resolved configs are equal except for ``seed`` and ``out`` form
+one :class:`Group` (one method, several seeds). Three protocols turn a run into one number per
+metric:
+
+* ``best`` (rlrec's default) — the test metrics of the checkpoint with the best validation
+  ``select_metric``;
+* ``top_k_mean`` — the mean test metrics of the (up to ``k``) best validation checkpoints by
+  ``select_metric``;
+* ``per_metric_top_k`` — for each metric separately, the mean test value of the ``k`` checkpoints
+  with the best *validation value of that metric* (P-CCQL's "mean of the top-5 checkpoints",
+  optimistic: each column picks its own checkpoints; train with ``keep_top_by: each_metric``).
+
+A group's value is the mean ± sample standard deviation of its runs' values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import statistics
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from rlrec.errors import DataFormatError, RlrecError
+
+Protocol = Literal["best", "top_k_mean", "per_metric_top_k"]
+PROTOCOLS: tuple[str, ...] = ("best", "top_k_mean", "per_metric_top_k")
+RUN_FILES = ("config.yaml", "run.json", "summary.json", "metrics.jsonl")
+PER_SEED_KEYS = ("seed", "out")
+
+
+@dataclass
+class Run:
+    """One finished training run, read from its directory."""
+
+    path: Path
+    config: dict[str, Any]
+    meta: dict[str, Any]
+    summary: dict[str, Any]
+
+    @classmethod
+    def load(cls, path: Path) -> Run:
+        """Read a run directory; a missing or unreadable file is a clear error naming it."""
+        for name in RUN_FILES:
+            if not (path / name).is_file():
+                hint = " (has the run finished?)" if name == "summary.json" else ""
+                raise DataFormatError(path / name, f"missing{hint}")
+        try:
+            config = yaml.safe_load((path / "config.yaml").read_text())
+            meta = json.loads((path / "run.json").read_text())
+            summary = json.loads((path / "summary.json").read_text())
+        except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise DataFormatError(path, f"unreadable run file ({exc})") from None
+        if not isinstance(summary.get("test"), dict):
+            raise DataFormatError(path / "summary.json", "has no test metrics")
+        return cls(path, config, meta, summary)
+
+    @cached_property
+    def records(self) -> list[dict[str, Any]]:
+        """Every line of ``metrics.jsonl`` (train windows, validations, stability flags, test)."""
+        path = self.path / "metrics.jsonl"
+        out = []
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise DataFormatError(path, f"not JSON ({exc.msg})", line=number) from None
+        return out
+
+    def curve(self, kind: str, key: str) -> dict[int, float]:
+        """``step → value`` of ``key`` in the records of ``kind`` (``train`` or ``val``)."""
+        return {
+            int(r["step"]): float(r[key])
+            for r in self.records
+            if r.get("kind") == kind and isinstance(r.get(key), (int, float))
+        }
+
+    def value(self, protocol: Protocol, metric: str, k: int) -> float | None:
+        """This run's ``metric`` under ``protocol`` (``None`` if it was not measured)."""
+        if protocol == "best":
+            return _number(self.summary["test"].get(metric))
+        top = self.summary.get("top") or []
+        if protocol == "top_k_mean":
+            chosen = top[:k]  # already ordered by the validation select_metric
+        else:
+            ranked = [t for t in top if _number(t["val"].get(metric)) is not None]
+            ranked.sort(key=lambda t: (-t["val"][metric], t["step"]))
+            chosen = ranked[:k]
+        values = [v for t in chosen if (v := _number(t["test"].get(metric))) is not None]
+        return statistics.fmean(values) if values else None
+
+
+@dataclass
+class Group:
+    """Runs of one method that differ only by seed."""
+
+    label: str
+    runs: list[Run] = field(default_factory=list)
+
+    def stats(self, protocol: Protocol, metric: str, k: int) -> tuple[float, float, int] | None:
+        """``(mean, std, n)`` over the runs (std 0 for a single run), ``None`` if unmeasured."""
+        values = [v for r in self.runs if (v := r.value(protocol, metric, k)) is not None]
+        if not values:
+            return None
+        std = statistics.stdev(values) if len(values) > 1 else 0.0
+        return statistics.fmean(values), std, len(values)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def find_runs(paths: list[Path]) -> list[Run]:
+    """Runs at ``paths``: each a run directory or a directory searched recursively for runs."""
+    runs: list[Run] = []
+    for path in paths:
+        if not path.exists():
+            raise RlrecError(f"{path}: no such run or directory")
+        if (path / "config.yaml").is_file() or (path / "summary.json").is_file():
+            runs.append(Run.load(path))
+            continue
+        found = sorted(
+            {p.parent for p in path.rglob("config.yaml") if (p.parent / "run.json").is_file()}
+        )
+        if not found:
+            raise RlrecError(f"{path}: contains no run directory (config.yaml + run.json)")
+        runs.extend(Run.load(p) for p in found)
+    if not runs:
+        raise RlrecError("no runs given")
+    first = runs[0]
+    for run in runs[1:]:
+        if run.meta.get("dataset_content_hash") != first.meta.get("dataset_content_hash"):
+            raise RlrecError(
+                f"{run.path} was trained on {run.meta.get('dataset')} and {first.path} on "
+                f"{first.meta.get('dataset')}: a report compares runs on one dataset only"
+            )
+    return runs
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def method_config(run: Run) -> dict[str, Any]:
+    """The run's flattened config without the per-seed keys (``seed``, ``out``)."""
+    return {k: v for k, v in _flatten(run.config).items() if k not in PER_SEED_KEYS}
+
+
+def group_runs(runs: list[Run]) -> list[Group]:
+    """Group runs by their config minus seed and output directory, in order of first appearance.
+
+    A group's label is the config's ``name``, else ``<objective>/<encoder>``; where two groups would
+    share a label, the config keys in which they differ are appended, e.g.
+    ``ccql/sasrec (objective.cql_variant=legacy)``.
+    """
+    groups: dict[str, tuple[dict[str, Any], list[Run]]] = {}
+    for run in runs:
+        flat = method_config(run)
+        key = hashlib.sha256(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()
+        groups.setdefault(key, (flat, []))[1].append(run)
+    base = {
+        key: flat.get("name") or f"{flat.get('objective.kind')}/{flat.get('encoder.kind')}"
+        for key, (flat, _) in groups.items()
+    }
+    out = []
+    for key, (flat, members) in groups.items():
+        label = base[key]
+        twins = [groups[k][0] for k in groups if k != key and base[k] == label]
+        if twins:
+            differing = sorted(
+                name
+                for name in set(flat).union(*twins)
+                if name not in ("data", "name")
+                and any(t.get(name) != flat.get(name) for t in twins)
+            )
+            label += " (" + ", ".join(f"{n}={flat.get(n)}" for n in differing) + ")"
+        out.append(Group(label, sorted(members, key=lambda r: r.config.get("seed", 0))))
+    return out
