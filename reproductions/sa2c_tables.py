@@ -20,27 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from common import ROOT, prepare_dataset
 
 from rlrec.config import build_config
-from rlrec.data.prepare import PrepareConfig, prepare
 from rlrec.train.config import TrainConfig
 from rlrec.train.trainer import Trainer
 
-ROOT = Path(__file__).resolve().parents[1]
 PAPER = yaml.safe_load((Path(__file__).parent / "paper_sa2c.yaml").read_text())
-SOURCES = {"rc15": "yoochoose", "retailrocket": "retailrocket"}
-
-
-def prepare_dataset(dataset: str, raw: Path, work: Path) -> Path:
-    out = work / "data" / dataset
-    if not (out / "manifest.json").exists():
-        cfg = build_config(
-            PrepareConfig,
-            path=ROOT / "configs" / "data" / f"{dataset}.yaml",
-            cli={"source": {"kind": SOURCES[dataset], "path": str(raw)}},
-        )
-        prepare(cfg, out)
-    return out
 
 
 def run_cell(name: str, data: Path, work: Path, seed: int, max_steps: int | None) -> dict[str, Any]:

@@ -51,3 +51,43 @@ def test_every_paper_table_cell_has_a_config() -> None:
             f"{dataset}/table5_sa2c_gru_offpolicy",
         } <= names
     assert len([n for n in names if n.startswith("rc15/table6_")]) == 8
+
+
+CCQL_CONFIGS = sorted((CONFIGS.parent / "ccql").glob("*/*.yaml"))
+
+
+@pytest.mark.parametrize("path", CCQL_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_ccql_configs_carry_the_code_settings(path: Path) -> None:
+    """P-CCQL configs (spec-offline §D.2): per-dataset CCQL settings, legacy flags on *_legacy."""
+    from rlrec.train.config import TrainConfig
+
+    cfg = build_config(TrainConfig, path=path)
+    obj, dataset = cfg.objective, path.parent.name
+    assert cfg.name == path.stem and cfg.train.keep_top == 5 and cfg.encoder.hidden == 64
+    assert cfg.train.keep_top_by == "each_metric" and cfg.train.eval_every == 2000
+    if obj.kind == "ccql":
+        rr = dataset == "retailrocket"
+        assert cfg.train.batch_size == (512 if rr else 256)
+        assert (obj.lr, obj.lr_phase2, obj.warmup_steps) == (
+            (0.01, 0.01, 50_000) if rr else (0.005, 0.001, 15_000)
+        )
+        assert cfg.train.grad_clip_value == 1.0 and obj.cql_alpha == 0.01
+    legacy = path.stem.endswith("_legacy")
+    if obj.kind in ("sac", "co", "ccql"):
+        assert (obj.sac_weighting == "legacy_batch_mean") == legacy
+        assert obj.target_dropout == legacy
+    if obj.kind == "ccql":
+        assert (obj.cql_variant == "legacy") == legacy
+    if obj.kind in ("co", "ccql"):
+        assert (obj.contrastive.augmentation == "permutation_legacy") == legacy
+
+
+def test_every_ccql_table_row_has_its_configs() -> None:
+    import yaml
+
+    paper = yaml.safe_load((CONFIGS.parents[1] / "reproductions" / "paper_ccql.yaml").read_text())
+    names = {f"{p.parent.name}/{p.stem}" for p in CCQL_CONFIGS}
+    for table in paper["tables"].values():
+        for row in table["rows"]:
+            assert set(row["configs"]) <= names, row["label"]
+            assert len(row["paper"]) == len(table["columns"])

@@ -11,12 +11,14 @@ from pytest import MonkeyPatch
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_runner():
-    spec = importlib.util.spec_from_file_location(
-        "sa2c_tables", ROOT / "reproductions" / "sa2c_tables.py"
-    )
+def load_runner(name: str = "sa2c_tables"):
+    """Import a script of ``reproductions/`` (which imports its sibling ``common``)."""
+    folder = str(ROOT / "reproductions")
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    spec = importlib.util.spec_from_file_location(name, ROOT / "reproductions" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules["sa2c_tables"] = module
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
@@ -41,3 +43,20 @@ def test_table_six_runs_and_prints_beside_the_paper(
     # a cached run is not trained again
     again = runner.run_cell(next(iter(results)), tiny_dataset, tmp_path, seed=0, max_steps=4)
     assert again == results[next(iter(results))][0]
+
+
+def test_ccql_table_runs_seeds_as_processes_and_prints_both_protocols(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    runner = load_runner("ccql_tables")
+    groups = {
+        name: runner.run_config(name, tiny_dataset, tmp_path, seeds=[0, 1], jobs=2, max_steps=4)
+        for name in ("rc15/sasrec_ccql", "rc15/sasrec_ccql_legacy")
+    }
+    assert [len(g.runs) for g in groups.values()] == [2, 2]
+    text = runner.format_table(4, groups)
+    assert "| SASRec-CCQL (paper) | 14,311 | 0.496 | 0.356 |" in text
+    ours = [line for line in text.splitlines() if "rlrec `rc15/sasrec_ccql" in line]
+    assert len(ours) == 4  # two configs × two protocols
+    assert "per_metric_top_k, 2 seeds" in ours[0] and "best, 2 seeds" in ours[1]
+    assert "SASRec-AC (paper)" in text and "rlrec `rc15/sasrec_ac`" not in text  # not run here
