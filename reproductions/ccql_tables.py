@@ -15,12 +15,11 @@ the top-5 checkpoints", each column choosing its own checkpoints by validation (
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
 import yaml
-from common import ROOT, prepare_dataset
+from common import ROOT, prepare_dataset, table_parser
 
 from rlrec.experiments.results import Group, Protocol, find_runs, group_runs
 from rlrec.experiments.sweep import SweepConfig, run_sweep
@@ -80,14 +79,8 @@ def format_table(table: int, groups: dict[str, Group], k: int = 5) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--table", type=int, choices=sorted(PAPER["tables"]), required=True)
-    parser.add_argument("--raw-rc15", type=Path)
-    parser.add_argument("--raw-retailrocket", type=Path)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser = table_parser(__doc__, PAPER["tables"])
     parser.add_argument("--jobs", type=int, help="runs at a time (default: cores // 2)")
-    parser.add_argument("--work", type=Path, default=ROOT / "runs" / "reproductions")
-    parser.add_argument("--max-steps", type=int)
     args = parser.parse_args()
     raw = {"rc15": args.raw_rc15, "retailrocket": args.raw_retailrocket}
     groups: dict[str, Group] = {}

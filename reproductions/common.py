@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
+from typing import Any
 
 from rlrec.config import build_config
 from rlrec.data.prepare import PrepareConfig, prepare
@@ -22,3 +24,15 @@ def prepare_dataset(dataset: str, raw: Path, work: Path) -> Path:
         )
         prepare(cfg, out)
     return out
+
+
+def table_parser(doc: str, tables: dict[int, Any]) -> argparse.ArgumentParser:
+    """The command line both table runners take: which table, the raw files, seeds, work dir."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--table", type=int, choices=sorted(tables), required=True)
+    parser.add_argument("--raw-rc15", type=Path)
+    parser.add_argument("--raw-retailrocket", type=Path)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--work", type=Path, default=ROOT / "runs" / "reproductions")
+    parser.add_argument("--max-steps", type=int, help="shorten every run (a smoke test)")
+    return parser

@@ -13,14 +13,13 @@ mean ± std of its **test** metrics with the paper's number under it (spec-offli
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 from pathlib import Path
 from typing import Any
 
 import yaml
-from common import ROOT, prepare_dataset
+from common import ROOT, prepare_dataset, table_parser
 
 from rlrec.config import build_config
 from rlrec.train.config import TrainConfig
@@ -67,13 +66,7 @@ def format_table(table: int, results: dict[str, list[dict[str, Any]]]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--table", type=int, choices=sorted(PAPER["tables"]), required=True)
-    parser.add_argument("--raw-rc15", type=Path)
-    parser.add_argument("--raw-retailrocket", type=Path)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--work", type=Path, default=ROOT / "runs" / "reproductions")
-    parser.add_argument("--max-steps", type=int)
+    parser = table_parser(__doc__, PAPER["tables"])
     args = parser.parse_args()
     raw = {"rc15": args.raw_rc15, "retailrocket": args.raw_retailrocket}
     results: dict[str, list[dict[str, Any]]] = {}
