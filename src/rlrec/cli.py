@@ -1,7 +1,7 @@
 """The ``rlrec`` command line (typer).
 
-``data synth|prepare|stats``, ``train``, ``evaluate``, ``recommend``, ``compare``, ``sweep`` and
-``report``. User errors (:class:`rlrec.errors.RlrecError`) print one line and exit 2.
+``data synth|prepare|stats``, ``train``, ``evaluate``, ``recommend``, ``compare``, ``sweep``,
+``report`` and ``sim prepare|train-urm``. User errors (:class:`rlrec.errors.RlrecError`) print one line and exit 2.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from rich.text import Text
 
 from rlrec.config import build_config
 from rlrec.errors import RlrecError
+from rlrec.sim.cli import sim_app
 
 app = typer.Typer(
     help="Reinforcement-learning recommender systems: data, training, evaluation, serving.",
@@ -32,6 +33,7 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Prepare raw logs and synthetic data.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+app.add_typer(sim_app, name="sim")
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)

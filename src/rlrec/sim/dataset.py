@@ -1,0 +1,171 @@
+"""Reading a prepared list dataset back (manifest checked) and turning records into tensors.
+
+:meth:`ListDataset.tensors` gives the loader output of spec-online §A.8 for a whole split at once:
+histories clipped to the last ``H`` items and **left**-padded with 0 (reference ``padding_and_clip``),
+a mask that is True on real items, exposures and labels. Item features are looked up from
+:meth:`ListDataset.item_features`, whose row 0 (padding) is the zero vector.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+
+from rlrec.errors import DataFormatError
+from rlrec.fsutil import sha256_file
+from rlrec.sim.features import features_matrix
+from rlrec.sim.prepare import FORMAT, FORMAT_VERSION, ITEMS, MANIFEST, USERS, content_hash
+from rlrec.sim.schema import EXPOSURE, HISTORY, LABELS, TIME, USER
+from rlrec.sim.splits import ORDER, SPLITS
+
+REQUIRED_KEYS = ("format", "format_version", "slate_size", "n_items", "n_users", "files")
+
+
+@dataclass(frozen=True)
+class ListTensors:
+    """A split as tensors. ``user`` ``(R,)``; ``history`` ``(R, H)`` left-padded ids;
+    ``history_mask`` ``(R, H)`` bool; ``exposure`` ``(R, K)``; ``labels`` ``(R, K)`` float32;
+    ``timestamp`` ``(R,)``."""
+
+    user: torch.Tensor
+    history: torch.Tensor
+    history_mask: torch.Tensor
+    exposure: torch.Tensor
+    labels: torch.Tensor
+    timestamp: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.user.shape[0])
+
+    def index(self, idx: torch.Tensor) -> ListTensors:
+        """The rows ``idx``."""
+        return ListTensors(*(getattr(self, f.name)[idx] for f in fields(self)))
+
+    def to(self, device: torch.device | str) -> ListTensors:
+        return ListTensors(*(getattr(self, f.name).to(device) for f in fields(self)))
+
+
+def pad_left(lists: pl.Series, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Last ``width`` elements of each list, left-padded with 0: ``(ids (R, width), mask (R, width))``."""
+    tail = lists.list.tail(width)
+    lens = tail.list.len().to_numpy().astype(np.int64)
+    flat = tail.explode(empty_as_null=False, keep_nulls=False).to_numpy().astype(np.int64)
+    rows = np.repeat(np.arange(len(lens)), lens)
+    starts = np.cumsum(lens) - lens
+    cols = width - lens[rows] + (np.arange(len(flat)) - starts[rows])
+    ids = np.zeros((len(lens), width), dtype=np.int64)
+    mask = np.zeros((len(lens), width), dtype=bool)
+    ids[rows, cols] = flat
+    mask[rows, cols] = True
+    return ids, mask
+
+
+def _fixed(lists: pl.Series, dtype: np.dtype) -> np.ndarray:
+    """A column of equal-length lists as an ``(R, K)`` array."""
+    k = int(lists.list.len().max()) if len(lists) else 0
+    return lists.explode(empty_as_null=False).to_numpy().astype(dtype).reshape(len(lists), k)
+
+
+class ListDataset:
+    """A directory written by ``rlrec sim prepare``."""
+
+    def __init__(self, path: Path, manifest: dict[str, Any]) -> None:
+        self.path = Path(path)
+        self.manifest = manifest
+        self.slate_size: int = manifest["slate_size"]
+        self.n_items: int = manifest["n_items"]
+        self.n_users: int = manifest["n_users"]
+
+    @classmethod
+    def load(cls, path: Path, *, verify: bool = True) -> ListDataset:
+        """Open ``path``; with ``verify`` every data file's SHA-256 is checked against the manifest."""
+        path = Path(path)
+        if not path.is_dir():
+            raise DataFormatError(
+                path, "list dataset directory not found (create it with rlrec sim prepare)"
+            )
+        mpath = path / MANIFEST
+        if not mpath.is_file():
+            raise DataFormatError(mpath, "missing manifest: not a prepared rlrec list dataset")
+        try:
+            manifest = json.loads(mpath.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise DataFormatError(mpath, f"manifest is not valid JSON ({exc})") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            raise DataFormatError(
+                mpath, f"not an rlrec list dataset (format != '{FORMAT}'; see rlrec sim prepare)"
+            )
+        missing = [k for k in REQUIRED_KEYS if k not in manifest]
+        if missing:
+            raise DataFormatError(mpath, f"manifest lacks key(s) {', '.join(missing)}")
+        if manifest["format_version"] != FORMAT_VERSION:
+            raise DataFormatError(
+                mpath,
+                f"list dataset format version {manifest['format_version']} is not supported "
+                f"(this rlrec reads version {FORMAT_VERSION}); prepare it again",
+            )
+        for name, digest in manifest["files"].items():
+            fpath = path / name
+            if not fpath.is_file():
+                raise DataFormatError(fpath, "file listed in the manifest is missing")
+            if verify and sha256_file(fpath) != digest:
+                raise DataFormatError(fpath, "file content does not match the manifest's hash")
+        if verify and content_hash(manifest["files"]) != manifest.get("content_hash"):
+            raise DataFormatError(mpath, "content_hash does not match the listed files")
+        return cls(path, manifest)
+
+    @property
+    def content_hash(self) -> str:
+        return self.manifest["content_hash"]
+
+    @property
+    def catalogue_hash(self) -> str:
+        return self.manifest["catalogue_hash"]
+
+    def records(self, split: str) -> pl.DataFrame:
+        """The records of ``train``, ``test`` or ``all`` (= train ∪ test), in global time order."""
+        if split == "all":
+            both = pl.concat([self.records(s) for s in SPLITS])
+            return both.sort(ORDER, maintain_order=True)
+        if split not in SPLITS:
+            raise DataFormatError(
+                self.path, f"unknown split '{split}' (expected train, test or all)"
+            )
+        return pl.read_parquet(self.path / f"{split}.parquet")
+
+    @cached_property
+    def users(self) -> pl.DataFrame:
+        return pl.read_parquet(self.path / USERS)
+
+    @cached_property
+    def items(self) -> pl.DataFrame:
+        return pl.read_parquet(self.path / ITEMS)
+
+    def user_features(self) -> torch.Tensor:
+        """``(U, d_u)`` float32, row = dense user id."""
+        return torch.from_numpy(features_matrix(self.users))
+
+    def item_features(self) -> torch.Tensor:
+        """``(N+1, d_i)`` float32, row = dense item id; row 0 (padding) is zero."""
+        x = features_matrix(self.items)
+        return torch.from_numpy(np.vstack([np.zeros((1, x.shape[1]), np.float32), x]))
+
+    def tensors(self, split: str, max_history: int) -> ListTensors:
+        """The split as :class:`ListTensors` with histories clipped/padded to ``max_history``."""
+        df = self.records(split)
+        hist, mask = pad_left(df.get_column(HISTORY), max_history)
+        return ListTensors(
+            user=torch.from_numpy(df.get_column(USER).to_numpy().astype(np.int64)),
+            history=torch.from_numpy(hist),
+            history_mask=torch.from_numpy(mask),
+            exposure=torch.from_numpy(_fixed(df.get_column(EXPOSURE), np.int64)),
+            labels=torch.from_numpy(_fixed(df.get_column(LABELS), np.float32)),
+            timestamp=torch.from_numpy(df.get_column(TIME).to_numpy().astype(np.int64)),
+        )

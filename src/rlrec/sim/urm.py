@@ -1,0 +1,165 @@
+"""The user-response model (URM, spec-online §B.1): per-item click probabilities for a slate.
+
+Inputs per user: static features ``u`` ``(d_u,)``, the history's item features ``(H, d_i)`` with a
+mask, and the ``K`` exposed items' features ``(K, d_i)``.
+
+1. user encoder ``e = g(u)``: MLP ``d_u → hidden_dims → f`` (Linear, ReLU, Dropout; no norm);
+2. item embedding ``E(x) = W x + b`` shared by history and exposure;
+3. history self-attention (``n_heads``) over ``E(X_h)``;
+4. user→history cross-attention with query ``e`` → interest ``z``;
+5. ``fuse_user = concat_linear`` (ML-1M/KuaiRand reference): ``z ← Linear_{2f→f}([z; e])``;
+   ``none`` (RL4RS reference): ``z`` as is;
+6. logits ``s_j = ⟨E(x_j), z⟩``, probabilities ``σ(s)``.
+
+``key_padding_mask`` (default) keeps padded history slots out of both attentions and returns a zero
+cross-attention output for an empty history; the reference has no mask (padding enters as ``E(0)``).
+``item_ids`` adds a learnable per-item embedding to ``E(x)`` (spec §A.7 ``id_embedding``; off in the
+reference, whose items are known only through fixed random codes).
+The attention math lives in :mod:`rlrec.sim.functional`; the simulator reuses it with per-item tables
+(:meth:`URM.item_tables`), so training and simulation compute the same function.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field, model_validator
+from torch import nn
+
+from rlrec.config import StrictModel
+from rlrec.sim import functional as Fn
+
+
+class URMConfig(StrictModel):
+    """Architecture of the user-response model (reference defaults for ML-1M/KuaiRand)."""
+
+    dim: int = Field(32, ge=1)
+    hidden_dims: list[int] = Field(default_factory=lambda: [128])
+    n_heads: int = Field(4, ge=1)
+    dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    fuse_user: Literal["concat_linear", "none"] = "concat_linear"
+    key_padding_mask: bool = True
+    max_history: int = Field(50, ge=1)
+    item_ids: bool = False
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> URMConfig:
+        if self.dim % self.n_heads:
+            raise ValueError(f"dim ({self.dim}) must be divisible by n_heads ({self.n_heads})")
+        return self
+
+
+class Attention(nn.Module):
+    """Parameters of one multi-head attention (``in_proj``: ``f → 3f`` for q|k|v, ``out_proj``)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.in_proj = nn.Linear(dim, 3 * dim)
+        self.out_proj = nn.Linear(dim, dim)
+
+
+class URM(nn.Module):
+    """The user-response model; ``forward`` returns slate logits ``(B, K)``."""
+
+    def __init__(self, cfg: URMConfig, user_dim: int, item_dim: int, n_items: int = 0) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.user_dim, self.item_dim, self.n_items = user_dim, item_dim, n_items
+        layers: list[nn.Module] = []
+        width = user_dim
+        for hidden in cfg.hidden_dims:
+            layers += [nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(cfg.dropout)]
+            width = hidden
+        layers.append(nn.Linear(width, cfg.dim))
+        self.user_encoder = nn.Sequential(*layers)
+        self.item_embed = nn.Linear(item_dim, cfg.dim)
+        self.item_id_embed: nn.Embedding | None = None
+        if cfg.item_ids:
+            if n_items < 1:
+                raise ValueError("item_ids needs the catalogue size (n_items)")
+            self.item_id_embed = nn.Embedding(n_items + 1, cfg.dim, padding_idx=0)
+        self.self_attn = Attention(cfg.dim)
+        self.cross_attn = Attention(cfg.dim)
+        self.fuse = nn.Linear(2 * cfg.dim, cfg.dim) if cfg.fuse_user == "concat_linear" else None
+
+    # -- pieces (shared with the simulator) --------------------------------------------------
+
+    def regularised(self) -> list[torch.Tensor]:
+        """Parameters under the L2 term: user encoder, item embedding, both attentions (not fuse)."""
+        mods = [self.user_encoder, self.item_embed, self.self_attn, self.cross_attn]
+        if self.item_id_embed is not None:
+            mods.append(self.item_id_embed)
+        return [p for m in mods for p in m.parameters()]
+
+    def item_repr(self, features: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
+        """``E(x)`` ``(..., f)`` of item features ``(..., d_i)`` (plus the id embedding if enabled)."""
+        out = self.item_embed(features)
+        if self.item_id_embed is not None:
+            if ids is None:
+                raise ValueError("this URM embeds item ids: pass them along with the features")
+            out = out + self.item_id_embed(ids)
+        return out
+
+    def cross_query(self, e_user: torch.Tensor) -> torch.Tensor:
+        """``(B, f)`` user embedding → folded cross-attention query ``(B, h, f)``."""
+        return Fn.fold_cross_query(
+            e_user,
+            self.cross_attn.in_proj.weight,
+            self.cross_attn.in_proj.bias,
+            self.self_attn.out_proj.weight,
+            self.cfg.n_heads,
+        )
+
+    def interest(
+        self,
+        e_user: torch.Tensor,
+        query: torch.Tensor,
+        qkv: torch.Tensor,
+        mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """The user interest ``z`` ``(B, f)`` from the user embedding ``(B, f)``, its folded query
+        ``(B, h, f)``, the history's ``[q|k|v]`` rows ``(B, H, 3f)`` and mask ``(B, H)``."""
+        bias = Fn.key_bias(mask) if self.cfg.key_padding_mask else None
+        a = Fn.self_attention(qkv, bias, self.cfg.n_heads)
+        so, ca = self.self_attn.out_proj, self.cross_attn
+        z = Fn.cross_attention(
+            query,
+            a,
+            bias,
+            ca.in_proj.weight,
+            ca.in_proj.bias,
+            so.weight,
+            so.bias,
+            ca.out_proj.weight,
+            ca.out_proj.bias,
+        )
+        if bias is not None and mask is not None:
+            z = torch.where(mask.any(1, keepdim=True), z, torch.zeros_like(z))
+        if self.fuse is not None:
+            z = self.fuse(torch.cat([z, e_user], dim=-1))
+        return z
+
+    def item_tables(self, item_features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-item ``(E(x_i), [q|k|v]_i)`` for all items: ``(N+1, f)`` and ``(N+1, 3f)``."""
+        ids = torch.arange(item_features.shape[0], device=item_features.device)
+        emb = self.item_repr(item_features, ids)
+        return emb, self.self_attn.in_proj(emb)
+
+    # -- the model ---------------------------------------------------------------------------
+
+    def forward(
+        self,
+        user_features: torch.Tensor,
+        history_features: torch.Tensor,
+        history_mask: torch.Tensor,
+        exposure_features: torch.Tensor,
+        history_ids: torch.Tensor | None = None,
+        exposure_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Logits ``(B, K)`` from ``u`` ``(B, d_u)``, ``X_h`` ``(B, H, d_i)``, mask ``(B, H)`` and
+        ``X_a`` ``(B, K, d_i)`` (and the item ids ``(B, H)``, ``(B, K)`` when ``item_ids`` is on)."""
+        e = self.user_encoder(user_features)
+        qkv = self.self_attn.in_proj(self.item_repr(history_features, history_ids))
+        z = self.interest(e, self.cross_query(e), qkv, history_mask)
+        return Fn.slate_logits(self.item_repr(exposure_features, exposure_ids), z)

@@ -1,0 +1,223 @@
+"""Training a user-response model on list records (spec-online §B.2): config → ``URMTrainer.fit``.
+
+Loss: mean per-item BCE over the ``B·K`` items of a batch plus ``l2_coef · Σ_P mean(P²)`` over the
+user encoder, item embedding and both attentions; Adam without weight decay, shuffled batches of 128.
+``urm_legacy_double_sigmoid`` restores the reference's BCE on ``σ(s)`` (spec §H.2).
+
+Every epoch the model is validated **in eval mode** (the reference keeps dropout on): pooled AUC,
+per-position macro AUC, log-loss, mean probability vs positive rate and ECE. The best-AUC epoch is
+kept (``keep: last`` keeps the last, as the reference's overwrite does). The output directory
+(:mod:`rlrec.sim.urm_store` format plus ``config.yaml`` and ``metrics.jsonl``) is written atomically.
+
+``role``: ``train`` fits the training environment's URM on the ``train`` split; ``eval`` fits the
+evaluation environment's URM on ``all`` records (paper). Validation defaults to the ``test`` split,
+which is held out for ``train`` and in-sample for ``eval``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import Field
+
+from rlrec.config import StrictModel, dump_config
+from rlrec.device import resolve_device
+from rlrec.errors import ConfigError
+from rlrec.fsutil import atomic_directory, atomic_write_bytes, check_writable
+from rlrec.seeding import generator, seed_everything
+from rlrec.sim import functional as Fn
+from rlrec.sim.dataset import ListDataset, ListTensors
+from rlrec.sim.metrics import response_report
+from rlrec.sim.urm import URM, URMConfig
+from rlrec.sim.urm_store import save_urm
+
+EpochLog = Callable[[int, int, dict[str, float]], None]
+
+
+class URMTrainConfig(StrictModel):
+    """``rlrec sim train-urm`` settings (reference RL4RS grid choice: lr 1e-3, λ 3e-4, 2 epochs)."""
+
+    data: Path
+    out: Path
+    role: Literal["train", "eval"] = "train"
+    val_split: Literal["test", "train", "all"] = "test"
+    urm: URMConfig = URMConfig()
+    lr: float = Field(1e-3, gt=0)
+    l2_coef: float = Field(3e-4, ge=0)
+    batch_size: int = Field(128, ge=1)
+    epochs: int = Field(2, ge=1)
+    keep: Literal["best", "last"] = "best"
+    urm_legacy_double_sigmoid: bool = False
+    eval_batch_size: int = Field(2048, ge=1)
+    seed: int = 0
+    device: str = "auto"
+    num_threads: int | None = Field(None, ge=1)
+
+
+def urm_loss(
+    model: URM,
+    batch: ListTensors,
+    item_x: torch.Tensor,
+    user_x: torch.Tensor,
+    l2_coef: float,
+    legacy_double_sigmoid: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(total loss, logits (B, K))`` of one batch: BCE + ``l2_coef``·Ω."""
+    logits = model(
+        user_x[batch.user],
+        item_x[batch.history],
+        batch.history_mask,
+        item_x[batch.exposure],
+        batch.history,
+        batch.exposure,
+    )
+    loss = Fn.urm_bce(logits, batch.labels, legacy_double_sigmoid)
+    if l2_coef:
+        loss = loss + l2_coef * Fn.mean_square_sum(model.regularised())
+    return loss, logits
+
+
+@torch.no_grad()
+def predict_logits(
+    model: URM, data: ListTensors, item_x: torch.Tensor, user_x: torch.Tensor, batch_size: int
+) -> torch.Tensor:
+    """Logits ``(R, K)`` for every record, in eval mode (the model's mode is restored after)."""
+    was_training = model.training
+    model.eval()
+    out = []
+    for start in range(0, len(data), batch_size):
+        b = data.index(torch.arange(start, min(start + batch_size, len(data))))
+        x_h, x_a = item_x[b.history], item_x[b.exposure]
+        out.append(model(user_x[b.user], x_h, b.history_mask, x_a, b.history, b.exposure).cpu())
+    model.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0, 0)
+
+
+@torch.no_grad()
+def check_urm(urm: Path, data: Path, split: str = "test", seed: int = 0) -> dict[str, float]:
+    """Quality of a saved URM on a dataset split (the reference's ``eval_env.py``, spec §B.2):
+    AUC, log-loss, calibration, and the mean number of positives per list in one Bernoulli draw
+    next to the logged one. Refuses a dataset of another item catalogue."""
+    from rlrec.sim.urm_store import check_catalogue, load_urm
+
+    loaded = load_urm(urm)
+    dataset = ListDataset.load(data)
+    check_catalogue(loaded, dataset.path, dataset.manifest)
+    records = dataset.tensors(split, loaded.model.cfg.max_history)
+    logits = predict_logits(
+        loaded.model, records, loaded.item_features, dataset.user_features(), 2048
+    )
+    report = response_report(logits, records.labels)
+    draw = torch.rand(logits.shape, generator=generator(seed, "check_urm")) < torch.sigmoid(logits)
+    report["sampled_positives_per_list"] = float(draw.sum(1).double().mean())
+    report["logged_positives_per_list"] = float(records.labels.sum(1).double().mean())
+    return report
+
+
+class URMTrainer:
+    """Fits a URM: ``URMTrainer(cfg, overwrite=...).fit()`` → summary (also in ``urm.json``)."""
+
+    def __init__(
+        self, cfg: URMTrainConfig, *, overwrite: bool = False, on_epoch: EpochLog | None = None
+    ) -> None:
+        self.cfg = cfg
+        self.overwrite = overwrite
+        self.on_epoch = on_epoch or (lambda _e, _n, _m: None)
+        check_writable(cfg.out, overwrite)
+        self.device = resolve_device(cfg.device)
+        if cfg.num_threads:
+            torch.set_num_threads(cfg.num_threads)
+        self.dataset = ListDataset.load(cfg.data)
+        fit_split = "train" if cfg.role == "train" else "all"
+        h = cfg.urm.max_history
+        self.train_data = self.dataset.tensors(fit_split, h).to(self.device)
+        self.val_data = self.dataset.tensors(cfg.val_split, h).to(self.device)
+        if len(self.train_data) == 0:
+            raise ConfigError(f"{cfg.data}: the '{fit_split}' split has no records to fit")
+        self.item_x = self.dataset.item_features().to(self.device)
+        self.user_x = self.dataset.user_features().to(self.device)
+        seed_everything(cfg.seed)
+        self.model = URM(
+            cfg.urm, self.user_x.shape[1], self.item_x.shape[1], self.dataset.n_items
+        ).to(self.device)
+
+    def fit(self) -> dict[str, Any]:
+        cfg = self.cfg
+        opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        history: list[dict[str, Any]] = []
+        best: tuple[float, int, dict[str, torch.Tensor]] | None = None
+        n = len(self.train_data)
+        for epoch in range(1, cfg.epochs + 1):
+            t0 = time.perf_counter()
+            self.model.train()
+            order = torch.randperm(n, generator=generator(cfg.seed, "urm_shuffle", epoch))
+            total, batches = 0.0, 0
+            for start in range(0, n, cfg.batch_size):
+                batch = self.train_data.index(order[start : start + cfg.batch_size].to(self.device))
+                loss, _ = urm_loss(
+                    self.model,
+                    batch,
+                    self.item_x,
+                    self.user_x,
+                    cfg.l2_coef,
+                    cfg.urm_legacy_double_sigmoid,
+                )
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += float(loss.detach())
+                batches += 1
+            metrics: dict[str, Any] = {"epoch": epoch, "train_loss": total / max(batches, 1)}
+            if len(self.val_data):
+                logits = predict_logits(
+                    self.model, self.val_data, self.item_x, self.user_x, cfg.eval_batch_size
+                )
+                metrics.update(
+                    {
+                        f"val_{k}": v
+                        for k, v in response_report(logits, self.val_data.labels.cpu()).items()
+                    }
+                )
+            metrics["seconds"] = time.perf_counter() - t0
+            history.append(metrics)
+            self.on_epoch(epoch, cfg.epochs, metrics)
+            auc = metrics.get("val_auc", float("nan"))
+            score = -math.inf if auc != auc else auc
+            if best is None or cfg.keep == "last" or score > best[0]:
+                best = (score, epoch, copy.deepcopy(self.model.state_dict()))
+        assert best is not None
+        self.model.load_state_dict(best[2])
+        self.model.eval()
+        selected = history[best[1] - 1]
+        summary = {
+            "role": cfg.role,
+            "fit_split": "train" if cfg.role == "train" else "all",
+            "val_split": cfg.val_split,
+            "selected_epoch": best[1],
+            "selected": selected,
+            "history": history,
+            "dataset_content_hash": self.dataset.content_hash,
+            "dataset": str(cfg.data),
+            "urm_legacy_double_sigmoid": cfg.urm_legacy_double_sigmoid,
+        }
+        with atomic_directory(cfg.out, self.overwrite) as tmp:
+            save_urm(
+                tmp,
+                self.model,
+                cfg.urm,
+                summary,
+                self.dataset.manifest,
+                self.item_x,
+                self.user_x,
+            )
+            dump_config(cfg, tmp / "config.yaml")
+            lines = "".join(json.dumps(m, sort_keys=True) + "\n" for m in history)
+            atomic_write_bytes(tmp / "metrics.jsonl", lines.encode())
+        return summary
