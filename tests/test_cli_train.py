@@ -114,6 +114,20 @@ def test_bad_inputs(cli, run_dir: Path, tiny_dataset: Path, tmp_path: Path) -> N
     assert_clean_failure(
         cli("train", "--config", cfg, "--set", f"data={tmp_path}"), "missing manifest"
     )
+    ccql = ["--set", "objective.kind=ccql"]
+    assert_clean_failure(
+        cli("train", "--config", cfg, *ccql, "--set", "objective.contrastive.augmentation=shuffle"),
+        "'objective.ccql.contrastive.augmentation': Input should be 'reorder', 'mask', 'crop' or "
+        "'permutation_legacy'",
+    )
+    assert_clean_failure(
+        cli("train", "--config", cfg, *ccql, "--set", "objective.contrastive.loss=infonce"),
+        "'objective.ccql.contrastive.loss': Input should be 'nt_xent' or 'ts2vec_legacy'",
+    )
+    assert_clean_failure(
+        cli("train", "--config", cfg, *ccql, "--set", "objective.cql_variant=lse"),
+        "'objective.ccql.cql_variant'",
+    )
     assert not (tmp_path / "run").exists()  # nothing was created by the failed starts
 
     bad = tmp_path / "bad_manifest"

@@ -236,6 +236,10 @@ def test_sweep_runs_seeds_as_processes_and_skips_finished_runs(
     ]
     assert [s["seed"] for s in summaries] == [0, 1] and all(s["steps"] == 6 for s in summaries)
     assert summaries[0]["test"] != summaries[1]["test"]  # different seeds, different runs
+    report = cli("report", tmp_path / "sw", "--protocol", "top_k_mean")
+    assert report.code == 0, report.err
+    assert "| co/gru | 2 |" in (tmp_path / "sw" / "report" / "report.md").read_text()
+    assert (tmp_path / "sw" / "report" / "train_curves.png").stat().st_size > 1000
     again = cli("sweep", "--base", base, "--out", tmp_path / "sw", "--set", "seeds=[0,1]")
     assert again.code == 0 and again.err.count("already finished") == 2
     bad = cli(
