@@ -314,10 +314,11 @@ class Trainer:
         average_gradients(main, self.world)
         logs = dict(out.logs)
         logs["loss"] = out.loss.detach()
+        # The norm before any clipping is logged every step (a divergence symptom).
+        max_norm = self.cfg.train.grad_clip_norm or math.inf
+        logs["grad_norm"] = torch.nn.utils.clip_grad_norm_(main.parameters(), max_norm)
         if self.cfg.train.grad_clip_value is not None:
             torch.nn.utils.clip_grad_value_(main.parameters(), self.cfg.train.grad_clip_value)
-        max_norm = self.cfg.train.grad_clip_norm or math.inf  # the norm is logged every step
-        logs["grad_norm"] = torch.nn.utils.clip_grad_norm_(main.parameters(), max_norm)
         opt.step()
         if self.target is not None:
             tau = obj.polyak_tau  # type: ignore[union-attr]
