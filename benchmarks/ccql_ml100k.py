@@ -15,7 +15,7 @@ NDCG@10 and reported on **test** (and, for comparison, P-CCQL's per-metric top-5
 report (table, stability table, ``val_curves.png``, ``train_curves.png``) goes to
 ``benchmarks/_work/ccql_ml100k/report``.
 
-    .venv/bin/python benchmarks/ccql_ml100k.py [--seeds 0 1 2] [--jobs 2] [--epochs 30]
+    .venv/bin/python benchmarks/ccql_ml100k.py [--seeds 0 1 2] [--jobs 2] [--threads 1] [--epochs 30]
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per run")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--switch", type=int, default=2000)
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
@@ -65,7 +66,7 @@ def main() -> None:
             seeds=args.seeds,
             overrides=overrides,
             jobs=args.jobs,
-            threads_per_job=1 if args.jobs > 1 else 2,
+            threads_per_job=args.threads,
         )
 
         def progress(spec, done, total, method=method):

@@ -47,11 +47,11 @@ def objective(method: str, switch: int) -> dict:
     return obj
 
 
-def run_all(epochs: int, switch: int, seeds: list[int]) -> None:
+def run_all(epochs: int, switch: int, seeds: list[int], threads: int) -> None:
     data = WORK / "data"
     if not (data / "manifest.json").exists():
         prepare(PrepareConfig(source=RecBoleSource(path=ML100K), seed=0), data, overwrite=True)
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     for encoder in ENCODERS:
         for method in METHODS:
             for seed in seeds:
@@ -72,7 +72,7 @@ def run_all(epochs: int, switch: int, seeds: list[int]) -> None:
                             "eval_every": 310,
                             "log_every": 100,
                             "tensorboard": False,
-                            "num_threads": 2,
+                            "num_threads": threads,
                         },
                     },
                 )
@@ -116,10 +116,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--switch", type=int, default=2000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads per run")
     parser.add_argument("--report", action="store_true")
     args = parser.parse_args()
     if not args.report:
-        run_all(args.epochs, args.switch, args.seeds)
+        run_all(args.epochs, args.switch, args.seeds, args.threads)
     report()
 
 
