@@ -101,10 +101,14 @@ def test_bad_rl4rs_file_via_cli(sim_cli, tmp_path: Path) -> None:
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*/*.yaml")), ids=lambda p: p.name)
 def test_shipped_sim_configs_are_valid(path: Path) -> None:
     from rlrec.config import build_config
+    from rlrec.online.config import OnlineTrainConfig
     from rlrec.sim.prepare import ListPrepareConfig
     from rlrec.sim.urm_train import URMTrainConfig
 
-    if path.parent.name == "data":
+    if path.parent.name == "agents":
+        run = build_config(OnlineTrainConfig, path=path)
+        assert run.name and run.out.name == path.stem and run.train.num_envs == 32
+    elif path.parent.name == "data":
         cfg = build_config(
             ListPrepareConfig,
             path=path,

@@ -1,7 +1,7 @@
 """The ``rlrec`` command line (typer).
 
 ``data synth|prepare|stats``, ``train``, ``evaluate``, ``recommend``, ``compare``, ``sweep``,
-``report`` and ``sim prepare|train-urm``. User errors (:class:`rlrec.errors.RlrecError`) print one line and exit 2.
+``report`` and ``sim prepare|train-urm|train|evaluate``. User errors (:class:`rlrec.errors.RlrecError`) print one line and exit 2.
 """
 
 from __future__ import annotations
@@ -10,70 +10,34 @@ import json
 import math
 import re
 import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from rlrec.cli_common import (
+    ConfigOpt,
+    OutDirOpt,
+    OverwriteOpt,
+    RawOpt,
+    SetOpt,
+    err,
+    given,
+    new_app,
+    out,
+    source_section,
+    stages,
+)
 from rlrec.config import build_config
 from rlrec.errors import RlrecError
 from rlrec.sim.cli import sim_app
 
-app = typer.Typer(
-    help="Reinforcement-learning recommender systems: data, training, evaluation, serving.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
+app = new_app("Reinforcement-learning recommender systems: data, training, evaluation, serving.")
 data_app = typer.Typer(help="Prepare raw logs and synthetic data.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(sim_app, name="sim")
-
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True)
-
-ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", "-c", help="YAML config file.", show_default=False)
-]
-SetOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--set",
-        "-s",
-        help="Override a config key: --set a.b=value (YAML value).",
-        show_default=False,
-    ),
-]
-OverwriteOpt = Annotated[
-    bool,
-    typer.Option(
-        "--overwrite", help="Replace an existing output (only once the new one is complete)."
-    ),
-]
-
-
-@contextmanager
-def stages(title: str) -> Iterator[Any]:
-    """A spinner naming the current stage; each finished stage is printed with its duration."""
-    state = {"name": None, "t": time.perf_counter()}
-
-    with err.status(title) as status:
-
-        def advance(name: str) -> None:
-            now = time.perf_counter()
-            if state["name"] is not None:
-                err.print(f"  [green]✓[/] {state['name']} ({now - state['t']:.1f} s)")
-            state.update(name=name, t=now)
-            status.update(f"{name} …")
-
-        yield advance
-        advance("")
 
 
 @data_app.command("synth")
@@ -102,13 +66,8 @@ def data_prepare(
         str,
         typer.Argument(help="yoochoose | retailrocket | movielens | recbole | generic | synthetic"),
     ],
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output dataset directory.")],
-    raw: Annotated[
-        Path | None,
-        typer.Option(
-            "--raw", "-r", help="Raw file or directory (source.path).", show_default=False
-        ),
-    ] = None,
+    out_dir: OutDirOpt,
+    raw: RawOpt = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     overwrite: OverwriteOpt = False,
@@ -116,9 +75,7 @@ def data_prepare(
     """Turn a raw log into a prepared dataset (Parquet + manifest.json), atomically."""
     from rlrec.data.prepare import PrepareConfig, prepare
 
-    cli: dict[str, Any] = {"source": {"kind": source}}
-    if raw is not None:
-        cli["source"]["path"] = str(raw)
+    cli = source_section(source, raw)
     cfg = build_config(PrepareConfig, path=config, overrides=set_, cli=cli)
     with stages("preparing") as advance:
         manifest = prepare(cfg, out_dir, overwrite=overwrite, progress=advance)
@@ -465,12 +422,7 @@ def sweep(
     from rlrec.experiments.sweep import SweepConfig, run_sweep, summary_metric
     from rlrec.train.config import TrainConfig
 
-    cli: dict[str, Any] = {}
-    if base is not None:
-        cli["base"] = str(base)
-    if out_dir is not None:
-        cli["out"] = str(out_dir)
-    cfg = build_config(SweepConfig, path=config, overrides=set_, cli=cli)
+    cfg = build_config(SweepConfig, path=config, overrides=set_, cli=given(base=base, out=out_dir))
     select = build_config(TrainConfig, path=cfg.base).train.select_metric
 
     def on_event(spec: Any, done: int, total: int) -> None:

@@ -8,11 +8,13 @@ work). Unknown keys are errors. The resolved config is written beside every outp
 
 from __future__ import annotations
 
+import functools
+import operator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rlrec.errors import ConfigError
 from rlrec.fsutil import atomic_write_bytes
@@ -27,6 +29,24 @@ class StrictModel(BaseModel):
 M = TypeVar("M", bound=BaseModel)
 
 
+def tagged_union(models: tuple[type[BaseModel], ...]) -> Any:
+    """``Annotated[A | B | ..., Field(discriminator="kind")]``: a config section whose ``kind``
+    field (a ``Literal`` with a default) picks the model."""
+    return Annotated[functools.reduce(operator.or_, models), Field(discriminator="kind")]
+
+
+def union_kinds(models: tuple[type[BaseModel], ...]) -> tuple[str, ...]:
+    """The ``kind`` values of the models of a :func:`tagged_union`, in order."""
+    return tuple(m.model_fields["kind"].default for m in models)
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error on one line: what went wrong and where (``line L, column C: problem``)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark else problem
+
+
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """Turn ``["a.b=1", "c=[1,2]"]`` into the nested dict ``{"a": {"b": 1}, "c": [1, 2]}``."""
     tree: dict[str, Any] = {}
@@ -38,7 +58,9 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         try:
             value = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError as exc:
-            raise ConfigError(f"override '{item}': value is not valid YAML ({exc})") from None
+            raise ConfigError(
+                f"override '{item}': value is not valid YAML ({yaml_problem(exc)})"
+            ) from None
         node = tree
         parts = key.split(".")
         for part in parts[:-1]:
@@ -71,7 +93,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{path}: not valid YAML ({yaml_problem(exc)})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

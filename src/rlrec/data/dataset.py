@@ -7,7 +7,6 @@ events, never with events × window.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -16,11 +15,11 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from rlrec.data.prepare import FORMAT, FORMAT_VERSION, ITEM_INDEX, ITEMS, MANIFEST, content_hash
+from rlrec.data.prepare import FORMAT, FORMAT_VERSION, ITEM_INDEX, ITEMS
 from rlrec.data.schema import IS_BUY, SESSION
 from rlrec.data.splits import SPLITS
 from rlrec.errors import DataFormatError
-from rlrec.fsutil import sha256_file
+from rlrec.manifest import read_manifest
 
 REQUIRED_KEYS = ("format", "format_version", "n_items", "pad_id", "state_size", "splits", "files")
 
@@ -76,37 +75,15 @@ class PreparedDataset:
     @classmethod
     def load(cls, path: Path, *, verify: bool = True) -> PreparedDataset:
         """Open ``path``; with ``verify`` every data file's SHA-256 is checked against the manifest."""
-        path = Path(path)
-        if not path.is_dir():
-            raise DataFormatError(
-                path, "dataset directory not found (create it with rlrec data prepare)"
-            )
-        mpath = path / MANIFEST
-        if not mpath.is_file():
-            raise DataFormatError(mpath, "missing manifest: not a prepared rlrec dataset")
-        try:
-            manifest = json.loads(mpath.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise DataFormatError(mpath, f"manifest is not valid JSON ({exc})") from None
-        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-            raise DataFormatError(mpath, f"not an rlrec dataset manifest (format != '{FORMAT}')")
-        missing = [k for k in REQUIRED_KEYS if k not in manifest]
-        if missing:
-            raise DataFormatError(mpath, f"manifest lacks key(s) {', '.join(missing)}")
-        if manifest["format_version"] != FORMAT_VERSION:
-            raise DataFormatError(
-                mpath,
-                f"dataset format version {manifest['format_version']} is not supported "
-                f"(this rlrec reads version {FORMAT_VERSION}); prepare it again",
-            )
-        for name, digest in manifest["files"].items():
-            fpath = path / name
-            if not fpath.is_file():
-                raise DataFormatError(fpath, "file listed in the manifest is missing")
-            if verify and sha256_file(fpath) != digest:
-                raise DataFormatError(fpath, "file content does not match the manifest's hash")
-        if verify and content_hash(manifest["files"]) != manifest.get("content_hash"):
-            raise DataFormatError(mpath, "content_hash does not match the listed files")
+        manifest = read_manifest(
+            path,
+            fmt=FORMAT,
+            version=FORMAT_VERSION,
+            required=REQUIRED_KEYS,
+            what="dataset",
+            command="rlrec data prepare",
+            verify=verify,
+        )
         return cls(path, manifest)
 
     def frame(self, split: str) -> pl.DataFrame:

@@ -19,7 +19,6 @@ Preparing twice from the same inputs and config gives byte-identical files.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,18 +26,17 @@ from typing import Any
 import polars as pl
 from pydantic import Field
 
-from rlrec import __version__
 from rlrec.config import StrictModel, dump_config
 from rlrec.data.filters import FilterConfig, apply_filters
 from rlrec.data.loaders import Source
 from rlrec.data.schema import IS_BUY, ITEM, RATING, SESSION, TIMESTAMP
 from rlrec.data.splits import SPLITS, SplitConfig, assign_splits
 from rlrec.errors import DataFormatError
-from rlrec.fsutil import atomic_directory, atomic_write_json, check_writable, sha256_file
+from rlrec.fsutil import atomic_directory, atomic_write_json, check_writable
+from rlrec.manifest import MANIFEST, manifest_head
 
 FORMAT = "rlrec.dataset"
 FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
 CONFIG = "config.yaml"
 ITEMS = "items.parquet"
 SPLITS_FILE = "splits.parquet"
@@ -119,34 +117,19 @@ def prepare(
         items.write_parquet(tmp / ITEMS, compression="zstd")
         splits.sort(SESSION).write_parquet(tmp / SPLITS_FILE, compression="zstd")
         dump_config(cfg, tmp / CONFIG)
-        files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.suffix == ".parquet"}
         manifest = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "rlrec_version": __version__,
-            "source": cfg.source.kind,
-            "options": cfg.model_dump(mode="json"),
-            "inputs": [
-                {"name": p.name, "bytes": p.stat().st_size, "sha256": sha256_file(p)}
-                for p in cfg.source.input_files()
-            ],
+            **manifest_head(
+                tmp, FORMAT, FORMAT_VERSION, cfg, cfg.source.kind, cfg.source.input_files()
+            ),
             "n_items": n_items,
             "pad_id": n_items,
             "state_size": cfg.state_size,
             "id_dtypes": {SESSION: str(events.schema[SESSION]), ITEM: str(events.schema[ITEM])},
             "counts": {"raw_events": raw_events, **_counts(events)},
             "splits": split_stats,
-            "files": files,
-            "content_hash": content_hash(files),
         }
         atomic_write_json(tmp / MANIFEST, manifest)
     return manifest
-
-
-def content_hash(files: dict[str, str]) -> str:
-    """One hash over the data files' hashes (name-ordered)."""
-    text = "".join(f"{name}:{digest}\n" for name, digest in sorted(files.items()))
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _counts(events: pl.DataFrame) -> dict[str, int]:

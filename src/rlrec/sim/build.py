@@ -19,7 +19,7 @@ from rlrec.sim.loaders.synthetic import SyntheticListSource
 from rlrec.sim.prepare import PLANTED
 from rlrec.sim.schema import HISTORY, USER
 from rlrec.sim.splits import ListSplitConfig, split_records
-from rlrec.sim.urm_store import check_catalogue, load_urm
+from rlrec.sim.urm_store import LoadedURM, check_catalogue, load_urm
 
 Policy = Callable[[dict[str, torch.Tensor]], torch.Tensor]
 
@@ -53,15 +53,7 @@ def make_simulator(
             raise ConfigError("a URM needs the dataset it was trained on (pass data=...)")
         return _synthetic_simulator(num_envs, cfg, seed, synthetic or {})
     dataset = ListDataset.load(Path(data))
-    if urm is None:
-        if "planted_urm" not in dataset.manifest:
-            raise ConfigError(
-                f"{data}: no URM given and the dataset has no planted one; "
-                "train one with rlrec sim train-urm"
-            )
-        urm = dataset.path / PLANTED
-    loaded = load_urm(Path(urm), cfg.device)
-    check_catalogue(loaded, dataset.path, dataset.manifest)
+    loaded = dataset_urm(dataset, urm, cfg.device)
     pool = start_pool(dataset, cfg.start_split, loaded.model.cfg.max_history)
     return ListRecSimulator(
         loaded.model,
@@ -73,6 +65,23 @@ def make_simulator(
         cfg=cfg,
         seed=seed,
     )
+
+
+def dataset_urm(
+    dataset: ListDataset, urm: Path | str | None, device: torch.device | str
+) -> LoadedURM:
+    """The URM at ``urm`` (default: the dataset's planted one, synthetic data only), checked against
+    the dataset's item catalogue."""
+    if urm is None:
+        if "planted_urm" not in dataset.manifest:
+            raise ConfigError(
+                f"{dataset.path}: no URM given and the dataset has no planted one; "
+                "train one with rlrec sim train-urm"
+            )
+        urm = dataset.path / PLANTED
+    loaded = load_urm(Path(urm), device)
+    check_catalogue(loaded, dataset.path, dataset.manifest)
+    return loaded
 
 
 def _synthetic_simulator(

@@ -1,8 +1,11 @@
-"""``rlrec sim ...``: list data and the user-response model (a typer sub-app, ``sim_app``).
+"""``rlrec sim ...``: list data, the user-response model and the online agents (a typer sub-app,
+``sim_app``).
 
-``rlrec sim prepare SOURCE --raw PATH --out DIR`` and ``rlrec sim train-urm --config FILE``. User
-errors raise :class:`rlrec.errors.RlrecError`, which the root CLI prints on one line (exit 2).
-This module does not import :mod:`rlrec.cli`, so the root app can import ``sim_app`` at load time.
+``rlrec sim prepare SOURCE --raw PATH --out DIR``, ``rlrec sim train-urm --config FILE``,
+``rlrec sim train --config FILE [--agent hac] [--resume|--overwrite]`` and
+``rlrec sim evaluate RUN_DIR [--episodes N] [--out FILE]``. User errors raise
+:class:`rlrec.errors.RlrecError`, which the root CLI prints on one line (exit 2). This module does
+not import :mod:`rlrec.cli`, so the root app can import ``sim_app`` at load time.
 """
 
 from __future__ import annotations
@@ -11,38 +14,25 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
-from rlrec.config import build_config
-
-sim_app = typer.Typer(
-    help="List-wise online RL: list data, user-response model, simulator.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
+from rlrec.cli_common import (
+    ConfigOpt,
+    OutDirOpt,
+    OverwriteOpt,
+    RawOpt,
+    SetOpt,
+    err,
+    given,
+    new_app,
+    out,
+    source_section,
+    stages,
 )
+from rlrec.config import build_config
+from rlrec.errors import RlrecError
+from rlrec.fsutil import atomic_write_json
 
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True)
-
-ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", "-c", help="YAML config file.", show_default=False)
-]
-SetOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--set",
-        "-s",
-        help="Override a config key: --set a.b=value (YAML value).",
-        show_default=False,
-    ),
-]
-OverwriteOpt = Annotated[
-    bool,
-    typer.Option(
-        "--overwrite", help="Replace an existing output (only once the new one is complete)."
-    ),
-]
+sim_app = new_app("List-wise online RL: list data, user-response model, simulator, agents.")
 
 
 @sim_app.command("prepare")
@@ -50,13 +40,8 @@ def prepare(
     source: Annotated[
         str, typer.Argument(help="movielens | recbole | kuairand | rl4rs | obd | synthetic")
     ],
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output dataset directory.")],
-    raw: Annotated[
-        Path | None,
-        typer.Option(
-            "--raw", "-r", help="Raw file or directory (source.path).", show_default=False
-        ),
-    ] = None,
+    out_dir: OutDirOpt,
+    raw: RawOpt = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     overwrite: OverwriteOpt = False,
@@ -64,14 +49,11 @@ def prepare(
     """Turn raw logs into list records (Parquet + manifest.json), atomically."""
     from rlrec.sim.prepare import ListPrepareConfig, prepare_lists
 
-    cli: dict[str, Any] = {"source": {"kind": source}}
-    if raw is not None:
-        cli["source"]["path"] = str(raw)
-    cfg = build_config(ListPrepareConfig, path=config, overrides=set_, cli=cli)
-    with err.status("preparing") as status:
-        manifest = prepare_lists(
-            cfg, out_dir, overwrite=overwrite, progress=lambda m: status.update(f"{m} …")
-        )
+    cfg = build_config(
+        ListPrepareConfig, path=config, overrides=set_, cli=source_section(source, raw)
+    )
+    with stages("preparing") as advance:
+        manifest = prepare_lists(cfg, out_dir, overwrite=overwrite, progress=advance)
     c, s = manifest["counts"], manifest["splits"]
     out.print(
         f"wrote {out_dir}: {c['records']:,} lists of {manifest['slate_size']} "
@@ -98,12 +80,9 @@ def train_urm(
     """Train a user-response model; reports validation AUC, log-loss and calibration per epoch."""
     from rlrec.sim.urm_train import URMTrainConfig, URMTrainer
 
-    cli: dict[str, Any] = {}
-    if data is not None:
-        cli["data"] = str(data)
-    if out_dir is not None:
-        cli["out"] = str(out_dir)
-    cfg = build_config(URMTrainConfig, path=config, overrides=set_, cli=cli)
+    cfg = build_config(
+        URMTrainConfig, path=config, overrides=set_, cli=given(data=data, out=out_dir)
+    )
 
     def on_epoch(epoch: int, total: int, m: dict[str, float]) -> None:
         line = f"epoch {epoch}/{total}: train loss {m['train_loss']:.4f}"
@@ -122,3 +101,114 @@ def train_urm(
         f"wrote {cfg.out}: URM ({cfg.role} environment, fit on {summary['fit_split']}), "
         f"epoch {summary['selected_epoch']} kept{auc}"
     )
+
+
+def _headline(m: dict[str, float]) -> str:
+    return (
+        f"total reward {m['total_reward_mean']:.3f} ± {m['total_reward_se']:.3f} (se), "
+        f"depth {m['depth_mean']:.2f}, reward variance {m['total_reward_var']:.3f}"
+    )
+
+
+@sim_app.command("train")
+def train(
+    config: ConfigOpt = None,
+    agent: Annotated[
+        str | None,
+        typer.Option(
+            "--agent",
+            help="Agent (config key agent.kind): hac, ddpg, td3, a2c, pgra, online_sl, offline_sl.",
+            show_default=False,
+        ),
+    ] = None,
+    set_: SetOpt = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Run directory (config key out).", show_default=False),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in its directory.")
+    ] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Delete an existing run directory and start over.")
+    ] = False,
+) -> None:
+    """Train an online agent in the simulator; validate, checkpoint, evaluate (spec §D, §E.3)."""
+    from rlrec.online.config import OnlineTrainConfig
+    from rlrec.online.trainer import OnlineTrainer
+
+    if resume and overwrite:
+        raise RlrecError("give at most one of --resume and --overwrite")
+    cli = given(out=out_dir)
+    if agent is not None:
+        cli["agent"] = {"kind": agent}
+    cfg = build_config(OnlineTrainConfig, path=config, overrides=set_, cli=cli)
+    with err.status(f"training {cfg.label}") as status:
+
+        def on_log(step: int, total: int, kind: str, values: dict[str, Any]) -> None:
+            if kind == "train":
+                reward = values.get("train_total_reward")
+                shown = "–" if reward is None else f"{reward:.3f}"
+                status.update(
+                    f"{cfg.label}: iteration {step:,}/{total:,}, training reward {shown}, "
+                    f"{values['iterations_per_s']:.1f} it/s"
+                )
+            elif kind == "val":
+                err.print(f"iteration {step:,}/{total:,}: validation {_headline(values)}")
+            elif kind == "stability":
+                err.print(f"[yellow]warning:[/] {values['message']}")
+
+        summary = OnlineTrainer(cfg, resume=resume, overwrite=overwrite, on_log=on_log).fit()
+    rate = summary["iterations_per_s"]
+    speed = f", {rate:.1f} iterations/s" if rate else ""
+    out.print(f"wrote {cfg.out}: {summary['iterations']:,} iterations{speed}")
+    for which, metrics in summary["eval"].items():
+        out.print(f"  eval ({which}): {_headline(metrics)}")
+
+
+@sim_app.command("evaluate")
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory written by rlrec sim train.")],
+    episodes: Annotated[
+        int | None,
+        typer.Option(
+            "--episodes",
+            "-n",
+            min=1,
+            help="Evaluation users (default: the run's eval.users).",
+            show_default=False,
+        ),
+    ] = None,
+    checkpoint: Annotated[
+        str, typer.Option("--checkpoint", help="best (selected on validation) or last.")
+    ] = "best",
+    out_file: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Write the metrics as JSON.", show_default=False),
+    ] = None,
+    plots: Annotated[
+        bool, typer.Option("--plots/--no-plots", help="Write learning-curve PNGs.")
+    ] = True,
+) -> None:
+    """Evaluate a trained policy in the evaluation environment (spec §E.3) and plot its curves."""
+    from rlrec.online.evaluate import BEST, LAST, evaluate_run, write_curves
+
+    if checkpoint not in (BEST, LAST):
+        raise RlrecError(f"--checkpoint must be best or last, got '{checkpoint}'")
+    result = evaluate_run(run_dir, episodes=episodes, checkpoint=checkpoint)
+    m = result["metrics"]
+    out.print(
+        f"{result['agent']} (seed {result['seed']}, {checkpoint}) on {result['users']:,} "
+        f"'{result['start_split']}' users: {_headline(m)}"
+    )
+    out.print(
+        f"  reward/step {m['reward_per_step']:.4f}, coverage {m['coverage']:.3f}"
+        + (f", positive rate {m['positive_rate']:.3f}" if "positive_rate" in m else "")
+    )
+    if out_file is not None:
+        atomic_write_json(out_file, result)
+        out.print(f"wrote {out_file}")
+    if plots:
+        target = out_file.parent if out_file is not None else run_dir
+        for path in write_curves({result["agent"]: [run_dir]}, target):
+            out.print(f"wrote {path}")

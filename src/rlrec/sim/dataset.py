@@ -8,7 +8,6 @@ a mask that is True on real items, exposures and labels. Item features are looke
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, fields
 from functools import cached_property
 from pathlib import Path
@@ -19,9 +18,9 @@ import polars as pl
 import torch
 
 from rlrec.errors import DataFormatError
-from rlrec.fsutil import sha256_file
+from rlrec.manifest import read_manifest
 from rlrec.sim.features import features_matrix
-from rlrec.sim.prepare import FORMAT, FORMAT_VERSION, ITEMS, MANIFEST, USERS, content_hash
+from rlrec.sim.prepare import FORMAT, FORMAT_VERSION, ITEMS, USERS
 from rlrec.sim.schema import EXPOSURE, HISTORY, LABELS, TIME, USER
 from rlrec.sim.splits import ORDER, SPLITS
 
@@ -86,39 +85,15 @@ class ListDataset:
     @classmethod
     def load(cls, path: Path, *, verify: bool = True) -> ListDataset:
         """Open ``path``; with ``verify`` every data file's SHA-256 is checked against the manifest."""
-        path = Path(path)
-        if not path.is_dir():
-            raise DataFormatError(
-                path, "list dataset directory not found (create it with rlrec sim prepare)"
-            )
-        mpath = path / MANIFEST
-        if not mpath.is_file():
-            raise DataFormatError(mpath, "missing manifest: not a prepared rlrec list dataset")
-        try:
-            manifest = json.loads(mpath.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise DataFormatError(mpath, f"manifest is not valid JSON ({exc})") from None
-        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-            raise DataFormatError(
-                mpath, f"not an rlrec list dataset (format != '{FORMAT}'; see rlrec sim prepare)"
-            )
-        missing = [k for k in REQUIRED_KEYS if k not in manifest]
-        if missing:
-            raise DataFormatError(mpath, f"manifest lacks key(s) {', '.join(missing)}")
-        if manifest["format_version"] != FORMAT_VERSION:
-            raise DataFormatError(
-                mpath,
-                f"list dataset format version {manifest['format_version']} is not supported "
-                f"(this rlrec reads version {FORMAT_VERSION}); prepare it again",
-            )
-        for name, digest in manifest["files"].items():
-            fpath = path / name
-            if not fpath.is_file():
-                raise DataFormatError(fpath, "file listed in the manifest is missing")
-            if verify and sha256_file(fpath) != digest:
-                raise DataFormatError(fpath, "file content does not match the manifest's hash")
-        if verify and content_hash(manifest["files"]) != manifest.get("content_hash"):
-            raise DataFormatError(mpath, "content_hash does not match the listed files")
+        manifest = read_manifest(
+            path,
+            fmt=FORMAT,
+            version=FORMAT_VERSION,
+            required=REQUIRED_KEYS,
+            what="list dataset",
+            command="rlrec sim prepare",
+            verify=verify,
+        )
         return cls(path, manifest)
 
     @property

@@ -38,6 +38,22 @@ from rlrec.sim.urm import URM
 
 START_SALT = 0x5EED
 EXPLICIT_SALT = 0xE7A1
+SLOT_STATE = (
+    "slot_key",
+    "episode",
+    "ep_key",
+    "start",
+    "user",
+    "history",
+    "mask",
+    "temper",
+    "depth",
+    "ret",
+    "active",
+    "e_user",
+    "query",
+    "z",
+)
 
 
 class EnvConfig(StrictModel):
@@ -243,6 +259,24 @@ class ListRecSimulator:
         return keys, starts
 
     # ------------------------------------------------------------------------------ API
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Everything a resumed run needs to continue exactly (copies): the per-slot tensors of
+        :data:`SLOT_STATE` and the stream counters as 0-d tensors."""
+        state = {name: getattr(self, name).clone() for name in SLOT_STATE}
+        for name in ("_seed", "_steps", "_seeded", "_refill"):
+            state[name.lstrip("_")] = torch.tensor(int(getattr(self, name)))
+        return state
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore a :meth:`state_dict` of a simulator with the same batch size and URM."""
+        for name in SLOT_STATE:
+            current = getattr(self, name)
+            if state[name].shape != current.shape:
+                raise ValueError(f"simulator state '{name}' has shape {tuple(state[name].shape)}")
+            setattr(self, name, state[name].to(current.device, current.dtype).clone())
+        self._seed, self._steps = int(state["seed"]), int(state["steps"])
+        self._seeded, self._refill = bool(state["seeded"]), bool(state["refill"])
 
     def reset(
         self, seed: int | None = None, starts: torch.Tensor | None = None

@@ -16,17 +16,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from rlrec.sim.schema import (
-    EXPOSURE,
-    HISTORY,
-    ITEM,
-    LABELS,
-    RAW,
-    SEQ,
-    TIME,
-    USER,
-    records_frame,
-)
+from rlrec.sim.schema import EXPOSURE, HISTORY, ITEM, LABELS, RAW, SEQ, TIME, USER, records_frame
 
 EV_USER, EV_ITEM, EV_TIME, EV_LABEL = "user", "item", "timestamp", "label"
 

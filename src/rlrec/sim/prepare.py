@@ -18,7 +18,6 @@ gives byte-identical files.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,10 +26,10 @@ import numpy as np
 import polars as pl
 import torch
 
-from rlrec import __version__
 from rlrec.config import StrictModel, dump_config
 from rlrec.errors import DataFormatError
-from rlrec.fsutil import atomic_directory, atomic_write_json, check_writable, sha256_file
+from rlrec.fsutil import atomic_directory, atomic_write_json, check_writable
+from rlrec.manifest import MANIFEST, manifest_head
 from rlrec.sim.features import catalogue_hash, features_matrix
 from rlrec.sim.loaders import ListSource
 from rlrec.sim.schema import EXPOSURE, ITEM, LABELS, USER, ListTables
@@ -38,7 +37,6 @@ from rlrec.sim.splits import SPLITS, ListSplitConfig, split_records
 
 FORMAT = "rlrec.listdata"
 FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
 CONFIG = "config.yaml"
 USERS = "users.parquet"
 ITEMS = "items.parquet"
@@ -76,18 +74,9 @@ def prepare_lists(
         tables.users.write_parquet(tmp / USERS, compression="zstd")
         items.write_parquet(tmp / ITEMS, compression="zstd")
         dump_config(cfg, tmp / CONFIG)
-        files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.suffix == ".parquet"}
         k = int(tables.records.get_column(EXPOSURE).list.len().max())
         manifest = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "rlrec_version": __version__,
-            "source": cfg.source.kind,
-            "options": cfg.model_dump(mode="json"),
-            "inputs": [
-                {"name": p.name, "bytes": p.stat().st_size, "sha256": sha256_file(p)}
-                for p in inputs
-            ],
+            **manifest_head(tmp, FORMAT, FORMAT_VERSION, cfg, cfg.source.kind, inputs),
             "slate_size": k,
             "n_items": items.height,
             "n_users": tables.users.height,
@@ -96,8 +85,6 @@ def prepare_lists(
             "counts": _counts(tables.records),
             "splits": {name: _counts(parts[name]) for name in SPLITS},
             "notes": tables.notes,
-            "files": files,
-            "content_hash": content_hash(files),
             "catalogue_hash": catalogue_hash(items),
         }
         if "planted_urm" in tables.extras:
@@ -118,12 +105,6 @@ def prepare_lists(
             manifest["planted_urm"] = PLANTED
         atomic_write_json(tmp / MANIFEST, manifest)
     return manifest
-
-
-def content_hash(files: dict[str, str]) -> str:
-    """One hash over the data files' hashes (name-ordered)."""
-    text = "".join(f"{name}:{digest}\n" for name, digest in sorted(files.items()))
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _check_tables(tables: ListTables, cfg: ListPrepareConfig) -> None:

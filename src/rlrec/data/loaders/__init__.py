@@ -5,10 +5,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from pydantic import Field
-
+from rlrec.config import tagged_union, union_kinds
 from rlrec.data.loaders.base import SourceConfig
 from rlrec.data.loaders.generic import GenericSource
 from rlrec.data.loaders.movielens import MovieLensSource
@@ -17,16 +14,15 @@ from rlrec.data.loaders.retailrocket import RetailRocketSource
 from rlrec.data.loaders.synthetic import SyntheticSource
 from rlrec.data.loaders.yoochoose import YooChooseSource
 
-Source = Annotated[
-    YooChooseSource
-    | RetailRocketSource
-    | MovieLensSource
-    | RecBoleSource
-    | GenericSource
-    | SyntheticSource,
-    Field(discriminator="kind"),
-]
-
-SOURCE_KINDS = ("yoochoose", "retailrocket", "movielens", "recbole", "generic", "synthetic")
+SOURCES = (
+    YooChooseSource,
+    RetailRocketSource,
+    MovieLensSource,
+    RecBoleSource,
+    GenericSource,
+    SyntheticSource,
+)
+Source = tagged_union(SOURCES)
+SOURCE_KINDS = union_kinds(SOURCES)
 
 __all__ = ["SOURCE_KINDS", "Source", "SourceConfig"]

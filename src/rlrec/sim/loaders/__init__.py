@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from pydantic import Field
-
+from rlrec.config import tagged_union, union_kinds
 from rlrec.sim.loaders.base import ListSourceConfig
 from rlrec.sim.loaders.kuairand import KuaiRandListSource
 from rlrec.sim.loaders.movielens import MovieLensListSource, RecBoleListSource
@@ -13,16 +10,15 @@ from rlrec.sim.loaders.obd import OBDListSource
 from rlrec.sim.loaders.rl4rs import RL4RSListSource
 from rlrec.sim.loaders.synthetic import SyntheticListSource
 
-ListSource = Annotated[
-    MovieLensListSource
-    | RecBoleListSource
-    | KuaiRandListSource
-    | RL4RSListSource
-    | OBDListSource
-    | SyntheticListSource,
-    Field(discriminator="kind"),
-]
-
-LIST_SOURCE_KINDS = ("movielens", "recbole", "kuairand", "rl4rs", "obd", "synthetic")
+LIST_SOURCES = (
+    MovieLensListSource,
+    RecBoleListSource,
+    KuaiRandListSource,
+    RL4RSListSource,
+    OBDListSource,
+    SyntheticListSource,
+)
+ListSource = tagged_union(LIST_SOURCES)
+LIST_SOURCE_KINDS = union_kinds(LIST_SOURCES)
 
 __all__ = ["LIST_SOURCE_KINDS", "ListSource", "ListSourceConfig"]

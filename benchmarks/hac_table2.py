@@ -1,0 +1,302 @@
+"""P-HAC Table 2 on real-data simulators: HAC and its baselines on MovieLens-100K and the Open Bandit
+Dataset, 3 seeds, total reward / depth / reward variance with the ranking beside the paper's.
+
+Per data set the script (re)uses, under ``benchmarks/_work/hac_table2/``:
+
+1. the list data (``configs/sim/data/{ml100k,obd}.yaml``; ML-100K from ``../shared/datasets/ml-100k``,
+   OBD from the ``obp==0.4.1`` wheel: ``.venv/bin/pip download --no-deps obp==0.4.1 -d /tmp/obp``);
+2. the training environment's URM (fit on train) and the evaluation environment's URM (fit on all
+   records), ``configs/sim/urm/``;
+3. every column of Table 2 plus the two ablations (``configs/sim/agents/``: HAC, DDPG, TD3, A2C,
+   PG-RA, Online SL, Offline SL, HAC w/o BCE, HAC w/o Hyper), each seed its own process
+   (``rlrec sim train``), ``--iterations`` iterations for every agent. A finished run is skipped, an
+   interrupted one resumed, so re-running completes the benchmark.
+
+It prints one table per data set — the evaluation environment's total reward, depth and reward
+variance (across users) of the checkpoint selected on the validation users, mean ± std over seeds
+(spec-online §E.3) — with our ranking, the paper's ranking per Table 2 column and the Spearman
+correlation of the two (spec §E.4: the ranking, not the absolute values, is the target: the data,
+features and URMs differ from the paper's). Learning curves go to ``report/<data set>/``.
+
+    .venv/bin/python benchmarks/hac_table2.py --obd-wheel /tmp/obp/obp-0.4.1-py3-none-any.whl \\
+        [--iterations 50000] [--seeds 0 1 2] [--jobs 2] [--datasets ml100k obd] [--agents hac ddpg]
+    .venv/bin/python benchmarks/hac_table2.py --timing [--iterations 300] [--threads 2]
+
+``--timing`` trains HAC on the ML-100K simulator in this process for ``--iterations`` iterations
+(after the 2,000-transition prefill) and reports iterations per second and the projected time of
+the paper's 50,000 iterations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rlrec.config import build_config
+from rlrec.online.config import OnlineTrainConfig
+from rlrec.online.evaluate import HEADLINE, across_seeds, write_curves
+from rlrec.online.trainer import OnlineTrainer
+from rlrec.sim.prepare import ListPrepareConfig, prepare_lists
+from rlrec.sim.urm_train import URMTrainConfig, URMTrainer
+
+ROOT = Path(__file__).resolve().parents[1]
+ML100K = ROOT.parent / "shared" / "datasets" / "ml-100k"
+WORK = ROOT / "benchmarks" / "_work" / "hac_table2"
+AGENTS = (
+    "hac",
+    "online_sl",
+    "offline_sl",
+    "a2c",
+    "ddpg",
+    "td3",
+    "pgra",
+    "hac_no_bce",
+    "hac_no_hyper",
+)
+# P-HAC Table 2, total reward per column (RL4RS, ML1M, KuaiRand); the ablations are not in it.
+PAPER = {
+    "offline_sl": (6.721, 18.559, 14.394),
+    "online_sl": (9.502, 18.629, 13.456),
+    "a2c": (7.789, 16.158, 12.460),
+    "ddpg": (8.337, 17.205, 11.394),
+    "td3": (8.553, 17.545, 11.777),
+    "pgra": (8.561, 18.466, 10.859),
+    "hac": (10.059, 18.863, 14.789),
+}
+PAPER_COLUMNS = ("RL4RS", "ML1M", "KuaiRand")
+DATASETS: dict[str, dict[str, Any]] = {  # data config, raw path, URM configs, evaluation users
+    "ml100k": {"users": 1600, "urm_train": "ml100k_train.yaml", "urm_eval": "ml100k_eval.yaml"},
+    "obd": {"users": 600, "urm_train": "obd_train.yaml", "urm_eval": "obd_train.yaml"},
+}
+
+
+def prepare(dataset: str, raw: Path) -> dict[str, Path]:
+    """List data and both URMs of ``dataset`` (built once, then reused)."""
+    base = WORK / dataset
+    paths = {"data": base / "data", "urm": base / "urm_train", "eval_urm": base / "urm_eval"}
+    if not (paths["data"] / "manifest.json").is_file():
+        print(f"[{dataset}] preparing list data from {raw}", flush=True)
+        cfg = build_config(
+            ListPrepareConfig,
+            path=ROOT / "configs" / "sim" / "data" / f"{dataset}.yaml",
+            cli={"source": {"path": str(raw)}},
+        )
+        prepare_lists(cfg, paths["data"], overwrite=True)
+    spec = DATASETS[dataset]
+    for role, key, name in (("train", "urm", "urm_train"), ("eval", "eval_urm", "urm_eval")):
+        if (paths[key] / "urm.json").is_file():
+            continue
+        print(f"[{dataset}] training the {role} environment's URM", flush=True)
+        cfg = build_config(
+            URMTrainConfig,
+            path=ROOT / "configs" / "sim" / "urm" / spec[name],
+            cli={"data": str(paths["data"]), "out": str(paths[key]), "role": role},
+        )
+        summary = URMTrainer(cfg, overwrite=True).fit()
+        auc = summary["selected"].get("val_auc")
+        print(f"[{dataset}] {role} URM: validation AUC {auc:.4f}", flush=True)
+    return paths
+
+
+def loop_settings(iterations: int) -> list[str]:
+    """Log and validation intervals that fit ``iterations`` (the configs' 100 / 2,500 at 50k)."""
+    log_every = min(100, iterations)
+    eval_every = max(log_every, min(2500, iterations) // log_every * log_every)
+    return [
+        f"train.iterations={iterations}",
+        f"train.log_every={log_every}",
+        f"train.eval_every={eval_every}",
+    ]
+
+
+def run_one(
+    dataset: str, agent: str, seed: int, paths: dict[str, Path], args: argparse.Namespace
+) -> Path:
+    """Train one (agent, seed) in its own process; returns the run directory."""
+    out = WORK / dataset / "runs" / f"it{args.iterations}" / agent / f"seed_{seed}"
+    if (out / "summary.json").is_file():
+        return out
+    settings = [
+        f"data={paths['data']}",
+        f"urm={paths['urm']}",
+        f"eval_urm={paths['eval_urm']}",
+        f"out={out}",
+        f"seed={seed}",
+        "device=cpu",
+        f"eval.users={DATASETS[dataset]['users']}",
+        f"train.num_threads={args.threads}",
+        *loop_settings(args.iterations),
+    ]
+    command = [sys.executable, "-m", "rlrec", "sim", "train"]
+    command += ["--config", str(ROOT / "configs" / "sim" / "agents" / f"{agent}.yaml")]
+    command += [a for s in settings for a in ("--set", s)]
+    command.append("--resume" if (out / "config.yaml").is_file() else "--overwrite")
+    log = WORK / "logs" / f"{dataset}_{agent}_seed{seed}_it{args.iterations}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    with open(log, "w") as fh:
+        code = subprocess.call(command, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT)
+    status = "done" if code == 0 else f"FAILED ({code}, see {log})"
+    print(
+        f"[{dataset}] {agent} seed {seed}: {status} in {time.perf_counter() - t0:.0f} s", flush=True
+    )
+    return out
+
+
+def spearman(a: list[float], b: list[float]) -> float:
+    """Rank correlation of two score lists (no ties expected)."""
+
+    def ranks(xs: list[float]) -> list[int]:
+        order = sorted(range(len(xs)), key=lambda i: -xs[i])
+        out = [0] * len(xs)
+        for r, i in enumerate(order):
+            out[i] = r
+        return out
+
+    ra, rb = ranks(a), ranks(b)
+    n = len(a)
+    return 1 - 6 * sum((x - y) ** 2 for x, y in zip(ra, rb, strict=True)) / (n * (n * n - 1))
+
+
+def table(dataset: str, runs: dict[str, list[Path]]) -> dict[str, Any]:
+    """Print the data set's table; returns its numbers."""
+    results: dict[str, dict[str, tuple[float, float, int]]] = {}
+    labels = {}
+    for agent, dirs in runs.items():
+        summaries = [
+            json.loads((d / "summary.json").read_text())
+            for d in dirs
+            if (d / "summary.json").is_file()
+        ]
+        if summaries:
+            results[agent] = across_seeds([s["eval"]["best"] for s in summaries])
+            labels[agent] = summaries[0]["name"]
+    order = sorted(results, key=lambda a: -results[a]["total_reward_mean"][0])
+    ours = {a: i + 1 for i, a in enumerate(order)}
+    common = [a for a in order if a in PAPER]
+    paper_rank = [
+        {a: i + 1 for i, a in enumerate(sorted(common, key=lambda a: -PAPER[a][c]))}
+        for c in range(3)
+    ]
+    print(f"\n{dataset}: evaluation environment, checkpoint selected on validation users")
+    print("| method | seeds | total reward | depth | reward variance | rank | paper rank", end="")
+    print(" RL4RS/ML1M/KuaiRand |\n|---|---:|---:|---:|---:|---:|---:|")
+    for agent in order:
+        cells = [f"{results[agent][k][0]:.3f} ± {results[agent][k][1]:.3f}" for k in HEADLINE]
+        paper = "/".join(str(p[agent]) for p in paper_rank) if agent in PAPER else "–"
+        n = results[agent]["total_reward_mean"][2]
+        print(f"| {labels[agent]} | {n} | {' | '.join(cells)} | {ours[agent]} | {paper} |")
+    corr = {}
+    if len(common) > 2:
+        mine = [results[a]["total_reward_mean"][0] for a in common]
+        for c, name in enumerate(PAPER_COLUMNS):
+            corr[name] = spearman(mine, [PAPER[a][c] for a in common])
+        print(
+            "Spearman correlation with the paper's ranking (Table 2 methods only): "
+            + ", ".join(f"{k} {v:+.2f}" for k, v in corr.items())
+        )
+    return {
+        "methods": {
+            a: {k: {"mean": v[0], "std": v[1], "n": v[2]} for k, v in results[a].items()}
+            for a in order
+        },
+        "rank": ours,
+        "spearman_vs_paper": corr,
+        "labels": labels,
+    }
+
+
+def benchmark(args: argparse.Namespace) -> None:
+    raws = {"ml100k": ML100K, "obd": args.obd_wheel}
+    report: dict[str, Any] = {"iterations": args.iterations, "seeds": args.seeds}
+    for dataset in args.datasets:
+        if raws[dataset] is None or not Path(raws[dataset]).exists():
+            sys.exit(f"{dataset}: raw data not found ({raws[dataset]}); see --help")
+        paths = prepare(dataset, Path(raws[dataset]))
+        jobs = [(a, s) for a in args.agents for s in args.seeds]
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            futures = [pool.submit(run_one, dataset, a, s, paths, args) for a, s in jobs]
+            outs = [f.result() for f in futures]
+        runs: dict[str, list[Path]] = {}
+        for (agent, _), out in zip(jobs, outs, strict=True):
+            runs.setdefault(agent, []).append(out)
+        report[dataset] = table(dataset, runs)
+        curves = {
+            a: [d for d in dirs if (d / "summary.json").is_file()] for a, dirs in runs.items()
+        }
+        try:
+            write_curves({a: d for a, d in curves.items() if d}, WORK / "report" / dataset)
+        except Exception as exc:  # plots are a convenience; the table is the result
+            print(f"(no learning curves: {exc})")
+    out = WORK / "report" / f"results_it{args.iterations}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(f"\nwrote {out}")
+
+
+def timing(args: argparse.Namespace) -> None:
+    torch.set_num_threads(args.threads)
+    paths = prepare("ml100k", ML100K)
+    cfg = build_config(
+        OnlineTrainConfig,
+        path=ROOT / "configs" / "sim" / "agents" / "hac.yaml",
+        overrides=[
+            f"data={paths['data']}",
+            f"urm={paths['urm']}",
+            f"eval_urm={paths['eval_urm']}",
+            f"out={WORK / 'timing'}",
+            "device=cpu",
+            f"train.num_threads={args.threads}",
+            "eval.users=64",
+            "eval.val_users=32",
+            *loop_settings(args.iterations),
+        ],
+    )
+    t0 = time.perf_counter()
+    summary = OnlineTrainer(cfg, overwrite=True).fit()
+    rates = [
+        r["iterations_per_s"]
+        for line in (WORK / "timing" / "metrics.jsonl").read_text().splitlines()
+        if (r := json.loads(line))["kind"] == "train"
+    ]
+    rate = summary["iterations_per_s"]
+    print(
+        f"HAC on ML-100K (1,682 items, K = 10, H = 50, 32 users/step, batch 64), "
+        f"{args.threads} thread(s), load average {os.getloadavg()[0]:.1f}:\n"
+        f"  {summary['iterations']} iterations: {rate:.2f} iterations/s (windows: "
+        f"{min(rates):.2f}–{max(rates):.2f}); whole command {time.perf_counter() - t0:.0f} s\n"
+        f"  projected time of 50,000 iterations: {50_000 / rate / 60:.0f} min "
+        f"(+ prefill and evaluations)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=None, help="50,000 (timing: 300)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--jobs", type=int, default=2, help="runs at a time")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--agents", nargs="+", default=list(AGENTS), choices=list(AGENTS))
+    parser.add_argument("--obd-wheel", type=Path, default=None, help="obp-0.4.1 wheel (or folder)")
+    parser.add_argument("--timing", action="store_true", help="measure HAC iterations/s only")
+    args = parser.parse_args()
+    if args.iterations is None:
+        args.iterations = 300 if args.timing else 50_000
+    if args.timing:
+        timing(args)
+    else:
+        benchmark(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""Building blocks of the online networks: the reference's MLP block, a post-norm Transformer layer
+that takes one additive attention mask per sequence (causal + padding), and a cheaper dropout.
+
+:class:`Dropout` is ``nn.Dropout`` with its Bernoulli mask drawn as 16-bit integers (four per 64-bit
+random number, drop where the integer falls below ``p·2¹⁶``): the same distribution up to ``p``'s
+rounding to 1/65,536, at a third of the cost of torch's CPU mask. With batches of 64 histories
+of 51 tokens, dropout on the attention weights was a third of a HAC update on CPU.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+NEG = -1e9
+"""Additive attention bias of a forbidden key (finite: a row keeps at least its diagonal)."""
+
+
+def keep_mask(shape: torch.Size, p: float, device: torch.device) -> torch.Tensor:
+    """Bool ``shape``: True with probability ``1 − p`` (independent, from torch's global RNG)."""
+    n = math.prod(shape)
+    bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=device)
+    bits.random_(-(2**63), 2**63 - 1)
+    return bits.view(torch.int16)[:n].view(shape) >= round(p * 65536) - 32768
+
+
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Inverted dropout of ``x`` with :func:`keep_mask` (identity when not training or ``p = 0``)."""
+    if not training or p == 0.0:
+        return x
+    return x * keep_mask(x.shape, p, x.device) * (1.0 / (1.0 - p))
+
+
+class Dropout(nn.Module):
+    """``nn.Dropout`` with the cheaper mask of :func:`keep_mask`."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dropout(x, self.p, self.training)
+
+
+def mlp(
+    in_dim: int, hidden: list[int], out_dim: int, p_drop: float = 0.0, norm: bool = False
+) -> nn.Sequential:
+    """The reference's ``DNN`` block (spec §C.5): per hidden width ``Linear → ReLU → Dropout (if
+    p > 0) → LayerNorm (if norm)``, then a final ``Linear`` to ``out_dim``."""
+    layers: list[nn.Module] = []
+    width = in_dim
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.ReLU()]
+        if p_drop > 0:
+            layers.append(Dropout(p_drop))
+        if norm:
+            layers.append(nn.LayerNorm(h))
+        width = h
+    layers.append(nn.Linear(width, out_dim))
+    return nn.Sequential(*layers)
+
+
+def attention_bias(mask: torch.Tensor | None, length: int, device: torch.device) -> torch.Tensor:
+    """Causal additive bias ``(L, L)``, or ``(B, 1, L, L)`` that also hides padded keys when ``mask``
+    ``(B, L)`` (True = real token) is given. The diagonal is always open, so no row is empty."""
+    causal = torch.ones(length, length, dtype=torch.bool, device=device).triu(1)
+    if mask is None:
+        return torch.zeros(length, length, device=device).masked_fill(causal, NEG)
+    blocked = causal[None] | ~mask[:, None, :]  # (B, L, L): query i may not see key j
+    blocked = blocked & ~torch.eye(length, dtype=torch.bool, device=device)
+    return torch.zeros(blocked.shape, device=device).masked_fill(blocked, NEG)[:, None]
+
+
+class TransformerLayer(nn.Module):
+    """Post-norm encoder layer as ``torch.nn.TransformerEncoderLayer`` (ReLU, dropout on the attention
+    weights, after attention and inside the feed-forward), with an additive mask ``(B, 1, L, L)``."""
+
+    def __init__(self, dim: int, n_heads: int, ff_dim: int, p_drop: float) -> None:
+        super().__init__()
+        if dim % n_heads:
+            raise ValueError(f"policy dim ({dim}) must be divisible by n_heads ({n_heads})")
+        self.n_heads, self.p = n_heads, p_drop
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+        self.ff1, self.ff2 = nn.Linear(dim, ff_dim), nn.Linear(ff_dim, dim)
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.drop, self.drop1, self.drop2 = Dropout(p_drop), Dropout(p_drop), Dropout(p_drop)
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """``x`` ``(B, L, d)`` → ``(B, L, d)``."""
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).view(b, n, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        if self.training and self.p > 0:  # dropout on the attention weights, as torch's layer
+            w = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]) + bias, dim=-1)
+            a = dropout(w, self.p, True) @ v
+        else:
+            a = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        x = self.norm1(x + self.drop1(self.out(a.transpose(1, 2).reshape(b, n, d))))
+        return self.norm2(x + self.drop2(self.ff2(self.drop(F.relu(self.ff1(x))))))
