@@ -24,7 +24,6 @@ At the end the ``last/`` and ``best/`` weights are evaluated in the evaluation e
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,7 +33,6 @@ import torch
 from torch import nn
 
 from rlrec import __version__
-from rlrec.config import config_to_yaml, dump_config
 from rlrec.device import resolve_device
 from rlrec.errors import ConfigError
 from rlrec.fsutil import atomic_write_json
@@ -55,12 +53,12 @@ from rlrec.train.checkpoint import (
     save_checkpoint,
     save_weights,
 )
+from rlrec.train.rundir import json_safe, open_run_dir, start_run_dir
 from rlrec.train.stability import Flag, StabilityMonitor, q_value_bound
 from rlrec.train.tracking import Tracker
-from rlrec.train.trainer import TrainingDiverged, _finite
+from rlrec.train.trainer import TrainingDiverged
 
 CHECKPOINTS = "checkpoints"
-RUN_META = "run.json"
 OnLog = Callable[[int, int, str, dict[str, Any]], None]
 
 
@@ -162,39 +160,20 @@ class OnlineTrainer:
         return q_value_bound([low, 1.0], gamma)
 
     def _prepare_run_dir(self, resume: bool, overwrite: bool) -> None:
-        saved = self.run_dir / "config.yaml"
-        if resume:
-            if not saved.is_file():
-                raise ConfigError(
-                    f"{self.run_dir}: nothing to resume (no config.yaml); start without --resume"
-                )
-            if saved.read_text() != config_to_yaml(self.cfg):
-                raise ConfigError(
-                    f"{saved}: the run was started with a different config; resume with the same one"
-                )
-            return
-        if self.run_dir.exists() and any(self.run_dir.iterdir()):
-            if not overwrite:
-                raise ConfigError(
-                    f"{self.run_dir}: run directory already exists; pass --resume to continue it "
-                    "or --overwrite to start over"
-                )
-            shutil.rmtree(self.run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        dump_config(self.cfg, saved)
-        atomic_write_json(
-            self.run_dir / RUN_META,
-            {
-                "agent": self.cfg.agent.kind,
-                "name": self.cfg.label,
-                "dataset": str(self.cfg.data),
-                "dataset_content_hash": self.worlds.dataset.content_hash,
-                "n_items": self.sim.n_items,
-                "slate_size": self.sim.slate_size,
-                "urms": self.worlds.urm_info,
-                "rlrec_version": __version__,
-            },
-        )
+        if open_run_dir(self.run_dir, self.cfg, resume=resume, overwrite=overwrite):
+            start_run_dir(
+                self.run_dir,
+                self.cfg,
+                {
+                    "agent": self.cfg.agent.kind,
+                    "name": self.cfg.label,
+                    "dataset": str(self.cfg.data),
+                    "dataset_content_hash": self.worlds.dataset.content_hash,
+                    "n_items": self.sim.n_items,
+                    "slate_size": self.sim.slate_size,
+                    "urms": self.worlds.urm_info,
+                },
+            )
 
     def _modules(self) -> dict[str, nn.Module]:
         """Everything a checkpoint holds as tensors: networks, replay buffer, simulator state."""
@@ -331,15 +310,7 @@ class OnlineTrainer:
 
     def _flag(self, flags: list[Flag]) -> None:
         for flag in flags:
-            self._log(
-                "stability",
-                {
-                    "flag": flag.kind,
-                    "value": flag.value,
-                    "threshold": flag.threshold,
-                    "message": flag.message(),
-                },
-            )
+            self._log("stability", flag.record())
 
     def _validate_and_checkpoint(self) -> None:
         """Validation (selects ``best/``) and a resumable checkpoint."""
@@ -423,5 +394,5 @@ class OnlineTrainer:
             "iterations_per_s": iterations / seconds if iterations and seconds > 0 else None,
             "device": str(self.device),
         }
-        atomic_write_json(self.run_dir / "summary.json", _finite(summary))
+        atomic_write_json(self.run_dir / "summary.json", json_safe(summary))
         return summary

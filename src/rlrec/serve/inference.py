@@ -23,7 +23,8 @@ from rlrec.eval.evaluator import top_k
 from rlrec.models.network import QNetwork
 from rlrec.train.checkpoint import latest_checkpoint, load_checkpoint, load_modules
 from rlrec.train.config import TrainConfig
-from rlrec.train.trainer import BEST, CHECKPOINTS, ITEMS, RUN_META, build_network
+from rlrec.train.rundir import RUN_META
+from rlrec.train.trainer import BEST, CHECKPOINTS, ITEMS, build_network
 
 
 def resolve_checkpoint(run_dir: Path, checkpoint: str) -> Path:

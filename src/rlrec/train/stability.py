@@ -49,6 +49,15 @@ class Flag:
     value: float
     threshold: float
 
+    def record(self) -> dict[str, Any]:
+        """The ``stability`` log record of this flag."""
+        return {
+            "flag": self.kind,
+            "value": self.value,
+            "threshold": self.threshold,
+            "message": self.message(),
+        }
+
     def message(self) -> str:
         what = {
             "q_out_of_range": "max |Q|",

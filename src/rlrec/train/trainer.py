@@ -34,7 +34,6 @@ import numpy as np
 import torch
 
 from rlrec import __version__
-from rlrec.config import config_to_yaml, dump_config
 from rlrec.data.dataset import PreparedDataset
 from rlrec.data.popularity import item_popularity
 from rlrec.data.transitions import Transitions
@@ -58,6 +57,7 @@ from rlrec.train.checkpoint import (
 )
 from rlrec.train.config import TrainConfig
 from rlrec.train.distributed import World, average_gradients, barrier, init_world, shutdown
+from rlrec.train.rundir import json_safe, open_run_dir, start_run_dir
 from rlrec.train.stability import Flag, StabilityMonitor, q_value_bound
 from rlrec.train.tracking import Tracker
 
@@ -66,7 +66,6 @@ BEST = "best"
 TOP = "top"
 RANKING_METRIC = re.compile(r"(hr|ndcg)_(click|purchase)@\d+|reward@\d+")
 ITEMS = "items.parquet"
-RUN_META = "run.json"
 
 
 class TrainingDiverged(RlrecError):
@@ -173,41 +172,25 @@ class Trainer:
         return q_value_bound(rewards, obj.gamma)
 
     def _prepare_run_dir(self, resume: bool, overwrite: bool) -> None:
-        saved = self.run_dir / "config.yaml"
-        if resume:
-            if not saved.is_file():
-                raise ConfigError(
-                    f"{self.run_dir}: nothing to resume (no config.yaml); start without --resume"
-                )
-            if saved.read_text() != config_to_yaml(self.cfg):
-                raise ConfigError(
-                    f"{saved}: the run was started with a different config; resume with the same one"
-                )
+        new = open_run_dir(
+            self.run_dir, self.cfg, resume=resume, overwrite=overwrite, remove=self.world.is_main
+        )
+        if not new:
             return
-        if self.run_dir.exists() and any(self.run_dir.iterdir()):
-            if not overwrite:
-                raise ConfigError(
-                    f"{self.run_dir}: run directory already exists; pass --resume to continue it "
-                    "or --overwrite to start over"
-                )
-            if self.world.is_main:
-                shutil.rmtree(self.run_dir)
         barrier(self.world)
         if self.world.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            dump_config(self.cfg, saved)
-            self.ds.items.select("item", "item_id").write_parquet(self.run_dir / ITEMS)
-            atomic_write_json(
-                self.run_dir / RUN_META,
+            start_run_dir(
+                self.run_dir,
+                self.cfg,
                 {
                     "n_items": self.n_items,
                     "state_size": self.state_size,
                     "pad_id": self.ds.pad_id,
                     "dataset": str(self.cfg.data),
                     "dataset_content_hash": self.ds.manifest.get("content_hash"),
-                    "rlrec_version": __version__,
                 },
             )
+            self.ds.items.select("item", "item_id").write_parquet(self.run_dir / ITEMS)
         barrier(self.world)
 
     def _optimizer(self, net: int, phase: int) -> torch.optim.Optimizer:
@@ -343,15 +326,7 @@ class Trainer:
     def _flag(self, flags: list[Flag]) -> bool:
         """Log new stability flags; True when the run should stop on them (this rank's view)."""
         for flag in flags:
-            self._log(
-                "stability",
-                {
-                    "flag": flag.kind,
-                    "value": flag.value,
-                    "threshold": flag.threshold,
-                    "message": flag.message(),
-                },
-            )
+            self._log("stability", flag.record())
         return bool(flags) and self.cfg.train.stability.stop_on_flag
 
     def _agree(self, stop: bool) -> bool:
@@ -480,7 +455,7 @@ class Trainer:
                 "world_size": self.world.size,
                 "device": str(self.device),
             }
-            atomic_write_json(self.run_dir / "summary.json", _finite(summary))
+            atomic_write_json(self.run_dir / "summary.json", json_safe(summary))
         barrier(self.world)
         return summary
 
@@ -521,14 +496,3 @@ def evaluate_network(
         return evaluate(lambda s, n: net.head(head, net(s, n)), data, cfg.eval, net.n_items, beta)
     finally:
         net.train(was_training)
-
-
-def _finite(obj: Any) -> Any:
-    """JSON-safe copy: NaN/inf → None."""
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, np.generic):
-        return _finite(obj.item())
-    return obj
