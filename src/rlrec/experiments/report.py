@@ -235,7 +235,12 @@ def _plot_panels(
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(present) :]:
         ax.axis("off")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
+    legend: dict[str, Any] = {}  # every group that appears in any panel, in group order
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            legend.setdefault(label, handle)
+    order = [g.label for g in groups if g.label in legend]
+    handles, labels = [legend[label] for label in order], order
     fig.legend(
         handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8, frameon=False
     )

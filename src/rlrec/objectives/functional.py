@@ -5,6 +5,8 @@ Shapes: ``B`` batch, ``n`` items, ``K`` sampled negatives, ``L`` state window.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
@@ -107,14 +109,15 @@ def _paired_view_cross_entropy(sim: torch.Tensor) -> torch.Tensor:
 
     ``sim``: ``[..., 2B, 2B]`` similarities of the stacked views ``[z1; z2]``; the diagonal (a view
     with itself) is excluded from the softmax; the positive of row ``i`` is ``i + B`` (and back).
+    Computed as ``logsumexp_{j≠i} sim_ij − sim_{i,pos(i)}`` (one pass over ``sim``).
     """
     two_b = sim.shape[-1]
     b = two_b // 2
-    eye = torch.eye(two_b, dtype=torch.bool, device=sim.device)
-    logits = sim.masked_fill(eye, float("-inf"))
+    no_self = torch.zeros(two_b, two_b, dtype=sim.dtype, device=sim.device)
+    no_self.fill_diagonal_(float("-inf"))
     positive = torch.cat([torch.arange(b, two_b), torch.arange(0, b)]).to(sim.device)
-    log_p = torch.log_softmax(logits, dim=-1)
-    return -log_p.gather(-1, positive.expand(*sim.shape[:-1]).unsqueeze(-1)).mean()
+    rows = torch.arange(two_b, device=sim.device)
+    return (torch.logsumexp(sim + no_self, dim=-1) - sim[..., rows, positive]).mean()
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -128,6 +131,51 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
     return _paired_view_cross_entropy(z @ z.T / temperature)
 
 
+class _RankOnePairedCE(torch.autograd.Function):
+    """:func:`_paired_view_cross_entropy` of ``sim_t = u_t u_tᵀ`` for every row ``t`` of ``u``.
+
+    ``u``: ``[d, 2B]`` → scalar. Exact, but neither pass keeps a ``[d, 2B, 2B]`` tensor: the forward
+    keeps the row log-sum-exps, the backward recomputes the softmax ``P`` chunk by chunk and uses
+    ``∂/∂u_t = (P + Pᵀ) u_t − 2·u_t[pos]`` (the positive pairing is an involution).
+    """
+
+    CHUNK = 4  # coordinates per chunk: [4, 2B, 2B] stays cache-sized for B of a few hundred
+
+    @staticmethod
+    def _logits(u: torch.Tensor) -> torch.Tensor:
+        sim = u.unsqueeze(2) * u.unsqueeze(1)  # [c, 2B, 2B]
+        sim.diagonal(dim1=1, dim2=2).fill_(float("-inf"))
+        return sim
+
+    @staticmethod
+    def forward(ctx: Any, u: torch.Tensor) -> torch.Tensor:
+        two_b = u.shape[1]
+        positive = torch.cat([torch.arange(two_b // 2, two_b), torch.arange(0, two_b // 2)])
+        positive = positive.to(u.device)
+        chunk = _RankOnePairedCE.CHUNK
+        lse = torch.cat(
+            [
+                torch.logsumexp(_RankOnePairedCE._logits(u[c : c + chunk]), dim=-1)
+                for c in range(0, u.shape[0], chunk)
+            ]
+        )
+        ctx.save_for_backward(u, lse, positive)
+        return (lse - u * u[:, positive]).mean()
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> torch.Tensor:
+        u, lse, positive = ctx.saved_tensors
+        chunk = _RankOnePairedCE.CHUNK
+        parts = []
+        for c in range(0, u.shape[0], chunk):
+            uc = u[c : c + chunk]
+            prob = torch.exp(_RankOnePairedCE._logits(uc) - lse[c : c + chunk].unsqueeze(2))
+            col = uc.unsqueeze(2)
+            parts.append((prob @ col + prob.transpose(1, 2) @ col).squeeze(2))
+        grad = torch.cat(parts) - 2.0 * u[:, positive]
+        return grad * (grad_out / u.numel())
+
+
 def ts2vec_legacy(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
     """The CCQL code's ``InfoNCE``: TS2Vec's instance-wise loss on ``[B, d, 1]`` (spec §C.8, §F.18).
 
@@ -139,8 +187,7 @@ def ts2vec_legacy(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
     """
     if z1.shape[0] == 1:
         return z1.new_zeros(())
-    u = torch.cat([z1, z2]).T.unsqueeze(2)  # [d, 2B, 1]
-    return _paired_view_cross_entropy(u @ u.transpose(1, 2))
+    return _RankOnePairedCE.apply(torch.cat([z1, z2]).T.contiguous())
 
 
 def cql_sampled(q_pos: torch.Tensor, q_neg: torch.Tensor, temperature: float) -> torch.Tensor:
