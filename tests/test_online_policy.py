@@ -240,3 +240,17 @@ def test_replay_buffer_ring_and_seeded_sampling() -> None:
     assert a.history.dtype == torch.int64 and a.response.dtype == torch.float32
     assert torch.equal(a.next_history[:, 0], a.user + 1) and torch.equal(a.reward, a.user.float())
     assert torch.equal(a.terminated, a.user % 2 == 0)
+
+
+def test_last_position_layer_equals_the_full_layer() -> None:
+    """``forward_last`` (the state needs only the last output) is the full layer's last row."""
+    from rlrec.online.layers import TransformerLayer, attention_bias
+
+    torch.manual_seed(0)
+    layer = TransformerLayer(32, 4, 64, 0.1).eval()
+    x = torch.randn(5, 12, 32)
+    mask = torch.rand(5, 12) > 0.3
+    mask[:, -1] = True
+    for bias in (attention_bias(mask, 12, x.device), attention_bias(None, 12, x.device)):
+        with torch.no_grad():
+            assert torch.allclose(layer(x, bias)[:, -1], layer.forward_last(x, bias), atol=1e-5)

@@ -89,14 +89,38 @@ class TransformerLayer(nn.Module):
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.drop, self.drop1, self.drop2 = Dropout(p_drop), Dropout(p_drop), Dropout(p_drop)
 
+    def _attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor
+    ) -> torch.Tensor:
+        """Heads ``(B, h, Lq, d/h)`` attending over ``(B, h, L, d/h)`` with an additive ``bias``."""
+        if self.training and self.p > 0:  # dropout on the attention weights, as torch's layer
+            w = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]) + bias, dim=-1)
+            return dropout(w, self.p, True) @ v
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+
+    def _finish(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """Residual + norm around the attention output ``a`` (``x``'s shape), then the feed-forward."""
+        x = self.norm1(x + self.drop1(self.out(a)))
+        return self.norm2(x + self.drop2(self.ff2(self.drop(F.relu(self.ff1(x))))))
+
     def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """``x`` ``(B, L, d)`` → ``(B, L, d)``."""
         b, n, d = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
-        if self.training and self.p > 0:  # dropout on the attention weights, as torch's layer
-            w = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]) + bias, dim=-1)
-            a = dropout(w, self.p, True) @ v
-        else:
-            a = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-        x = self.norm1(x + self.drop1(self.out(a.transpose(1, 2).reshape(b, n, d))))
-        return self.norm2(x + self.drop2(self.ff2(self.drop(F.relu(self.ff1(x))))))
+        return self._finish(x, self._attend(q, k, v, bias).transpose(1, 2).reshape(b, n, d))
+
+    def forward_last(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """The output at the last position only, ``(B, L, d)`` → ``(B, d)``; exact.
+
+        Everything after the attention is position-wise, and the last query's attention needs the
+        keys and values of every position but only its own query row: the query projection, the
+        attention row, the norms and the feed-forward run for one position instead of ``L``.
+        ``bias``: the full ``(L, L)`` or ``(B, 1, L, L)`` mask (its last row is used).
+        """
+        b, n, d = x.shape
+        h, dh = self.n_heads, d // self.n_heads
+        w, bq = self.qkv.weight, self.qkv.bias
+        q = F.linear(x[:, -1], w[:d], bq[:d]).view(b, h, 1, dh)
+        k, v = F.linear(x, w[d:], bq[d:]).view(b, n, 2, h, dh).permute(2, 0, 3, 1, 4)
+        a = self._attend(q, k, v, bias[..., -1:, :]).reshape(b, d)
+        return self._finish(x[:, -1], a)

@@ -137,9 +137,10 @@ class HyperActor(nn.Module):
             x = torch.cat([x, self.user_encoder(user_x)[:, None, :]], dim=1)
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
         bias = attention_bias(mask if self.cfg.padding_mask else None, x.shape[1], x.device)
-        for layer in self.layers:
+        *first, last = self.layers
+        for layer in first:
             x = layer(x, bias)
-        s = x[:, -1]
+        s = last.forward_last(x, bias)  # only the last position is the state
         return s, self.head(s)
 
 

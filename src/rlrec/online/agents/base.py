@@ -133,7 +133,7 @@ class Action:
 
 
 def adam(params: Iterator[nn.Parameter], lr: float, decay: float) -> torch.optim.Optimizer:
-    return torch.optim.Adam(params, lr=lr, weight_decay=decay)
+    return torch.optim.Adam(params, lr=lr, weight_decay=decay, foreach=True)
 
 
 def frozen_copy(module: nn.Module) -> nn.Module:
