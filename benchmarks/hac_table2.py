@@ -108,9 +108,10 @@ def prepare(dataset: str, raw: Path) -> dict[str, Path]:
 
 
 def loop_settings(iterations: int) -> list[str]:
-    """Log and validation intervals that fit ``iterations`` (the configs' 100 / 2,500 at 50k)."""
+    """Log and validation intervals that fit ``iterations`` (the configs' 100 / 2,500 at 50k; at
+    least 6 validations in shorter runs)."""
     log_every = min(100, iterations)
-    eval_every = max(log_every, min(2500, iterations) // log_every * log_every)
+    eval_every = max(log_every, min(2500, iterations // 6) // log_every * log_every)
     return [
         f"train.iterations={iterations}",
         f"train.log_every={log_every}",
