@@ -20,7 +20,6 @@ from rlrec.models.encoders import (
     build_encoder,
 )
 from rlrec.models.encoders.nextitnet import causal_conv
-from rlrec.models.encoders.sasrec import dropout_mask
 
 N_ITEMS, L, D, B = 50, 10, 16, 8
 PAD = N_ITEMS
@@ -367,22 +366,6 @@ def test_sasrec_variants_differ_and_ccql_ignores_heads() -> None:
     assert not torch.allclose(outs["xin_tf", 1], outs["ccql_torch", 1])
     assert not torch.allclose(outs["xin_tf", 1], outs["xin_tf", 2])
     torch.testing.assert_close(outs["ccql_torch", 1], outs["ccql_torch", 2])
-
-
-def test_dropout_mask_rate_scale_and_seed() -> None:
-    torch.manual_seed(0)
-    mask = dropout_mask((1000, 1000), 0.1, torch.float32, torch.device("cpu"))
-    torch.manual_seed(0)
-    again = dropout_mask((1000, 1000), 0.1, torch.float32, torch.device("cpu"))
-    assert torch.equal(mask, again)
-    kept = mask[mask != 0]
-    n_drop = round(0.1 * 65536)
-    assert torch.all(kept == 65536 / (65536 - n_drop))
-    assert abs((mask == 0).float().mean().item() - 0.1) < 2e-3
-    assert abs(mask.mean().item() - 1.0) < 3e-3
-    odd = dropout_mask((3, 5, 7), 0.5, torch.float32, torch.device("cpu"))  # numel not % 4
-    assert odd.shape == (3, 5, 7)
-    assert set(odd.unique().tolist()) == {0.0, 2.0}
 
 
 def test_sasrec_rejects_heads_not_dividing_hidden() -> None:

@@ -8,7 +8,7 @@ from sim_helpers import single_thread
 from torch import nn
 
 from rlrec.online.buffer import Batch, ReplayBuffer
-from rlrec.online.layers import TransformerLayer, attention_bias, dropout
+from rlrec.online.layers import TransformerLayer, attention_bias
 from rlrec.online.policy import (
     ExplorationConfig,
     HyperActor,
@@ -133,14 +133,6 @@ def test_transformer_layer_matches_torch_encoder_layer() -> None:
     for m in (mine.drop, mine.drop1, mine.drop2):
         m.p = 0.0
     assert torch.allclose(mine(x, attention_bias(None, 7, x.device)), expected, atol=1e-5)
-
-
-def test_dropout_statistics() -> None:
-    torch.manual_seed(0)
-    out = dropout(torch.ones(200_000), 0.1, True)
-    assert float((out == 0).float().mean()) == pytest.approx(0.1, abs=0.003)
-    assert float(out.mean()) == pytest.approx(1.0, abs=0.005)
-    assert torch.equal(dropout(torch.ones(5), 0.5, False), torch.ones(5))
 
 
 class TestSlates:

@@ -1,41 +1,66 @@
-"""Building blocks of the online networks: the reference's MLP block, a post-norm Transformer layer
-that takes one additive attention mask per sequence (causal + padding), and a cheaper dropout.
+"""Building blocks of the online networks: the reference's MLP block and a post-norm Transformer
+layer that takes one additive attention mask per sequence (causal + padding).
 
-:class:`Dropout` is ``nn.Dropout`` with its Bernoulli mask drawn as 16-bit integers (four per 64-bit
-random number, drop where the integer falls below ``p·2¹⁶``): the same distribution up to ``p``'s
-rounding to 1/65,536, at a third of the cost of torch's CPU mask. With batches of 64 histories
-of 51 tokens, dropout on the attention weights was a third of a HAC update on CPU.
+Dropout uses the cheap CPU masks of :mod:`rlrec.models.dropout`. In training, the attention with
+dropout on its weights is one autograd function (:class:`DroppedAttention`) with a hand-written
+backward: with batches of 64 histories of 51 tokens the ``(B, h, L, L)`` weight tensors dominate a
+HAC update on CPU, and every pass over them is memory-bound, so the function makes as few passes as
+possible (the ``1/√d`` scale on the queries, the mask added in place, the softmax backward fused).
 """
 
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import FunctionCtx, once_differentiable
+
+from rlrec.models.dropout import dropout, dropout_mask
 
 NEG = -1e9
 """Additive attention bias of a forbidden key (finite: a row keeps at least its diagonal)."""
 
 
-def keep_mask(shape: torch.Size, p: float, device: torch.device) -> torch.Tensor:
-    """Bool ``shape``: True with probability ``1 − p`` (independent, from torch's global RNG)."""
-    n = math.prod(shape)
-    bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=device)
-    bits.random_(-(2**63), 2**63 - 1)
-    return bits.view(torch.int16)[:n].view(shape) >= round(p * 65536) - 32768
+class DroppedAttention(torch.autograd.Function):
+    """``(softmax(q kᵀ + bias) ⊙ m) v`` for pre-scaled queries ``q`` ``(B, h, Lq, dh)``, keys and
+    values ``(B, h, L, dh)``, an additive ``bias`` broadcastable to ``(B, h, Lq, L)`` and a dropout
+    multiplier ``m`` ``(B, h, Lq, L)`` (no gradient to ``bias`` or ``m``).
 
+    Backward, with ``W = softmax(·)`` and ``W_d = W ⊙ m``: ``dv = W_dᵀ g``, ``dS = (g vᵀ) ⊙ m``,
+    ``dA = W ⊙ (dS − Σ_j dS W)`` (softmax backward), ``dq = dA k``, ``dk = dAᵀ q``.
+    """
 
-def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """Inverted dropout of ``x`` with :func:`keep_mask` (identity when not training or ``p = 0``)."""
-    if not training or p == 0.0:
-        return x
-    return x * keep_mask(x.shape, p, x.device) * (1.0 / (1.0 - p))
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: FunctionCtx,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        bias: torch.Tensor,
+        m: torch.Tensor,
+    ) -> torch.Tensor:
+        w = torch.softmax(torch.matmul(q, k.transpose(-1, -2)).add_(bias), dim=-1)
+        w_dropped = w * m
+        ctx.save_for_backward(q, k, v, w, w_dropped, m)
+        return torch.matmul(w_dropped, v)
+
+    @staticmethod
+    @once_differentiable
+    def backward(  # type: ignore[override]
+        ctx: FunctionCtx, g: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, None, None]:
+        q, k, v, w, w_dropped, m = ctx.saved_tensors  # type: ignore[attr-defined]
+        dv = torch.matmul(w_dropped.transpose(-1, -2), g)
+        ds = torch.matmul(g, v.transpose(-1, -2)).mul_(m)
+        da = torch._softmax_backward_data(ds, w, -1, w.dtype)  # W ⊙ (dS − rowsum(dS ⊙ W)), fused
+        return torch.matmul(da, k), torch.matmul(da.transpose(-1, -2), q), dv, None, None
 
 
 class Dropout(nn.Module):
-    """``nn.Dropout`` with the cheaper mask of :func:`keep_mask`."""
+    """``nn.Dropout`` with the cheaper masks of :func:`rlrec.models.dropout.dropout_mask`."""
 
     def __init__(self, p: float) -> None:
         super().__init__()
@@ -94,8 +119,10 @@ class TransformerLayer(nn.Module):
     ) -> torch.Tensor:
         """Heads ``(B, h, Lq, d/h)`` attending over ``(B, h, L, d/h)`` with an additive ``bias``."""
         if self.training and self.p > 0:  # dropout on the attention weights, as torch's layer
-            w = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]) + bias, dim=-1)
-            return dropout(w, self.p, True) @ v
+            b, h, lq, dh = q.shape
+            m = dropout_mask((b, h, lq, k.shape[2]), self.p, q.dtype, q.device)
+            out = DroppedAttention.apply(q * (1.0 / math.sqrt(dh)), k, v, bias, m)
+            return cast(torch.Tensor, out)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
 
     def _finish(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:

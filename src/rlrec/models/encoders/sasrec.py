@@ -48,10 +48,7 @@ Speed (the state is needed at ``len_state − 1`` only; all rewrites below are e
   that softmax ignores) and ``Σ_j a_j (x_j W_V + b_V) = (Σ_j a_j x_j) W_V + (Σ_j a_j) b_V`` (valid
   with dropped-out weights too). This turns two ``[B·L, d] × [d, d]`` matmuls into ``[B, d]``
   ones. ``b_K`` has zero gradient — as it mathematically has in the plain computation.
-* Dropout masks on CPU come from 16-bit uniform integers drawn four per 64-bit random number
-  (:func:`dropout_mask`), about 3× cheaper than ``F.dropout``'s Bernoulli sampling; the drop
-  probability is rounded to a multiple of 2^-16 (0.1 → 0.100006) and the kept values are scaled by
-  the exact ``1 / (1 − p)`` of that rounded probability.
+* Dropout masks on CPU come from 16-bit uniform integers (:mod:`rlrec.models.dropout`).
 
 :meth:`SASRecEncoder.encode_sequence` is the plain all-positions computation (for checking, and
 for a per-position "sequence mode").
@@ -66,37 +63,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rlrec.models.dropout import dropout, dropout_mask
 from rlrec.models.encoders.base import Encoder, EncoderConfig
 
 LN_EPS = 1e-8
-_INT16_LEVELS = 1 << 16
-
-
-def dropout_mask(
-    shape: tuple[int, ...], p: float, dtype: torch.dtype, device: torch.device
-) -> torch.Tensor:
-    """Inverted-dropout multiplier of ``shape``: 0 with probability ``p``, else ``1 / (1 − p)``.
-
-    On CPU, ``p`` is rounded to a multiple of 2^-16 and the mask is drawn from 16-bit uniform
-    integers (four per 64-bit random draw of the default generator, so ``torch.manual_seed``
-    makes it reproducible); elsewhere it is an ordinary Bernoulli draw.
-    """
-    if device.type != "cpu":
-        keep = torch.empty(shape, dtype=dtype, device=device).bernoulli_(1.0 - p)
-        return keep.mul_(1.0 / (1.0 - p))
-    n_drop = min(round(p * _INT16_LEVELS), _INT16_LEVELS - 1)
-    n = math.prod(shape)
-    words = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-(2**63), 2**63 - 1)
-    uniform16 = words.view(torch.int16)[:n].view(shape)  # uniform on [−2^15, 2^15)
-    keep = uniform16 >= n_drop - _INT16_LEVELS // 2
-    return keep.to(dtype).mul_(_INT16_LEVELS / (_INT16_LEVELS - n_drop))
-
-
-def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """``F.dropout`` with masks from :func:`dropout_mask`; identity unless training and ``p > 0``."""
-    if not training or p == 0.0:
-        return x
-    return x * dropout_mask(tuple(x.shape), p, x.dtype, x.device)
 
 
 class SASRecBlock(nn.Module):
