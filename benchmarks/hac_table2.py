@@ -16,7 +16,9 @@ It prints one table per data set — the evaluation environment's total reward, 
 variance (across users) of the checkpoint selected on the validation users, mean ± std over seeds
 (spec-online §E.3) — with our ranking, the paper's ranking per Table 2 column and the Spearman
 correlation of the two (spec §E.4: the ranking, not the absolute values, is the target: the data,
-features and URMs differ from the paper's). Learning curves go to ``report/<data set>/``.
+features and URMs differ from the paper's), and beside it the reference code's training-time report
+(spec §E.2: training environment, exploration on, last 10 sessions, smoothed over 300 report lines),
+the protocol of the paper's own numbers. Learning curves go to ``report/<data set>/``.
 
     .venv/bin/python benchmarks/hac_table2.py --obd-wheel /tmp/obp/obp-0.4.1-py3-none-any.whl \\
         [--iterations 50000] [--seeds 0 1 2] [--jobs 2] [--datasets ml100k obd] [--agents hac ddpg]
@@ -42,9 +44,11 @@ from typing import Any
 import torch
 
 from rlrec.config import build_config
+from rlrec.errors import RlrecError
 from rlrec.online.config import OnlineTrainConfig
 from rlrec.online.evaluate import HEADLINE, across_seeds, write_curves
 from rlrec.online.trainer import OnlineTrainer
+from rlrec.online.training_report import hac_online_report
 from rlrec.sim.prepare import ListPrepareConfig, prepare_lists
 from rlrec.sim.urm_train import URMTrainConfig, URMTrainer
 
@@ -181,6 +185,14 @@ def table(dataset: str, runs: dict[str, list[Path]]) -> dict[str, Any]:
         if summaries:
             results[agent] = across_seeds([s["eval"]["best"] for s in summaries])
             labels[agent] = summaries[0]["name"]
+    online = {}  # the reference's training-time report (spec §E.2), the protocol of P-HAC's numbers
+    for agent in results:
+        try:
+            online[agent] = hac_online_report(
+                [d for d in runs[agent] if (d / "summary.json").is_file()], window=300
+            )["mean"]
+        except RlrecError as exc:  # runs from before the episodes records
+            print(f"({agent}: no training-time report: {exc})")
     order = sorted(results, key=lambda a: -results[a]["total_reward_mean"][0])
     ours = {a: i + 1 for i, a in enumerate(order)}
     common = [a for a in order if a in PAPER]
@@ -190,12 +202,20 @@ def table(dataset: str, runs: dict[str, list[Path]]) -> dict[str, Any]:
     ]
     print(f"\n{dataset}: evaluation environment, checkpoint selected on validation users")
     print("| method | seeds | total reward | depth | reward variance | rank | paper rank", end="")
-    print(" RL4RS/ML1M/KuaiRand |\n|---|---:|---:|---:|---:|---:|---:|")
+    print(" RL4RS/ML1M/KuaiRand | training-time total reward / depth (§E.2) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for agent in order:
         cells = [f"{results[agent][k][0]:.3f} ± {results[agent][k][1]:.3f}" for k in HEADLINE]
         paper = "/".join(str(p[agent]) for p in paper_rank) if agent in PAPER else "–"
         n = results[agent]["total_reward_mean"][2]
-        print(f"| {labels[agent]} | {n} | {' | '.join(cells)} | {ours[agent]} | {paper} |")
+        o = online.get(agent)
+        ref = (
+            f"{o['average_total_reward'][0]:.3f} ± {o['average_total_reward'][1]:.3f} / "
+            f"{o['average_n_step'][0]:.2f}"
+            if o
+            else "–"
+        )
+        print(f"| {labels[agent]} | {n} | {' | '.join(cells)} | {ours[agent]} | {paper} | {ref} |")
     corr = {}
     if len(common) > 2:
         mine = [results[a]["total_reward_mean"][0] for a in common]
@@ -205,11 +225,25 @@ def table(dataset: str, runs: dict[str, list[Path]]) -> dict[str, Any]:
             "Spearman correlation with the paper's ranking (Table 2 methods only): "
             + ", ".join(f"{k} {v:+.2f}" for k, v in corr.items())
         )
+        if all(a in online for a in common):
+            mine = [online[a]["average_total_reward"][0] for a in common]
+            for c, name in enumerate(PAPER_COLUMNS):
+                corr[f"{name} (training-time report)"] = spearman(
+                    mine, [PAPER[a][c] for a in common]
+                )
+            print(
+                "The same with the training-time report: "
+                + ", ".join(
+                    f"{name} {corr[f'{name} (training-time report)']:+.2f}"
+                    for name in PAPER_COLUMNS
+                )
+            )
     return {
         "methods": {
             a: {k: {"mean": v[0], "std": v[1], "n": v[2]} for k, v in results[a].items()}
             for a in order
         },
+        "training_time_report": {a: online[a] for a in order if a in online},
         "rank": ours,
         "spearman_vs_paper": corr,
         "labels": labels,

@@ -221,6 +221,18 @@ def test_cli_train_and_evaluate(cli, world: tuple[Path, Path], tmp_path: Path) -
     again = cli("sim", "evaluate", tmp_path / "run", "--episodes", "16", "--no-plots")
     assert again.code == 0 and f"{result['metrics']['total_reward_mean']:.3f}" in again.out
 
+    # the reference's training-time report from the logged training sessions
+    report = tmp_path / "eval" / "online.json"
+    r = cli("sim", "online-report", tmp_path / "run", "--window", "3", "--out", report)
+    assert r.code == 0, r.err
+    assert "mean of 1 run(s), window 3: total reward" in r.out
+    lines = [json.loads(ln) for ln in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    logged = sum(len(x["slot"]) for x in lines if x["kind"] == "episodes")
+    assert logged == sum(x.get("train_episodes", 0) for x in lines if x["kind"] == "train") > 0
+    assert json.loads(report.read_text())["window"] == 3
+    r = cli("sim", "online-report", tmp_path / "nothing")
+    assert r.code == 2 and "not an rlrec sim run directory" in r.err
+
     # an existing run is neither overwritten nor lost without --resume/--overwrite
     before = (tmp_path / "run" / "summary.json").read_text()
     r = cli("sim", "train", "--config", config, "--agent", "td3", "--set", "train.iterations=20")

@@ -12,7 +12,9 @@
    ``updates_per_step`` updates; a non-finite loss stops the run with a clear error (the last
    checkpoint stays);
 3. every ``log_every`` iterations: window averages of the losses, the training sessions' reward,
-   depth and reward variance, divergence flags (:mod:`rlrec.train.stability`);
+   depth and reward variance, divergence flags (:mod:`rlrec.train.stability`), and an ``episodes``
+   record listing every finished training session (iteration, slot, total reward, depth), from which
+   :mod:`.training_report` rebuilds the reference code's training-time report (§E.2);
 4. every ``eval_every`` iterations: the validation evaluation (best mean total reward → ``best/``)
    and a resumable checkpoint: networks, optimisers, replay buffer and simulator state, so a run
    resumed with ``--resume`` ends exactly where an uninterrupted one does.
@@ -41,6 +43,7 @@ from rlrec.online.buffer import Batch, ReplayBuffer
 from rlrec.online.config import OnlineTrainConfig
 from rlrec.online.evaluate import BEST, LAST, evaluate_policy, load_policy
 from rlrec.online.policy import sample_slate
+from rlrec.online.training_report import EPISODE_FIELDS, EPISODES
 from rlrec.online.worlds import build_worlds
 from rlrec.seeding import derive_seed, generator, seed_everything
 from rlrec.sim.dataset import ListTensors
@@ -141,7 +144,7 @@ class OnlineTrainer:
         self.history: list[dict[str, float]] = []
         self.monitor = StabilityMonitor(cfg.train.stability, self._q_bound())
         self.tracker = Tracker(self.run_dir, tensorboard=cfg.train.tensorboard)
-        self._episodes: list[tuple[float, float]] = []
+        self._episodes: list[tuple[int, int, float, int]] = []  # iteration, slot, return, depth
         self._order: tuple[int, torch.Tensor] | None = None
         self.eval_seconds = 0.0
         if resume:
@@ -245,9 +248,10 @@ class OnlineTrainer:
         out = self.sim.step(action.slate)
         done = out.done
         if bool(done.any()):
+            slots = torch.nonzero(done).flatten().tolist()
             rewards = out.episode_return[done].tolist()
             depths = out.episode_depth[done].tolist()
-            self._episodes.extend(zip(rewards, depths, strict=True))
+            self._episodes.extend((i, *e) for e in zip(slots, rewards, depths, strict=True))
         batch = transitions(obs, action, out)
         if self.buffer is not None:
             self.buffer.push(batch)
@@ -291,16 +295,21 @@ class OnlineTrainer:
             self.on_log(self.step, self.cfg.train.iterations, kind, values)
 
     def _log_train(self, window: dict[str, float]) -> None:
-        if self._episodes:
-            ret = torch.tensor([e[0] for e in self._episodes], dtype=torch.float64)
+        episodes = dict(
+            zip(EPISODE_FIELDS, map(list, zip(*self._episodes, strict=True)), strict=True)
+        )
+        if episodes:
+            ret = torch.tensor(episodes["total_reward"], dtype=torch.float64)
             window["train_total_reward"] = float(ret.mean())
-            window["train_depth"] = sum(e[1] for e in self._episodes) / len(self._episodes)
+            window["train_depth"] = sum(episodes["depth"]) / len(ret)
             window["train_reward_var"] = float(ret.var(unbiased=False))
-            window["train_episodes"] = len(self._episodes)
+            window["train_episodes"] = len(ret)
         self._episodes = []
         if self.buffer is not None:
             window["buffer_size"] = len(self.buffer)
         self._log("train", window)
+        if episodes:
+            self._log(EPISODES, episodes)
         watched = {"q_abs_max": window.get("q_abs_max")}
         if "critic_loss" in window:
             watched["td_pos"] = window["critic_loss"]

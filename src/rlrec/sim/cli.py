@@ -3,7 +3,8 @@
 
 ``rlrec sim prepare SOURCE --raw PATH --out DIR``, ``rlrec sim train-urm --config FILE``,
 ``rlrec sim train --config FILE [--agent hac] [--resume|--overwrite]`` and
-``rlrec sim evaluate RUN_DIR [--episodes N] [--out FILE]``. User errors raise
+``rlrec sim evaluate RUN_DIR [--episodes N] [--out FILE]`` and
+``rlrec sim online-report RUN_DIR... [--window 300]``. User errors raise
 :class:`rlrec.errors.RlrecError`, which the root CLI prints on one line (exit 2). This module does
 not import :mod:`rlrec.cli`, so the root app can import ``sim_app`` at load time.
 """
@@ -212,3 +213,44 @@ def evaluate(
         target = out_file.parent if out_file is not None else run_dir
         for path in write_curves({result["agent"]: [run_dir]}, target):
             out.print(f"wrote {path}")
+
+
+@sim_app.command("online-report")
+def online_report(
+    run_dirs: Annotated[
+        list[Path], typer.Argument(help="Run directories of rlrec sim train (e.g. one per seed).")
+    ],
+    window: Annotated[
+        int, typer.Option("--window", "-w", min=1, help="Smoothing window in report lines.")
+    ] = 300,
+    all_episodes: Annotated[
+        bool,
+        typer.Option(
+            "--all-episodes",
+            help="Record every finished session (rlrec) instead of the last slot's (reference).",
+        ),
+    ] = False,
+    out_file: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Write the report as JSON.", show_default=False),
+    ] = None,
+) -> None:
+    """The reference code's training-time report (spec §E.2), the protocol of P-HAC's numbers."""
+    from rlrec.online.training_report import hac_online_report
+
+    report = hac_online_report(run_dirs, window, last_only=not all_episodes)
+    for run, values in report["runs"].items():
+        out.print(
+            f"{run}: total reward {values['average_total_reward']:.3f}, depth "
+            f"{values['average_n_step']:.2f}, reward variance {values['reward_variance']:.3f}"
+        )
+    m = report["mean"]
+    out.print(
+        f"mean of {len(report['runs'])} run(s), window {window}: total reward "
+        f"{m['average_total_reward'][0]:.3f} ± {m['average_total_reward'][1]:.3f}, depth "
+        f"{m['average_n_step'][0]:.2f} ± {m['average_n_step'][1]:.2f}, reward variance "
+        f"{m['reward_variance'][0]:.3f} ± {m['reward_variance'][1]:.3f}"
+    )
+    if out_file is not None:
+        atomic_write_json(out_file, report)
+        out.print(f"wrote {out_file}")

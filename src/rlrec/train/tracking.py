@@ -13,7 +13,8 @@ class Tracker:
     """Appends records to ``metrics.jsonl`` (every record) and ``<kind>.csv`` (one file per kind).
 
     Values are floats or ints; NaN is written as ``null`` in JSON and empty in CSV. With the
-    ``[track]`` extra installed, scalars also go to TensorBoard under ``tb/``.
+    ``[track]`` extra installed, scalars also go to TensorBoard under ``tb/``. A record with a list
+    value (e.g. per-episode data) goes to ``metrics.jsonl`` only.
     """
 
     def __init__(self, run_dir: Path, *, tensorboard: bool = True) -> None:
@@ -34,6 +35,8 @@ class Tracker:
         clean = {k: _plain(v) for k, v in values.items()}
         self._jsonl.write(json.dumps({"kind": kind, "step": step, **clean}) + "\n")
         self._jsonl.flush()
+        if any(isinstance(v, list) for v in clean.values()):
+            return
         self._write_csv(kind, step, clean)
         if self._tb is not None:
             for key, value in clean.items():
