@@ -183,6 +183,25 @@ class TestHACSteps:
         assert changed(agent.actor, actor, "kernel.") and changed(agent.actor, actor, "layers.")
         assert not changed(agent.critic, critic)
 
+    def test_mlp_mean_pool_inverse_is_learned_by_the_alignment(self) -> None:
+        """KuaiSim's inverse: Ẑ = mean_k g(Φ(x_{a_k})) for the critic and L_Hyper; g learns."""
+        agent: HAC = make("hac", inverse="mlp_mean_pool", inverse_hidden=[16])
+        assert agent.inverse is not None and "inverse" in agent.nets
+        b = batch()
+        phi = agent.actor.kernel_table().detach()
+        with torch.no_grad():
+            pooled = agent.inverse(phi[b.slate]).mean(1)
+        calls = capture_critic_steps(agent)
+        before = snapshot(agent.inverse)
+        agent.update(b, 0, torch.Generator())
+        assert torch.allclose(calls[0]["action"], pooled, atol=1e-6)
+        assert changed(agent.inverse, before)
+        frozen: HAC = make("hac", inverse="mlp_mean_pool", inverse_hidden=[16], hyper_coef=0.0)
+        assert frozen.inverse is not None
+        before = snapshot(frozen.inverse)
+        frozen.update(b, 0, torch.Generator())
+        assert not changed(frozen.inverse, before)  # only L_Hyper trains it
+
     def test_supervision_uses_the_stored_slate_and_labels(self) -> None:
         agent: HAC = make("hac")
         critic = snapshot(agent.critic)

@@ -11,6 +11,7 @@ from rlrec.online import functional as Fn
 from rlrec.online.agents.base import Logs
 from rlrec.online.agents.ddpg import DDPG, DDPGConfig
 from rlrec.online.buffer import Batch
+from rlrec.online.layers import mlp
 from rlrec.online.policy import greedy_slate, scores
 
 
@@ -33,12 +34,20 @@ class HACConfig(DDPGConfig):
     behaviour lr 5e-5, σ 0.1, decay 1e-5. ``hyper_loss_reduction``: ``mean`` over the ``d_Z``
     dimensions (reference; λ_h = 0.1 was tuned with it) or ``sum_dims`` (the paper's squared norm).
     Ablations: ``behavior_lr: 0`` = HAC w/o L_BCE, ``hyper_coef: 0`` = HAC w/o L_Hyper.
+
+    ``inverse``: the inverse module ``h`` of steps 1 and 3: ``mean_pool`` (P-HAC Eq. 6, parameter-free,
+    the paper's most stable choice) or ``mlp_mean_pool`` (KuaiSim's: a learned MLP
+    ``d → inverse_hidden → d`` on each kernel embedding, then the mean, ``Ẑ = (1/K) Σ_k g(Φ(x_{a_k}))``;
+    trained by ``L_Hyper`` with the actor optimiser at ``actor_lr`` — KuaiSim's learning rate
+    ``hyper_actor_coef`` is a bug, spec §F.2).
     """
 
     kind: Literal["hac"] = "hac"  # type: ignore[assignment]
     hyper_coef: float = Field(0.1, ge=0.0)
     hyper_loss_reduction: Fn.HyperReduction = "mean"
     behavior_lr: float = Field(5e-5, ge=0.0)
+    inverse: Literal["mean_pool", "mlp_mean_pool"] = "mean_pool"
+    inverse_hidden: list[int] = Field(default_factory=lambda: [256])
 
 
 class HAC(DDPG):
@@ -46,10 +55,27 @@ class HAC(DDPG):
 
     cfg: HACConfig
 
+    def build(self) -> None:
+        super().build()
+        self.inverse: torch.nn.Module | None = None
+        if self.cfg.inverse == "mlp_mean_pool":
+            d = self.cfg.policy.dim
+            self.inverse = mlp(d, self.cfg.inverse_hidden, d).to(self.device)
+            self.nets["inverse"] = self.inverse
+            if "actor" in self.optimizers:
+                self.optimizers["actor"].add_param_group({"params": self.inverse.parameters()})
+
+    def pool(self, phi: torch.Tensor, slate: torch.Tensor) -> torch.Tensor:
+        """The inverse module: ``Ẑ`` ``(B, d)`` of slates ``(B, K)`` under kernel table ``phi``."""
+        if self.inverse is None:
+            return Fn.mean_pool(phi, slate)
+        return self.inverse(phi[slate]).mean(1)
+
     @torch.no_grad()
     def critic_action(self, batch: Batch) -> torch.Tensor:
-        """``Ẑ_a`` ``(B, d)``: the mean kernel embedding of the stored slate (current Φ, no gradient)."""
-        return Fn.mean_pool(self.actor.kernel_table(), batch.slate)
+        """``Ẑ_a`` ``(B, d)``: the pooled kernel embeddings of the stored slate (current Φ, no
+        gradient)."""
+        return self.pool(self.actor.kernel_table(), batch.slate)
 
     def alignment_step(self, batch: Batch) -> Logs:
         """Step 3: pull ``Z`` and the kernel embeddings of its greedy slate together (actor optimiser;
@@ -60,7 +86,7 @@ class HAC(DDPG):
         _, z = self.encode(self.actor, batch.user, batch.history, phi)
         with torch.no_grad():
             chosen = greedy_slate(scores(phi, z), self.slate_size)
-        z_hat = Fn.mean_pool(phi, chosen)
+        z_hat = self.pool(phi, chosen)
         loss = self.cfg.hyper_coef * Fn.hyper_alignment(z_hat, z, self.cfg.hyper_loss_reduction)
         self.step(self.optimizers["actor"], loss)
         return {"hyper_loss": loss.detach()}
