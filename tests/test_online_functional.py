@@ -35,6 +35,23 @@ def test_td_target_legacy_inverted_mask() -> None:
     assert y.tolist() == pytest.approx([1.0, 0.5 + 2.7, -0.2 + 9.0])
 
 
+def test_n_step_targets_by_hand() -> None:
+    """Rollout of 3 steps, γ = 0.5. Slot 0 never ends; slot 1 leaves at t = 0 (a new user from
+    t = 1) and is truncated at t = 1 (another new user at t = 2)."""
+    reward = torch.tensor([[1.0, 1.0], [2.0, 1.0], [3.0, 1.0]])
+    terminated = torch.tensor([[False, True], [False, False], [False, False]])
+    truncated = torch.tensor([[False, False], [False, True], [False, False]])
+    v_next = torch.tensor([[10.0, 7.0], [20.0, 8.0], [30.0, 9.0]])
+    y = Fn.n_step_targets(reward, terminated, truncated, v_next, 0.5)
+    # slot 0: y2 = 3 + 0.5·30 = 18, y1 = 2 + 0.5·18 = 11, y0 = 1 + 0.5·11 = 6.5
+    # slot 1: y2 = 1 + 0.5·9, y1 = 1 + 0.5·8 (its own next state), y0 = 1 (left)
+    assert y.flatten().tolist() == pytest.approx([6.5, 1.0, 11.0, 5.0, 18.0, 5.5])
+    one = Fn.n_step_targets(
+        R[None], DONE[None], torch.zeros(1, 3, dtype=torch.bool), V_NEXT[None], 0.9
+    )
+    assert torch.equal(one[0], Fn.td_target(R, DONE, V_NEXT, 0.9))
+
+
 def test_polyak_on_one_parameter() -> None:
     target, source = nn.Linear(1, 1, bias=False), nn.Linear(1, 1, bias=False)
     with torch.no_grad():

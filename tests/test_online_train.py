@@ -12,6 +12,7 @@ from online_helpers import feature_urm, run_config, tiny_lists
 from safetensors.torch import load_file
 from sim_helpers import single_thread
 
+from rlrec.errors import ConfigError
 from rlrec.online.buffer import ReplayBuffer
 from rlrec.online.evaluate import episode_metrics, evaluate_policy
 from rlrec.online.trainer import OnlineTrainer
@@ -167,6 +168,30 @@ def test_on_policy_a2c_never_samples_a_buffer(
     trainer = OnlineTrainer(cfg)
     assert trainer.buffer is None
     assert trainer.fit()["iterations"] == 20
+
+
+def test_a2c_rollouts_update_every_m_steps_on_all_their_transitions(
+    world: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data, urm = world
+    from rlrec.online.agents.a2c import A2C
+
+    seen: list[tuple[int, ...]] = []
+    original = A2C.update
+
+    def spy(self, batch, step, gen):  # type: ignore[no-untyped-def]
+        seen.append(tuple(batch.reward.shape))
+        return original(self, batch, step, gen)
+
+    monkeypatch.setattr(A2C, "update", spy)
+    agent = {"kind": "a2c", "rollout_length": 4}
+    cfg = run_config(data, tmp_path / "a2c", urm, agent=agent, train={"iterations": 20})
+    assert OnlineTrainer(cfg).fit()["iterations"] == 20
+    assert seen == [(4, cfg.train.num_envs)] * 5
+    with pytest.raises(ConfigError, match="multiple of the agent's rollout_length"):
+        run_config(data, tmp_path / "x", urm, agent={**agent, "rollout_length": 3})
+    with pytest.raises(ConfigError, match="needs mode: on_policy"):
+        run_config(data, tmp_path / "y", urm, agent={**agent, "mode": "replay"})
 
 
 def test_divergence_stops_with_a_clear_error(

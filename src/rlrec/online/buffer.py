@@ -36,6 +36,17 @@ class Batch:
     def __len__(self) -> int:
         return int(self.user.shape[0])
 
+    @staticmethod
+    def stack(steps: list[Batch]) -> Batch:
+        """A rollout: ``m`` consecutive steps of the same ``B`` slots, every field ``(m, B, ...)``."""
+        return Batch(
+            **{f.name: torch.stack([getattr(b, f.name) for b in steps]) for f in fields(Batch)}
+        )
+
+    def flatten(self) -> Batch:
+        """A rollout ``(m, B, ...)`` as ``m·B`` transitions (step-major)."""
+        return Batch(**{f.name: getattr(self, f.name).flatten(0, 1) for f in fields(Batch)})
+
 
 STORAGE = {  # field → storage dtype (ids as int32: half the memory of int64)
     "user": torch.int64,

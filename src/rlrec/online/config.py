@@ -111,6 +111,16 @@ class OnlineTrainConfig(StrictModel):
             "agent": deep_merge(parity, agent),
         }
 
+    @model_validator(mode="after")
+    def _rollouts_fit_checkpoints(self) -> OnlineTrainConfig:
+        m = getattr(self.agent, "rollout_length", 1)
+        if self.train.eval_every % m:
+            raise ValueError(
+                f"train.eval_every ({self.train.eval_every}) must be a multiple of the agent's "
+                f"rollout_length ({m}), so checkpoints fall between rollouts"
+            )
+        return self
+
     @property
     def label(self) -> str:
         return self.name or self.agent.kind

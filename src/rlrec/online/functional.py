@@ -33,6 +33,32 @@ def td_target(
     return reward + gamma * mask * next_value
 
 
+def n_step_targets(
+    reward: torch.Tensor,
+    terminated: torch.Tensor,
+    truncated: torch.Tensor,
+    next_value: torch.Tensor,
+    gamma: float,
+    legacy_done_mask: bool = False,
+) -> torch.Tensor:
+    """n-step TD targets ``(m, B)`` of a rollout of ``m`` steps of ``B`` slots (all inputs
+    ``(m, B)``; ``next_value`` = ``V'(s'_t)`` of each transition's own next state):
+
+    ``y_t = r_t + γ (1 − d_t) · (V'(s'_t) if t = m − 1 or truncated_t else y_{t+1})``.
+
+    A slot whose session ended (left or truncated) is refilled with a new user, so the return never
+    runs across sessions: a truncated session bootstraps from its own next state. ``m = 1`` is
+    :func:`td_target`; ``legacy_done_mask`` inverts the mask at every step (spec §H.4).
+    """
+    out = torch.empty_like(reward)
+    following = next_value[-1]
+    for t in reversed(range(reward.shape[0])):
+        bootstrap = torch.where(truncated[t], next_value[t], following)
+        out[t] = td_target(reward[t], terminated[t], bootstrap, gamma, legacy_done_mask)
+        following = out[t]
+    return out
+
+
 @torch.no_grad()
 def polyak_(target: nn.Module, source: nn.Module, tau: float) -> None:
     """``θ' ← τ θ + (1 − τ) θ'`` for every parameter, in place."""

@@ -146,6 +146,8 @@ class OnlineTrainer:
         self.tracker = Tracker(self.run_dir, tensorboard=cfg.train.tensorboard)
         self._episodes: list[tuple[int, int, float, int]] = []  # iteration, slot, return, depth
         self._order: tuple[int, torch.Tensor] | None = None
+        self.rollout_length: int = getattr(cfg.agent, "rollout_length", 1)
+        self._rollout: list[Batch] = []  # on-policy steps collected towards the next update
         self.eval_seconds = 0.0
         if resume:
             self._resume()
@@ -255,7 +257,12 @@ class OnlineTrainer:
         batch = transitions(obs, action, out)
         if self.buffer is not None:
             self.buffer.push(batch)
-        updates = []
+        updates: list[dict[str, torch.Tensor]] = []
+        if self.source == "on_policy" and self.rollout_length > 1:
+            self._rollout.append(batch)
+            if len(self._rollout) < self.rollout_length:
+                return out.obs, updates
+            batch, self._rollout = Batch.stack(self._rollout), []
         for u in range(cfg.train.updates_per_step):
             update = i * cfg.train.updates_per_step + u
             if self.buffer is not None:

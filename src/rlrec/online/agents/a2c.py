@@ -7,7 +7,7 @@ from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from rlrec.online import functional as Fn
 from rlrec.online.agents.base import (
@@ -38,8 +38,10 @@ class A2CConfig(AgentConfig, ActorLR, TDSettings):
 
     ``mode``: ``on_policy`` (rlrec, the paper's description: each update uses the transitions just
     collected, never a buffer) or ``replay`` (the reference: samples of the 100k replay buffer
-    without importance weights, §H.21). Defaults: the reference script (actor lr 3e-5, entropy 0,
-    advantage bias 0).
+    without importance weights, §H.21). ``rollout_length`` ``m`` (on-policy only): collect ``m``
+    steps of the ``num_envs`` users, then one update on the ``m · num_envs`` transitions with n-step
+    targets (:func:`~rlrec.online.functional.n_step_targets`); ``m = 1`` is the 1-step A2C.
+    Defaults: the reference script (actor lr 3e-5, entropy 0, advantage bias 0).
     """
 
     kind: Literal["a2c"] = "a2c"
@@ -50,6 +52,7 @@ class A2CConfig(AgentConfig, ActorLR, TDSettings):
     entropy_coef: float = Field(0.0, ge=0.0)
     advantage_bias: float = 0.0
     advantage_clip: float = Field(1.0, gt=0.0)
+    rollout_length: int = Field(1, ge=1)
 
     EXPLORE_DEFAULTS: ClassVar[dict[str, Any]] = {"noise_std": 0.0, "topk_rate": 0.0}
     PARITY: ClassVar[dict[str, Any]] = {"mode": "replay"}
@@ -57,6 +60,14 @@ class A2CConfig(AgentConfig, ActorLR, TDSettings):
     @property
     def data_source(self) -> DataSource:
         return "on_policy" if self.mode == "on_policy" else "replay"
+
+    @model_validator(mode="after")
+    def _rollouts_on_policy(self) -> A2CConfig:
+        if self.rollout_length > 1 and self.mode != "on_policy":
+            raise ValueError(
+                "rollout_length > 1 needs mode: on_policy (replay samples transitions)"
+            )
+        return self
 
 
 class A2C(TDAgent):
@@ -75,13 +86,30 @@ class A2C(TDAgent):
         self.add_optimizer("actor", self.actor.parameters(), cfg.actor_lr, cfg.actor_decay)
 
     def update(self, batch: Batch, step: int, gen: torch.Generator) -> Logs:
+        """One update on transitions ``(B,)`` or on a rollout ``(m, B)`` (:meth:`Batch.stack`),
+        whose targets are n-step returns."""
         cfg = self.cfg
+        rollout = batch if batch.reward.dim() == 2 else None
+        if rollout is not None:
+            batch = rollout.flatten()
         phi = self.actor.kernel_table()
         s, z = self.encode(self.actor, batch.user, batch.history, phi)
         s_next, _ = self.next_target(batch, self.actor if cfg.mode == "on_policy" else None)
         value_net = self.critic_target if cfg.value_target == "target" else self.critic
         with torch.no_grad(), self.acting(value_net):
-            y = self.td_target(batch, value_net(s_next))
+            next_value = value_net(s_next)
+        if rollout is None:
+            y = self.td_target(batch, next_value)
+        else:
+            r = rollout
+            y = Fn.n_step_targets(
+                r.reward,
+                r.terminated,
+                r.truncated,
+                next_value.view_as(r.reward),
+                cfg.gamma,
+                cfg.legacy_done_mask,
+            ).flatten()
         v = self.critic(s.detach())
         advantage = Fn.clipped_advantage(y, v, cfg.advantage_clip)
         critic_loss = F.mse_loss(v, y)
