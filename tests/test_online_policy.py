@@ -234,6 +234,24 @@ def test_replay_buffer_ring_and_seeded_sampling() -> None:
     assert torch.equal(a.terminated, a.user % 2 == 0)
 
 
+def test_attention_bias_by_hand() -> None:
+    """Query i may see key j iff j ≤ i and j is a real token, and always its own position."""
+    mask = torch.tensor([[False, True, True], [True, False, True]])
+    bias = attention_bias(mask, 3, torch.device("cpu"))
+    assert bias.shape == (2, 1, 3, 3)
+    open_ = bias[:, 0] == 0
+    expected = torch.tensor(
+        [
+            [[True, False, False], [False, True, False], [False, True, True]],
+            [[True, False, False], [True, True, False], [True, False, True]],
+        ]
+    )
+    assert torch.equal(open_, expected)
+    assert set(bias.unique().tolist()) == {0.0, -1e9}
+    causal = attention_bias(None, 3, torch.device("cpu"))
+    assert torch.equal(causal == 0, torch.ones(3, 3, dtype=torch.bool).tril())
+
+
 def test_last_position_layer_equals_the_full_layer() -> None:
     """``forward_last`` (the state needs only the last output) is the full layer's last row."""
     from rlrec.online.layers import TransformerLayer, attention_bias

@@ -176,6 +176,20 @@ class TestTraining:
         logits = predict_logits(loaded.model, val, loaded.item_features, ds.user_features(), 64)
         assert roc_auc(logits, val.labels) == pytest.approx(summary["selected"]["val_auc"])
 
+    def test_keep_best_log_loss(self, synth_data: Path, tmp_path: Path) -> None:
+        cfg = URMTrainConfig(
+            data=synth_data,
+            out=tmp_path / "urm",
+            urm=URMConfig(dim=8, n_heads=2, hidden_dims=[16], max_history=10),
+            epochs=3,
+            lr=3e-3,
+            device="cpu",
+            keep="best_log_loss",
+        )
+        summary = URMTrainer(cfg).fit()
+        losses = [h["val_log_loss"] for h in summary["history"]]
+        assert summary["selected_epoch"] == 1 + min(range(3), key=lambda i: (losses[i], i))
+
     def test_catalogue_mismatch_is_refused(self, synth_data: Path, tmp_path: Path) -> None:
         other = tmp_path / "other"
         prepare_lists(

@@ -90,13 +90,15 @@ def mlp(
 
 def attention_bias(mask: torch.Tensor | None, length: int, device: torch.device) -> torch.Tensor:
     """Causal additive bias ``(L, L)``, or ``(B, 1, L, L)`` that also hides padded keys when ``mask``
-    ``(B, L)`` (True = real token) is given. The diagonal is always open, so no row is empty."""
-    causal = torch.ones(length, length, dtype=torch.bool, device=device).triu(1)
+    ``(B, L)`` (True = real token) is given. The diagonal is always open, so no row is empty.
+    Built with float ops (bool ones are slow on CPU): ``min(causal, key padding)``, diagonal zeroed."""
+    causal = torch.full((length, length), NEG, device=device).triu_(1)
     if mask is None:
-        return torch.zeros(length, length, device=device).masked_fill(causal, NEG)
-    blocked = causal[None] | ~mask[:, None, :]  # (B, L, L): query i may not see key j
-    blocked = blocked & ~torch.eye(length, dtype=torch.bool, device=device)
-    return torch.zeros(blocked.shape, device=device).masked_fill(blocked, NEG)[:, None]
+        return causal
+    keys = torch.zeros(mask.shape, device=device).masked_fill_(~mask, NEG)  # (B, L)
+    bias = torch.minimum(causal[None], keys[:, None, :])
+    bias.diagonal(dim1=1, dim2=2).zero_()
+    return bias[:, None]
 
 
 class TransformerLayer(nn.Module):

@@ -6,7 +6,9 @@ user encoder, item embedding and both attentions; Adam without weight decay, shu
 
 Every epoch the model is validated **in eval mode** (the reference keeps dropout on): pooled AUC,
 per-position macro AUC, log-loss, mean probability vs positive rate and ECE. The best-AUC epoch is
-kept (``keep: last`` keeps the last, as the reference's overwrite does). The output directory
+kept (``keep: last`` keeps the last, as the reference's overwrite does; ``keep: best_log_loss`` the
+lowest validation log-loss — the choice for very sparse labels, where AUC rests on a handful of
+positives and may select an uncalibrated epoch whose sampled responses are far too frequent). The output directory
 (:mod:`rlrec.sim.urm_store` format plus ``config.yaml`` and ``metrics.jsonl``) is written atomically.
 
 ``role``: ``train`` fits the training environment's URM on the ``train`` split; ``eval`` fits the
@@ -53,7 +55,7 @@ class URMTrainConfig(StrictModel):
     l2_coef: float = Field(3e-4, ge=0)
     batch_size: int = Field(128, ge=1)
     epochs: int = Field(2, ge=1)
-    keep: Literal["best", "last"] = "best"
+    keep: Literal["best", "best_log_loss", "last"] = "best"
     urm_legacy_double_sigmoid: bool = False
     eval_batch_size: int = Field(2048, ge=1)
     seed: int = 0
@@ -188,8 +190,9 @@ class URMTrainer:
             metrics["seconds"] = time.perf_counter() - t0
             history.append(metrics)
             self.on_epoch(epoch, cfg.epochs, metrics)
-            auc = metrics.get("val_auc", float("nan"))
-            score = -math.inf if auc != auc else auc
+            key, sign = ("val_log_loss", -1.0) if cfg.keep == "best_log_loss" else ("val_auc", 1.0)
+            value = metrics.get(key, float("nan"))
+            score = -math.inf if value != value else sign * value
             if best is None or cfg.keep == "last" or score > best[0]:
                 best = (score, epoch, copy.deepcopy(self.model.state_dict()))
         assert best is not None
