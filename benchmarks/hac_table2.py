@@ -25,15 +25,18 @@ the protocol of the paper's own numbers. Learning curves go to ``report/<data se
     .venv/bin/python benchmarks/hac_table2.py --timing [--iterations 300] [--threads 2]
 
 ``--timing`` trains HAC on the ML-100K simulator in this process for ``--iterations`` iterations
-(after the 2,000-transition prefill) and reports iterations per second and the projected time of
-the paper's 50,000 iterations.
+(after the 2,000-transition prefill) and reports iterations per second (overall, and the steady
+state without the warm-up), the projected time of the paper's 50,000 iterations and the share of
+each update step and of the simulator in the time.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -278,9 +281,36 @@ def benchmark(args: argparse.Namespace) -> None:
     print(f"\nwrote {out}")
 
 
+PHASES = (  # agent steps timed by --timing (HAC's update order), then the simulator step
+    "act",
+    "next_target",
+    "critic_state",
+    "critic_step",
+    "actor_q_step",
+    "alignment_step",
+    "supervised_step",
+    "soft_update",
+)
+
+
+def timed(obj: Any, name: str, totals: dict[str, float]) -> None:
+    """Wrap ``obj.name`` so that its wall time accumulates in ``totals[name]``."""
+    inner = getattr(obj, name)
+
+    def wrapper(*a: Any, **k: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return inner(*a, **k)
+        finally:
+            totals[name] = totals.get(name, 0.0) + time.perf_counter() - t0
+
+    setattr(obj, name, wrapper)
+
+
 def timing(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     paths = prepare("ml100k", ML100K)
+    log_every = min(100, args.iterations)
     cfg = build_config(
         OnlineTrainConfig,
         path=ROOT / "configs" / "sim" / "agents" / "hac.yaml",
@@ -293,25 +323,38 @@ def timing(args: argparse.Namespace) -> None:
             f"train.num_threads={args.threads}",
             "eval.users=64",
             "eval.val_users=32",
-            *loop_settings(args.iterations),
+            f"train.iterations={args.iterations}",
+            f"train.log_every={log_every}",
+            f"train.eval_every={args.iterations // log_every * log_every or log_every}",
         ],
     )
     t0 = time.perf_counter()
-    summary = OnlineTrainer(cfg, overwrite=True).fit()
-    rates = [
-        r["iterations_per_s"]
+    trainer = OnlineTrainer(cfg, overwrite=True)
+    totals: dict[str, float] = {}
+    for name in PHASES:
+        timed(trainer.agent, name, totals)
+    timed(trainer.sim, "step", totals)
+    summary = trainer.fit()
+    train = [
+        r
         for line in (WORK / "timing" / "metrics.jsonl").read_text().splitlines()
         if (r := json.loads(line))["kind"] == "train"
     ]
-    rate = summary["iterations_per_s"]
+    ends = [r["step"] / r["iterations_per_s"] for r in train]  # seconds at each window's end
+    windows = [log_every / (b - a) for a, b in itertools.pairwise(ends)]
+    steady = statistics.median(windows) if windows else summary["iterations_per_s"]
     print(
         f"HAC on ML-100K (1,682 items, K = 10, H = 50, 32 users/step, batch 64), "
         f"{args.threads} thread(s), load average {os.getloadavg()[0]:.1f}:\n"
-        f"  {summary['iterations']} iterations: {rate:.2f} iterations/s (windows: "
-        f"{min(rates):.2f}–{max(rates):.2f}); whole command {time.perf_counter() - t0:.0f} s\n"
-        f"  projected time of 50,000 iterations: {50_000 / rate / 60:.0f} min "
-        f"(+ prefill and evaluations)"
+        f"  {summary['iterations']} iterations: {summary['iterations_per_s']:.2f} iterations/s "
+        f"overall, {steady:.2f} in the steady state (median of the {log_every}-iteration windows "
+        f"after the first); whole command {time.perf_counter() - t0:.0f} s\n"
+        f"  projected time of 50,000 iterations: {50_000 / steady / 60:.0f} min "
+        f"(+ prefill, validations and checkpoints)\n  time per iteration (prefill included):"
     )
+    spent = sum(totals.values())
+    for name, seconds in sorted(totals.items(), key=lambda kv: -kv[1]):
+        print(f"    {name:16s} {100 * seconds / spent:5.1f} %")
 
 
 def main() -> None:
