@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -142,15 +143,14 @@ class TestMetrics:
 
 
 class TestTraining:
+    @staticmethod
+    def small(data: Path, out: Path, **extra: Any) -> URMTrainConfig:
+        """Three epochs of a small URM on the synthetic lists."""
+        urm = URMConfig(dim=8, n_heads=2, hidden_dims=[16], max_history=10)
+        return URMTrainConfig(data=data, out=out, urm=urm, epochs=3, lr=3e-3, device="cpu", **extra)
+
     def test_fit_reports_and_saves_without_pickle(self, synth_data: Path, tmp_path: Path) -> None:
-        cfg = URMTrainConfig(
-            data=synth_data,
-            out=tmp_path / "urm",
-            urm=URMConfig(dim=8, n_heads=2, hidden_dims=[16], max_history=10),
-            epochs=3,
-            lr=3e-3,
-            device="cpu",
-        )
+        cfg = self.small(synth_data, tmp_path / "urm")
         seen: list[int] = []
         summary = URMTrainer(cfg, on_epoch=lambda e, n, m: seen.append(e)).fit()
         assert seen == [1, 2, 3]
@@ -177,15 +177,7 @@ class TestTraining:
         assert roc_auc(logits, val.labels) == pytest.approx(summary["selected"]["val_auc"])
 
     def test_keep_best_log_loss(self, synth_data: Path, tmp_path: Path) -> None:
-        cfg = URMTrainConfig(
-            data=synth_data,
-            out=tmp_path / "urm",
-            urm=URMConfig(dim=8, n_heads=2, hidden_dims=[16], max_history=10),
-            epochs=3,
-            lr=3e-3,
-            device="cpu",
-            keep="best_log_loss",
-        )
+        cfg = self.small(synth_data, tmp_path / "urm", keep="best_log_loss")
         summary = URMTrainer(cfg).fit()
         losses = [h["val_log_loss"] for h in summary["history"]]
         assert summary["selected_epoch"] == 1 + min(range(3), key=lambda i: (losses[i], i))
