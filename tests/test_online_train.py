@@ -170,6 +170,21 @@ def test_on_policy_a2c_never_samples_a_buffer(
     assert trainer.fit()["iterations"] == 20
 
 
+def test_log_window_without_finished_sessions(world: tuple[Path, Path], tmp_path: Path) -> None:
+    """A log window in which no session ends logs no ``episodes`` record (and does not fail)."""
+    data, urm = world
+    cfg = run_config(
+        data, tmp_path / "r", urm, train={"iterations": 4, "log_every": 1, "eval_every": 4}
+    )
+    trainer = OnlineTrainer(cfg)
+    trainer._episodes = []
+    trainer._log_train({"critic_loss": 0.0})
+    kinds = [
+        json.loads(ln)["kind"] for ln in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert kinds == ["train"]
+
+
 def test_a2c_rollouts_update_every_m_steps_on_all_their_transitions(
     world: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

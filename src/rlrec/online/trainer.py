@@ -302,8 +302,10 @@ class OnlineTrainer:
             self.on_log(self.step, self.cfg.train.iterations, kind, values)
 
     def _log_train(self, window: dict[str, float]) -> None:
-        episodes = dict(
-            zip(EPISODE_FIELDS, map(list, zip(*self._episodes, strict=True)), strict=True)
+        episodes = (
+            {f: [e[j] for e in self._episodes] for j, f in enumerate(EPISODE_FIELDS)}
+            if self._episodes
+            else {}
         )
         if episodes:
             ret = torch.tensor(episodes["total_reward"], dtype=torch.float64)
