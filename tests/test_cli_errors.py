@@ -113,13 +113,22 @@ def test_unparseable_generic_timestamp(cli, tmp_path: Path) -> None:
 def test_output_exists_is_refused_then_overwritten(cli, tmp_path: Path) -> None:
     d = yc(tmp_path, GOOD)
     out = tmp_path / "ds"
-    out.mkdir()
-    (out / "old.txt").write_text("old result")
+    assert prep(cli, d, out).code == 0
+    (out / "old.txt").write_text("left in rlrec's dataset")
     assert_clean_failure(prep(cli, d, out), f"{out}: output already exists; pass --overwrite")
-    assert (out / "old.txt").read_text() == "old result"
+    assert (out / "old.txt").exists()
     result = prep(cli, d, out, "--overwrite")
     assert result.code == 0, result.err
     assert (out / "manifest.json").exists() and not (out / "old.txt").exists()
+
+
+def test_overwrite_never_deletes_a_directory_rlrec_did_not_make(cli, tmp_path: Path) -> None:
+    d = yc(tmp_path, GOOD)
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "old.txt").write_text("the user's file")
+    assert_clean_failure(prep(cli, d, out, "--overwrite"), f"{out}: not a directory rlrec made")
+    assert (out / "old.txt").read_text() == "the user's file"
 
 
 def test_filter_leaving_zero_sessions(cli, tmp_path: Path) -> None:

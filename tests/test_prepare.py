@@ -18,7 +18,7 @@ from rlrec.data.prepare import PrepareConfig, prepare
 from rlrec.data.splits import SplitConfig, cut_points
 from rlrec.data.stats import dataset_stats
 from rlrec.data.synthetic import SynthConfig, write_synthetic
-from rlrec.errors import DataFormatError, OutputExistsError
+from rlrec.errors import DataFormatError, OutputExistsError, RlrecError
 
 
 def all_events(ds: PreparedDataset) -> pl.DataFrame:
@@ -162,15 +162,21 @@ def test_failed_prepare_leaves_nothing(synth_dir: Path, tmp_path: Path) -> None:
 
 def test_existing_output_is_kept_unless_overwrite(synth_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "ds"
-    out.mkdir()
-    (out / "precious.txt").write_text("keep me")
     cfg = PrepareConfig(source=SyntheticSource(path=synth_dir))
+    prepare(cfg, out)
+    (out / "extra.txt").write_text("added later")
     with pytest.raises(OutputExistsError):
         prepare(cfg, out)
-    assert (out / "precious.txt").read_text() == "keep me"
+    assert (out / "extra.txt").exists()
     prepare(cfg, out, overwrite=True)
-    assert not (out / "precious.txt").exists() and (out / "manifest.json").exists()
-    assert [p.name for p in tmp_path.iterdir()] == ["ds"]  # no temporary or backup left behind
+    assert not (out / "extra.txt").exists() and (out / "manifest.json").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["ds"]  # no temporary, backup or lock left
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "precious.txt").write_text("keep me")
+    with pytest.raises(RlrecError, match="not a directory rlrec made"):
+        prepare(cfg, foreign, overwrite=True)
+    assert (foreign / "precious.txt").read_text() == "keep me"
 
 
 def test_load_rejects_corruption_and_foreign_directories(synth_dir: Path, tmp_path: Path) -> None:

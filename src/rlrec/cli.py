@@ -6,10 +6,12 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import re
 import sys
+import traceback
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,6 +19,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from rlrec import __version__
 from rlrec.cli_common import (
     ConfigOpt,
     OutDirOpt,
@@ -32,6 +35,7 @@ from rlrec.cli_common import (
 )
 from rlrec.config import build_config
 from rlrec.errors import RlrecError
+from rlrec.fsutil import read_json
 from rlrec.sim.cli import sim_app
 
 app = new_app("Reinforcement-learning recommender systems: data, training, evaluation, serving.")
@@ -101,7 +105,7 @@ def data_stats(
     if as_json:
         out.print_json(json.dumps(stats, default=_json_number))
         return
-    table = Table(title=f"{dataset} ({ds.manifest.get('source', '?')})")
+    table = Table(title=Text(f"{dataset} ({ds.manifest.get('source', '?')})"))
     columns = ("train", "val", "test", "all")
     table.add_column("")
     for col in columns:
@@ -161,11 +165,11 @@ def train(
 
     cfg = build_config(TrainConfig, path=config, overrides=set_)
     progress = Progress(
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
-        TextColumn("{task.fields[info]}"),
+        TextColumn("{task.fields[info]}", markup=False),
         console=err,
     )
     task = progress.add_task(f"{cfg.objective.kind}/{cfg.encoder.kind}", total=None, info="")
@@ -174,7 +178,7 @@ def train(
 
     def on_log(step: int, total: int, kind: str, values: dict[str, Any]) -> None:
         if kind == "stability":
-            progress.console.print(f"[yellow]unstable:[/] {values['message']}")
+            progress.console.print(Text.assemble(("unstable: ", "yellow"), values["message"]))
             return
         if kind == "train":
             latest["train"] = (
@@ -218,14 +222,15 @@ def evaluate_run(
     from rlrec.data.dataset import PreparedDataset
     from rlrec.data.popularity import item_popularity
     from rlrec.data.transitions import Transitions
-    from rlrec.fsutil import atomic_write_json, check_writable
+    from rlrec.fsutil import atomic_write_json
+    from rlrec.outputs import check_output_file
     from rlrec.serve.inference import load_run
     from rlrec.train.trainer import evaluate_network
 
     if split not in ("val", "test"):
         raise RlrecError(f"--split must be val or test, got '{split}'")
     if out_file is not None:
-        check_writable(out_file, overwrite)
+        check_output_file(out_file, overwrite=overwrite, inputs=[run_dir, data])
     cfg, net, meta = load_run(run_dir, checkpoint)
     ds = PreparedDataset.load(data or cfg.data)
     if ds.manifest.get("content_hash") != meta.get("dataset_content_hash"):
@@ -292,19 +297,20 @@ def recommend(
     """Top-k for one history (--history), one logged session (--session) or a file (--sessions)."""
     import polars as pl
 
-    from rlrec.fsutil import atomic_write_bytes, check_writable
+    from rlrec.fsutil import atomic_write_bytes
+    from rlrec.outputs import check_output_file
     from rlrec.serve.inference import Recommender
 
     if sum(x is not None for x in (history, sessions, session)) != 1:
         raise RlrecError("give exactly one of --history, --sessions or --session")
     if out_file is not None:
-        check_writable(out_file, overwrite)
+        check_output_file(out_file, overwrite=overwrite, inputs=[run_dir, sessions])
     rec = Recommender.from_run(run_dir, checkpoint)
     target = None
     if session is not None:
         history, target = _logged_session(run_dir, session)
     if history is not None:
-        table = Table(title=f"top {k} for history {history}")
+        table = Table(title=Text(f"top {k} for history {history}"))
         for col in ("rank", "item_id", "score"):
             table.add_column(col, justify="right")
         for rank, (item, score) in enumerate(
@@ -379,8 +385,11 @@ def compare(runs: Annotated[list[Path], typer.Argument(help="Finished run direct
         path = run / "summary.json"
         if not path.is_file():
             raise RlrecError(f"{path}: no summary (has the run finished?)")
-        summaries.append(json.loads(path.read_text()))
-    table = Table(title="test split, best validation checkpoint of each run")
+        summary = read_json(path, "run summary")
+        if not isinstance(summary, dict) or not isinstance(summary.get("test"), dict):
+            raise RlrecError(f"{path}: has no test metrics")
+        summaries.append(summary)
+    table = Table(title=Text("test split, best validation checkpoint of each run"))
     table.add_column("metric")
     for run, s in zip(runs, summaries, strict=True):
         table.add_column(f"{run.name}\n({s['objective']}/{s['encoder']})", justify="right")
@@ -393,7 +402,7 @@ def compare(runs: Annotated[list[Path], typer.Argument(help="Finished run direct
         table.add_row(
             key,
             *(
-                "–" if v is None else (f"[bold]{v:.4f}[/]" if v == best else f"{v:.4f}")
+                "–" if v is None else Text(f"{v:.4f}", style="bold" if v == best else "")
                 for v in values
             ),
         )
@@ -428,7 +437,11 @@ def sweep(
     def on_event(spec: Any, done: int, total: int) -> None:
         if spec.status == "failed":
             err.print(
-                f"[{done}/{total}] {spec.name} [red]failed[/] ({spec.returncode}): {spec.message}"
+                Text.assemble(
+                    f"[{done}/{total}] {spec.name} ",
+                    ("failed", "red"),
+                    f" ({spec.returncode}): {spec.message}",
+                )
             )
             return
         value = summary_metric(spec, select)
@@ -488,7 +501,7 @@ def report(
 def _print_metrics(title: str, metrics: dict[str, float]) -> None:
     """HR/NDCG@k for clicks and purchases, and reward@k, as one table (k as columns)."""
     ks = sorted(int(m.group(1)) for key in metrics if (m := re.fullmatch(r"hr_click@(\d+)", key)))
-    table = Table(title=title)
+    table = Table(title=Text(title))
     table.add_column("metric")
     for k in ks:
         table.add_column(f"@{k}", justify="right")
@@ -513,10 +526,50 @@ def _print_metrics(title: str, metrics: dict[str, float]) -> None:
     )
 
 
+REPORT_BUG = (
+    "This is a bug in rlrec {version}, not a problem with your input. Please report it with the "
+    "command you ran, the traceback above and `pip show rlrec torch polars` (the project's issue "
+    "tracker)."
+)
+
+
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point.
+
+    A mistake in the user's input or environment (:class:`~rlrec.errors.RlrecError`, an ``OSError``
+    such as a full disk, a read-only or missing directory) prints one line and exits 2; an
+    interrupt exits 130; anything else is a bug in rlrec and shows its traceback (exit 1).
+    """
     try:
         app()
     except RlrecError as exc:
-        err.print(Text.assemble(("error: ", "bold red"), str(exc)), soft_wrap=True)
-        sys.exit(2)
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(_os_error(exc))
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception:
+        traceback.print_exc()
+        err.print(Text(REPORT_BUG.format(version=__version__), style="bold"))
+        sys.exit(1)
+
+
+def _fail(message: str) -> None:
+    err.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
+    sys.exit(2)
+
+
+def _os_error(exc: OSError) -> str:
+    """``path: reason`` of a failed file-system call (disk full, read-only, permission, ...)."""
+    reason = exc.strerror or str(exc)
+    paths = [p for p in (exc.filename, exc.filename2) if p is not None]
+    where = " -> ".join(map(str, paths))
+    hints = {
+        "ENOSPC": "free some space and run the command again; nothing was replaced",
+        "EROFS": "the file system is read-only; choose another output path",
+        "EACCES": "check the permissions, or choose another path",
+        "EDQUOT": "disk quota exceeded; free some space",
+    }
+    hint = hints.get(errno.errorcode.get(exc.errno or 0, ""), "")
+    return f"{where}: {reason}" + (f" ({hint})" if hint else "") if where else reason

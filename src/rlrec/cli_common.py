@@ -15,9 +15,12 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True)
+# markup=False: paths, ids and values are printed as they are, never read as rich markup (a path
+# like /runs/[x]/ would otherwise vanish or crash); styles are given as rich Text.
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+out = Console(highlight=False, soft_wrap=True, markup=False)
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML config file.", show_default=False)
@@ -70,14 +73,18 @@ def stages(title: str) -> Iterator[Any]:
     """A spinner naming the current stage; each finished stage is printed with its duration."""
     state = {"name": None, "t": time.perf_counter()}
 
-    with err.status(title) as status:
+    with err.status(Text(title)) as status:
 
         def advance(name: str) -> None:
             now = time.perf_counter()
             if state["name"] is not None:
-                err.print(f"  [green]✓[/] {state['name']} ({now - state['t']:.1f} s)")
+                err.print(
+                    Text.assemble(
+                        "  ", ("✓", "green"), f" {state['name']} ({now - state['t']:.1f} s)"
+                    )
+                )
             state.update(name=name, t=now)
-            status.update(f"{name} …")
+            status.update(Text(f"{name} …"))
 
         yield advance
         advance("")

@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rlrec.errors import ConfigError
-from rlrec.fsutil import atomic_write_bytes
+from rlrec.fsutil import atomic_write_bytes, read_text
 
 
 class StrictModel(BaseModel):
@@ -85,15 +85,73 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+MAX_YAML_BYTES = 4 << 20
+MAX_YAML_NODES = 100_000
+
+
+def _expanded_size(root: yaml.Node, limit: int) -> int:
+    """Nodes of the document with every alias expanded (what a consumer walks), at most ``limit``
+    + 1. Aliases make the node graph a DAG, so sizes are memoised per node; a cycle counts as
+    over the limit."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    open_nodes: set[int] = set()
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            open_nodes.discard(key)
+            children = _children(node)
+            sizes[key] = min(limit + 1, 1 + sum(sizes[id(c)] for c in children))
+            continue
+        if key in sizes:
+            continue
+        if key in open_nodes:
+            return limit + 1  # a recursive alias
+        open_nodes.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in _children(node) if id(c) not in sizes)
+    return sizes[id(root)]
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+def load_yaml_text(text: str, origin: str) -> Any:
+    """``yaml.safe_load`` for text rlrec did not write itself: at most :data:`MAX_YAML_BYTES` and
+    :data:`MAX_YAML_NODES` nodes after alias expansion, so an "anchor bomb" is refused up front."""
+    if len(text) > MAX_YAML_BYTES:
+        raise ConfigError(f"{origin}: YAML file larger than {MAX_YAML_BYTES >> 20} MiB")
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, MAX_YAML_NODES) > MAX_YAML_NODES:
+            raise ConfigError(
+                f"{origin}: YAML expands to more than {MAX_YAML_NODES:,} values through its "
+                "aliases (&anchor/*alias); refused"
+            )
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{origin}: not valid YAML ({yaml_problem(exc)})") from None
+    finally:
+        loader.dispose()
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
-    """Read a YAML mapping, with a clear error for a missing file or malformed YAML."""
+    """Read a YAML mapping, with a clear error for a missing, non-UTF-8 or malformed file."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({yaml_problem(exc)})") from None
+    if path.stat().st_size > MAX_YAML_BYTES:
+        raise ConfigError(f"{path}: YAML file larger than {MAX_YAML_BYTES >> 20} MiB")
+    data = load_yaml_text(read_text(path, "config file"), str(path))
     if data is None:
         return {}
     if not isinstance(data, dict):

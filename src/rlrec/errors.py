@@ -21,8 +21,9 @@ class ConfigError(RlrecError):
 class OutputExistsError(RlrecError):
     """The output path exists and overwriting was not requested."""
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(f"{path}: output already exists; pass --overwrite to replace it")
+    def __init__(self, path: Path, flag: str = "--overwrite") -> None:
+        hint = f"pass {flag}" if flag.startswith("-") else f"call with {flag}"
+        super().__init__(f"{path}: output already exists; {hint} to replace it")
 
 
 class DataFormatError(RlrecError):

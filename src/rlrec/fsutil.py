@@ -12,24 +12,21 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from rlrec.errors import OutputExistsError
-
-
-def check_writable(out: Path, overwrite: bool) -> None:
-    """Refuse an existing output early, before any expensive work starts."""
-    if out.exists() and not overwrite:
-        raise OutputExistsError(out)
+from rlrec.errors import DataFormatError, OutputExistsError
 
 
 @contextmanager
 def atomic_directory(out: Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary directory beside ``out`` that is renamed to ``out`` on success.
 
-    On any exception the temporary directory is removed and ``out`` is left as it was. With
-    ``overwrite`` an existing ``out`` is replaced only after the new one is complete.
+    For sub-directories of an output rlrec owns (a run's ``best/``); whole outputs go through
+    :func:`rlrec.outputs.new_output`, which also checks ownership and locks. On any exception the
+    temporary directory is removed and ``out`` is left as it was. With ``overwrite`` an existing
+    ``out`` is replaced only after the new one is complete.
     """
     out = Path(out)
-    check_writable(out, overwrite)
+    if out.exists() and not overwrite:
+        raise OutputExistsError(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp = out.parent / f".{out.name}.tmp-{tag}"
@@ -39,7 +36,6 @@ def atomic_directory(out: Path, overwrite: bool = False) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    check_writable(out, overwrite)
     if out.exists():
         old = out.parent / f".{out.name}.old-{tag}"
         out.rename(old)
@@ -71,6 +67,30 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     """Write ``obj`` as indented, key-ordered JSON (byte-identical for equal objects)."""
     text = json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     atomic_write_bytes(path, text.encode())
+
+
+def read_text(path: Path, what: str) -> str:
+    """The UTF-8 text of a user's file; a missing, unreadable or non-UTF-8 file is one clear error."""
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataFormatError(path, f"{what} not found") from None
+    except UnicodeDecodeError as exc:
+        raise DataFormatError(
+            path, f"{what} is not UTF-8 text (byte {exc.start}: {exc.reason})"
+        ) from None
+    except OSError as exc:
+        raise DataFormatError(path, f"{what} cannot be read ({exc.strerror})") from None
+
+
+def read_json(path: Path, what: str) -> Any:
+    """A JSON file rlrec wrote earlier (or the user edited), with one clear error when it is bad."""
+    text = read_text(path, what)
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise DataFormatError(path, f"{what} is not valid JSON ({exc})") from None
 
 
 def sha256_file(path: Path, chunk: int = 1 << 22) -> str:

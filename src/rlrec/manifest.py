@@ -8,7 +8,6 @@ writes those common fields; :func:`read_manifest` checks them when the directory
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from pydantic import BaseModel
 
 from rlrec import __version__
 from rlrec.errors import DataFormatError
-from rlrec.fsutil import sha256_file
+from rlrec.fsutil import read_json, sha256_file
 
 MANIFEST = "manifest.json"
 
@@ -64,10 +63,7 @@ def read_manifest(
     mpath = path / MANIFEST
     if not mpath.is_file():
         raise DataFormatError(mpath, f"missing manifest: not a prepared rlrec {what}")
-    try:
-        manifest = json.loads(mpath.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataFormatError(mpath, f"manifest is not valid JSON ({exc})") from None
+    manifest = read_json(mpath, "manifest")
     if not isinstance(manifest, dict) or manifest.get("format") != fmt:
         raise DataFormatError(
             mpath, f"not an rlrec {what} manifest (format != '{fmt}'; see {command})"
@@ -81,7 +77,10 @@ def read_manifest(
             f"{what} format version {manifest['format_version']} is not supported "
             f"(this rlrec reads version {version}); prepare it again",
         )
-    for name, digest in manifest["files"].items():
+    files = manifest["files"]
+    if not isinstance(files, dict) or any(Path(n).name != n for n in files):
+        raise DataFormatError(mpath, "'files' must map file names of this directory to hashes")
+    for name, digest in files.items():
         fpath = path / name
         if not fpath.is_file():
             raise DataFormatError(fpath, "file listed in the manifest is missing")

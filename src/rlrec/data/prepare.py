@@ -32,8 +32,9 @@ from rlrec.data.loaders import Source
 from rlrec.data.schema import IS_BUY, ITEM, RATING, SESSION, TIMESTAMP
 from rlrec.data.splits import SPLITS, SplitConfig, assign_splits
 from rlrec.errors import DataFormatError
-from rlrec.fsutil import atomic_directory, atomic_write_json, check_writable
+from rlrec.fsutil import atomic_write_json
 from rlrec.manifest import MANIFEST, manifest_head
+from rlrec.outputs import check_output, new_output
 
 FORMAT = "rlrec.dataset"
 FORMAT_VERSION = 1
@@ -75,7 +76,9 @@ def prepare(
     cfg = cfg.resolved()
     assert cfg.filters is not None
     out = Path(out)
-    check_writable(out, overwrite)
+    inputs = cfg.source.input_files()
+    sources = [cfg.source.path, *inputs]
+    check_output(out, "dataset", overwrite=overwrite, inputs=sources)
 
     say(f"reading {cfg.source.kind} files")
     events = cfg.source.load(cfg.seed)
@@ -108,7 +111,7 @@ def prepare(
     n_items = items.height
 
     say(f"writing {out}")
-    with atomic_directory(out, overwrite) as tmp:
+    with new_output(out, "dataset", overwrite=overwrite, inputs=sources) as tmp:
         split_stats = {}
         for name in SPLITS:
             part = events.filter(pl.col("split") == name).select(columns)
@@ -118,9 +121,7 @@ def prepare(
         splits.sort(SESSION).write_parquet(tmp / SPLITS_FILE, compression="zstd")
         dump_config(cfg, tmp / CONFIG)
         manifest = {
-            **manifest_head(
-                tmp, FORMAT, FORMAT_VERSION, cfg, cfg.source.kind, cfg.source.input_files()
-            ),
+            **manifest_head(tmp, FORMAT, FORMAT_VERSION, cfg, cfg.source.kind, inputs),
             "n_items": n_items,
             "pad_id": n_items,
             "state_size": cfg.state_size,

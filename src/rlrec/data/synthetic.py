@@ -35,7 +35,7 @@ from rlrec.config import StrictModel, dump_config
 from rlrec.data.loaders.synthetic import EVENTS_FILE, ITEMS_FILE
 from rlrec.data.schema import IS_BUY, ITEM, SESSION, TIMESTAMP, canonical
 from rlrec.errors import ConfigError
-from rlrec.fsutil import atomic_directory, check_writable
+from rlrec.outputs import check_output, new_output
 
 DAY_MS = 86_400_000
 
@@ -169,9 +169,9 @@ def generate(cfg: SynthConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
 
 def write_synthetic(cfg: SynthConfig, out: Path, *, overwrite: bool = False) -> pl.DataFrame:
     """Generate and write ``events.parquet``, ``items.parquet`` (ground truth) and ``config.yaml``."""
-    check_writable(out, overwrite)
+    check_output(out, "synthetic_raw", overwrite=overwrite)
     events, items = generate(cfg)
-    with atomic_directory(out, overwrite) as tmp:
+    with new_output(out, "synthetic_raw", overwrite=overwrite) as tmp:
         events.write_parquet(tmp / EVENTS_FILE, compression="zstd")
         items.write_parquet(tmp / ITEMS_FILE, compression="zstd")
         dump_config(cfg, tmp / "config.yaml")

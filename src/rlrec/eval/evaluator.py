@@ -106,6 +106,19 @@ def evaluate(
     return acc.compute()
 
 
+def metric_names(cfg: EvalConfig, *, ng_off: bool) -> set[str]:
+    """The keys :func:`evaluate` returns under ``cfg`` (``ng_off``: with a propensity)."""
+    acc = MetricAccumulator(
+        cfg.ks,
+        r_click=cfg.r_click,
+        r_buy=cfg.r_buy,
+        n_sessions=0,
+        propensity=np.ones(1) if ng_off else None,
+        ng_off_k=cfg.ng_off_k,
+    )
+    return set(acc.compute())
+
+
 def top_k(
     scores: torch.Tensor, k: int, *, chunk_size: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -25,7 +25,8 @@ from typing import Any
 
 from rlrec.errors import RlrecError
 from rlrec.experiments.results import Group, Protocol, Run, find_runs, group_runs
-from rlrec.fsutil import atomic_directory, atomic_write_bytes, atomic_write_json
+from rlrec.fsutil import atomic_write_bytes, atomic_write_json
+from rlrec.outputs import check_output, new_output
 
 TRAIN_PANELS: tuple[tuple[str, str, bool], ...] = (  # key, title, log scale
     ("td_pos", "TD loss, logged action", True),
@@ -273,6 +274,7 @@ def write_report(
             ) from None
     if out is None:
         out = Path(os.path.commonpath([r.path.resolve().parent for r in runs])) / "report"
+    check_output(out, "report", overwrite=overwrite, inputs=[*paths, *(r.path for r in runs)])
     groups = group_runs(runs)
     columns = metric_columns(runs)
     table = results_table(groups, columns, protocol, top_k)
@@ -280,7 +282,8 @@ def write_report(
     title = title or f"{runs[0].meta.get('dataset', '')}: test metrics ({protocol} protocol)"
     if protocol == "per_metric_top_k":
         title += " — optimistic: every column picks its own checkpoints"
-    with atomic_directory(out, overwrite=overwrite) as tmp:
+    inputs = [*paths, *(r.path for r in runs)]
+    with new_output(out, "report", overwrite=overwrite, inputs=inputs) as tmp:
         images = []
         if plots:
             ks = sorted({int(c.split("@")[1]) for c in columns if c.startswith("hr_")})

@@ -27,9 +27,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
+from rlrec.config import load_yaml_text
 from rlrec.errors import DataFormatError, RlrecError
+from rlrec.fsutil import read_json, read_text
 
 Protocol = Literal["best", "top_k_mean", "per_metric_top_k"]
 PROTOCOLS: tuple[str, ...] = ("best", "top_k_mean", "per_metric_top_k")
@@ -53,12 +53,13 @@ class Run:
             if not (path / name).is_file():
                 hint = " (has the run finished?)" if name == "summary.json" else ""
                 raise DataFormatError(path / name, f"missing{hint}")
-        try:
-            config = yaml.safe_load((path / "config.yaml").read_text())
-            meta = json.loads((path / "run.json").read_text())
-            summary = json.loads((path / "summary.json").read_text())
-        except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise DataFormatError(path, f"unreadable run file ({exc})") from None
+        config_path = path / "config.yaml"
+        config = load_yaml_text(read_text(config_path, "run config"), str(config_path))
+        meta = read_json(path / "run.json", "run metadata")
+        summary = read_json(path / "summary.json", "run summary")
+        for name, value in (("config.yaml", config), ("run.json", meta), ("summary.json", summary)):
+            if not isinstance(value, dict):
+                raise DataFormatError(path / name, "expected a mapping at the top level")
         if not isinstance(summary.get("test"), dict):
             raise DataFormatError(path / "summary.json", "has no test metrics")
         return cls(path, config, meta, summary)
@@ -68,7 +69,7 @@ class Run:
         """Every line of ``metrics.jsonl`` (train windows, validations, stability flags, test)."""
         path = self.path / "metrics.jsonl"
         out = []
-        for number, line in enumerate(path.read_text().splitlines(), 1):
+        for number, line in enumerate(read_text(path, "metrics log").splitlines(), 1):
             try:
                 out.append(json.loads(line))
             except json.JSONDecodeError as exc:

@@ -39,9 +39,12 @@ import yaml
 from pydantic import Field
 
 from rlrec.config import StrictModel, build_config
+from rlrec.data.dataset import PreparedDataset
 from rlrec.errors import ConfigError, RlrecError
 from rlrec.fsutil import atomic_write_json
+from rlrec.outputs import reusable_output
 from rlrec.train.config import TrainConfig
+from rlrec.train.trainer import check_select_metric
 
 SWEEP_INDEX = "sweep.json"
 
@@ -93,6 +96,7 @@ def plan(cfg: SweepConfig) -> list[RunSpec]:
         dict(zip(keys, combo, strict=True)) for combo in itertools.product(*cfg.grid.values())
     ]
     specs = []
+    datasets: set[Path] = set()  # checked to exist before any run starts
     for index, point in enumerate(points):
         for seed in cfg.seeds:
             name = f"seed_{seed}" if not keys else f"point_{index:03d}/seed_{seed}"
@@ -100,8 +104,12 @@ def plan(cfg: SweepConfig) -> list[RunSpec]:
             settings = {**cfg.overrides, **point, "seed": seed, "out": str(out)}
             overrides = [f"{k}={_yaml_value(v)}" for k, v in settings.items()]
             try:
-                build_config(TrainConfig, path=cfg.base, overrides=overrides)
-            except ConfigError as exc:
+                run_cfg = build_config(TrainConfig, path=cfg.base, overrides=overrides)
+                if run_cfg.data not in datasets:
+                    PreparedDataset.load(run_cfg.data, verify=False)
+                    datasets.add(run_cfg.data)
+                check_select_metric(run_cfg)
+            except RlrecError as exc:
                 raise ConfigError(f"sweep run {name}: {exc}") from None
             specs.append(RunSpec(name, point, seed, out, overrides))
     return specs
@@ -121,6 +129,16 @@ def run_sweep(
 ) -> list[RunSpec]:
     """Run (or complete) the sweep; ``on_event(spec, done, total)`` after each run ends."""
     specs = plan(cfg)
+    with reusable_output(cfg.out, "sweep", inputs=[cfg.base]):
+        return _run(cfg, specs, overwrite, on_event)
+
+
+def _run(
+    cfg: SweepConfig,
+    specs: list[RunSpec],
+    overwrite: bool,
+    on_event: Callable[[RunSpec, int, int], None] | None,
+) -> list[RunSpec]:
     jobs, threads = _threads(cfg)
     (cfg.out / "logs").mkdir(parents=True, exist_ok=True)
     lock = threading.Lock()
@@ -202,5 +220,8 @@ def summary_metric(spec: RunSpec, key: str) -> float | None:
     path = spec.out / "summary.json"
     if not path.is_file():
         return None
-    value = json.loads(path.read_text()).get("test", {}).get(key)
+    try:
+        value = json.loads(path.read_text()).get("test", {}).get(key)
+    except (OSError, ValueError, AttributeError):
+        return None  # a progress line only: report shows the run's problem
     return float(value) if isinstance(value, (int, float)) else None

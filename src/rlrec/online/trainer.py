@@ -56,7 +56,7 @@ from rlrec.train.checkpoint import (
     save_checkpoint,
     save_weights,
 )
-from rlrec.train.rundir import json_safe, open_run_dir, start_run_dir
+from rlrec.train.rundir import claim_run_dir, json_safe, run_files
 from rlrec.train.stability import Flag, StabilityMonitor, q_value_bound
 from rlrec.train.tracking import Tracker
 from rlrec.train.trainer import TrainingDiverged
@@ -124,7 +124,38 @@ class OnlineTrainer:
                     f"train.batch_size {cfg.train.batch_size} exceeds the {len(self.logged)} "
                     f"logged '{split}' records"
                 )
-        self._prepare_run_dir(resume, overwrite)
+        self.claim = claim_run_dir(
+            self.run_dir,
+            cfg,
+            "sim_run",
+            resume=resume,
+            overwrite=overwrite,
+            inputs=[cfg.data, cfg.urm, cfg.eval_urm],
+        )
+        try:
+            self._setup(resume)
+        except BaseException:
+            self.claim.abort()
+            raise
+
+    def _setup(self, resume: bool) -> None:
+        """Everything after the run directory is claimed: a failure here removes what it made."""
+        cfg = self.cfg
+        self.claim.start(
+            run_files(
+                cfg,
+                {
+                    "agent": cfg.agent.kind,
+                    "name": cfg.label,
+                    "dataset": str(cfg.data),
+                    "dataset_content_hash": self.worlds.dataset.content_hash,
+                    "n_items": self.sim.n_items,
+                    "slate_size": self.sim.slate_size,
+                    "urms": self.worlds.urm_info,
+                },
+            )
+        )
+        self.run_dir = self.claim.work
 
         seed_everything(cfg.seed)
         self.agent = cfg.agent.create(self.worlds.item_x, self.worlds.user_x, self.sim.slate_size)
@@ -164,22 +195,6 @@ class OnlineTrainer:
             low = 1.0 - (env.sweet_point - low)
         return q_value_bound([low, 1.0], gamma)
 
-    def _prepare_run_dir(self, resume: bool, overwrite: bool) -> None:
-        if open_run_dir(self.run_dir, self.cfg, resume=resume, overwrite=overwrite):
-            start_run_dir(
-                self.run_dir,
-                self.cfg,
-                {
-                    "agent": self.cfg.agent.kind,
-                    "name": self.cfg.label,
-                    "dataset": str(self.cfg.data),
-                    "dataset_content_hash": self.worlds.dataset.content_hash,
-                    "n_items": self.sim.n_items,
-                    "slate_size": self.sim.slate_size,
-                    "urms": self.worlds.urm_info,
-                },
-            )
-
     def _modules(self) -> dict[str, nn.Module]:
         """Everything a checkpoint holds as tensors: networks, replay buffer, simulator state."""
         modules: dict[str, nn.Module] = dict(self.agent.nets)
@@ -213,9 +228,17 @@ class OnlineTrainer:
                 if self.step % cfg.eval_every == 0 or self.step == cfg.iterations:
                     self._validate_and_checkpoint()
             train_seconds = time.perf_counter() - t0 - self.eval_seconds
-            return self._finish(train_seconds, self.step - step0)
-        finally:
+            summary = self._finish(train_seconds, self.step - step0)
             self.tracker.close()
+            self.claim.commit()
+            self.run_dir = self.claim.work
+            return summary
+        except BaseException:
+            self.tracker.close()
+            self.claim.fail()
+            raise
+        finally:
+            self.claim.close()
 
     def _start(self) -> dict[str, torch.Tensor]:
         """Seed the users; replay agents first fill the buffer (spec §D.0 step 1)."""
@@ -274,8 +297,11 @@ class OnlineTrainer:
             logs = self.agent.update(data, update, gen)
             bad = [k for k, v in logs.items() if not bool(torch.isfinite(v))]
             if bad:
-                last = latest_checkpoint(self.run_dir / CHECKPOINTS)
-                where = f"the last good checkpoint is {last}" if last else "no checkpoint yet"
+                if self.claim.replacing:
+                    where = f"nothing was replaced: {self.claim.out} is as it was"
+                else:
+                    last = latest_checkpoint(self.run_dir / CHECKPOINTS)
+                    where = f"the last good checkpoint is {last}" if last else "no checkpoint yet"
                 raise TrainingDiverged(
                     f"{', '.join(bad)} became non-finite at iteration {i} ({cfg.agent.kind}); "
                     f"{where}. Try lower learning rates."

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.text import Text
 
 from rlrec.cli_common import (
     ConfigOpt,
@@ -32,6 +33,7 @@ from rlrec.cli_common import (
 from rlrec.config import build_config
 from rlrec.errors import RlrecError
 from rlrec.fsutil import atomic_write_json
+from rlrec.outputs import check_output_file
 
 sim_app = new_app("List-wise online RL: list data, user-response model, simulator, agents.")
 
@@ -144,20 +146,22 @@ def train(
     if agent is not None:
         cli["agent"] = {"kind": agent}
     cfg = build_config(OnlineTrainConfig, path=config, overrides=set_, cli=cli)
-    with err.status(f"training {cfg.label}") as status:
+    with err.status(Text(f"training {cfg.label}")) as status:
 
         def on_log(step: int, total: int, kind: str, values: dict[str, Any]) -> None:
             if kind == "train":
                 reward = values.get("train_total_reward")
                 shown = "–" if reward is None else f"{reward:.3f}"
                 status.update(
-                    f"{cfg.label}: iteration {step:,}/{total:,}, training reward {shown}, "
-                    f"{values['iterations_per_s']:.1f} it/s"
+                    Text(
+                        f"{cfg.label}: iteration {step:,}/{total:,}, training reward {shown}, "
+                        f"{values['iterations_per_s']:.1f} it/s"
+                    )
                 )
             elif kind == "val":
                 err.print(f"iteration {step:,}/{total:,}: validation {_headline(values)}")
             elif kind == "stability":
-                err.print(f"[yellow]warning:[/] {values['message']}")
+                err.print(Text.assemble(("warning: ", "yellow"), values["message"]))
 
         summary = OnlineTrainer(cfg, resume=resume, overwrite=overwrite, on_log=on_log).fit()
     rate = summary["iterations_per_s"]
@@ -190,12 +194,15 @@ def evaluate(
     plots: Annotated[
         bool, typer.Option("--plots/--no-plots", help="Write learning-curve PNGs.")
     ] = True,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Evaluate a trained policy in the evaluation environment (spec §E.3) and plot its curves."""
     from rlrec.online.evaluate import BEST, LAST, evaluate_run, write_curves
 
     if checkpoint not in (BEST, LAST):
         raise RlrecError(f"--checkpoint must be best or last, got '{checkpoint}'")
+    if out_file is not None:
+        check_output_file(out_file, overwrite=overwrite, inputs=[run_dir])
     result = evaluate_run(run_dir, episodes=episodes, checkpoint=checkpoint)
     m = result["metrics"]
     out.print(
@@ -234,10 +241,13 @@ def online_report(
         Path | None,
         typer.Option("--out", "-o", help="Write the report as JSON.", show_default=False),
     ] = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """The reference code's training-time report (spec §E.2), the protocol of P-HAC's numbers."""
     from rlrec.online.training_report import hac_online_report
 
+    if out_file is not None:
+        check_output_file(out_file, overwrite=overwrite, inputs=run_dirs)
     report = hac_online_report(run_dirs, window, last_only=not all_episodes)
     for run, values in report["runs"].items():
         out.print(

@@ -28,8 +28,9 @@ import torch
 
 from rlrec.config import StrictModel, dump_config
 from rlrec.errors import DataFormatError
-from rlrec.fsutil import atomic_directory, atomic_write_json, check_writable
+from rlrec.fsutil import atomic_write_json
 from rlrec.manifest import MANIFEST, manifest_head
+from rlrec.outputs import check_output, new_output
 from rlrec.sim.features import catalogue_hash, features_matrix
 from rlrec.sim.loaders import ListSource
 from rlrec.sim.schema import EXPOSURE, ITEM, LABELS, USER, ListTables
@@ -60,15 +61,16 @@ def prepare_lists(
     """Run the pipeline and write the dataset to ``out``; returns the manifest."""
     say = progress or (lambda _msg: None)
     out = Path(out)
-    check_writable(out, overwrite)
     inputs = cfg.source.input_files()
+    sources = [getattr(cfg.source, "path", None), *inputs]
+    check_output(out, "list_dataset", overwrite=overwrite, inputs=sources)
     tables = cfg.source.load(cfg.seed, say)
     _check_tables(tables, cfg)
     say("splitting")
     parts = split_records(tables.records, tables.users, cfg.split)
     items = _with_counts(tables.items, tables.records)
     say(f"writing {out}")
-    with atomic_directory(out, overwrite) as tmp:
+    with new_output(out, "list_dataset", overwrite=overwrite, inputs=sources) as tmp:
         for name in SPLITS:
             parts[name].write_parquet(tmp / f"{name}.parquet", compression="zstd", statistics=True)
         tables.users.write_parquet(tmp / USERS, compression="zstd")

@@ -32,7 +32,8 @@ from pydantic import Field
 from rlrec.config import StrictModel, dump_config
 from rlrec.device import resolve_device
 from rlrec.errors import ConfigError
-from rlrec.fsutil import atomic_directory, atomic_write_bytes, check_writable
+from rlrec.fsutil import atomic_write_bytes
+from rlrec.outputs import check_output, new_output
 from rlrec.seeding import generator, seed_everything
 from rlrec.sim import functional as Fn
 from rlrec.sim.dataset import ListDataset, ListTensors
@@ -132,7 +133,7 @@ class URMTrainer:
         self.cfg = cfg
         self.overwrite = overwrite
         self.on_epoch = on_epoch or (lambda _e, _n, _m: None)
-        check_writable(cfg.out, overwrite)
+        check_output(cfg.out, "urm", overwrite=overwrite, inputs=[cfg.data])
         self.device = resolve_device(cfg.device)
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
@@ -210,7 +211,7 @@ class URMTrainer:
             "dataset": str(cfg.data),
             "urm_legacy_double_sigmoid": cfg.urm_legacy_double_sigmoid,
         }
-        with atomic_directory(cfg.out, self.overwrite) as tmp:
+        with new_output(cfg.out, "urm", overwrite=self.overwrite, inputs=[cfg.data]) as tmp:
             save_urm(
                 tmp,
                 self.model,

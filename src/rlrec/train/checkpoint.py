@@ -15,6 +15,7 @@ The run's ``best/`` and ``top/step_<N>/`` directories hold weights and ``state.j
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from rlrec.errors import DataFormatError
 from rlrec.fsutil import atomic_directory, atomic_write_json
 
 LATEST = "latest.json"
+CHECKPOINT_NAME = re.compile(r"step_\d{9}")
 
 
 def module_tensors(modules: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
@@ -84,10 +86,14 @@ def save_checkpoint(
     tmp = root / f".{name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    save_file(module_tensors(modules), str(tmp / "model.safetensors"))
-    opt_tensors, opt_meta = optimizer_payload(optimizers)
-    save_file(opt_tensors, str(tmp / "optim.safetensors"))
-    atomic_write_json(tmp / "state.json", {**state, "step": step, "optimizers": opt_meta})
+    try:
+        save_file(module_tensors(modules), str(tmp / "model.safetensors"))
+        opt_tensors, opt_meta = optimizer_payload(optimizers)
+        save_file(opt_tensors, str(tmp / "optim.safetensors"))
+        atomic_write_json(tmp / "state.json", {**state, "step": step, "optimizers": opt_meta})
+    except BaseException:  # e.g. disk full: no partial checkpoint stays behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if final.exists():
         shutil.rmtree(final)
     tmp.rename(final)
@@ -114,8 +120,12 @@ def latest_checkpoint(root: Path) -> Path | None:
         return None
     try:
         name = json.loads(pointer.read_text())["checkpoint"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError) as exc:
         raise DataFormatError(pointer, f"checkpoint pointer is corrupted ({exc})") from None
+    if not isinstance(name, str) or not CHECKPOINT_NAME.fullmatch(name):
+        raise DataFormatError(
+            pointer, f"'checkpoint' must name a step_<N> directory of this run, got {name!r}"
+        )
     path = root / name
     if not path.is_dir():
         raise DataFormatError(pointer, f"points to {name}, which does not exist")
@@ -150,6 +160,16 @@ def load_modules(
     for name, module in modules.items():
         prefix = f"{name}."
         sd = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+        expected = module.state_dict()
+        wrong = [
+            f"{prefix}{k}: {v.dtype} (expected {expected[k].dtype})"
+            for k, v in sd.items()
+            if k in expected and v.dtype != expected[k].dtype
+        ]
+        if wrong:
+            raise DataFormatError(
+                source, f"checkpoint tensors have the wrong dtype ({'; '.join(wrong[:3])})"
+            )
         try:
             module.load_state_dict(sd, strict=True)
         except RuntimeError as exc:

@@ -1,14 +1,16 @@
-"""The run directory shared by the offline and online trainers: claiming it, its metadata, JSON safety.
+"""The run directory shared by the offline and online trainers: claiming it, its first files, JSON safety.
 
-A run directory holds ``config.yaml`` (the resolved config), ``run.json`` (what the run was trained
-on), logs, checkpoints and ``summary.json``. A new run refuses a non-empty directory unless
-``overwrite``; ``resume`` requires the saved config to equal the current one exactly.
+A run directory holds the ownership marker (:mod:`rlrec.outputs`), ``config.yaml`` (the resolved
+config), ``run.json`` (what the run was trained on), logs, checkpoints and ``summary.json``. A new
+run refuses a non-empty directory unless ``overwrite`` (and then only an rlrec run of the same
+kind, replaced once the new one is complete); ``resume`` requires the saved config to equal the
+current one exactly. One process writes a run at a time (:class:`rlrec.outputs.RunClaim`).
 """
 
 from __future__ import annotations
 
 import math
-import shutil
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,45 +19,49 @@ from pydantic import BaseModel
 
 from rlrec import __version__
 from rlrec.config import config_to_yaml, dump_config
-from rlrec.errors import ConfigError
 from rlrec.fsutil import atomic_write_json
+from rlrec.outputs import RunClaim
 
 CONFIG = "config.yaml"
 RUN_META = "run.json"
 
 
-def open_run_dir(
-    run_dir: Path, cfg: BaseModel, *, resume: bool, overwrite: bool, remove: bool = True
-) -> bool:
-    """Check ``run_dir`` for a new or resumed run; True when a new run must be written into it.
-
-    With ``overwrite`` an existing run is deleted (only where ``remove``: e.g. rank 0 of several).
-    """
-    saved = run_dir / CONFIG
-    if resume:
-        if not saved.is_file():
-            raise ConfigError(f"{run_dir}: nothing to resume (no {CONFIG}); start without --resume")
-        if saved.read_text() != config_to_yaml(cfg):
-            raise ConfigError(
-                f"{saved}: the run was started with a different config; resume with the same one"
-            )
-        return False
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not overwrite:
-            raise ConfigError(
-                f"{run_dir}: run directory already exists; pass --resume to continue it "
-                "or --overwrite to start over"
-            )
-        if remove:
-            shutil.rmtree(run_dir)
-    return True
+def claim_run_dir(
+    run_dir: Path,
+    cfg: BaseModel,
+    kind: str,
+    *,
+    resume: bool,
+    overwrite: bool,
+    inputs: Sequence[Path | str | None] = (),
+    lock: bool = True,
+) -> RunClaim:
+    """Claim ``run_dir`` for a new or resumed run of ``cfg`` (see :class:`rlrec.outputs.RunClaim`)."""
+    return RunClaim(
+        run_dir,
+        kind,
+        config_text=config_to_yaml(cfg),
+        resume=resume,
+        overwrite=overwrite,
+        inputs=inputs,
+        lock=lock,
+        config_name=CONFIG,
+    )
 
 
-def start_run_dir(run_dir: Path, cfg: BaseModel, meta: dict[str, Any]) -> None:
-    """Create ``run_dir`` with the resolved config and ``run.json`` (``meta`` + the rlrec version)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    dump_config(cfg, run_dir / CONFIG)
-    atomic_write_json(run_dir / RUN_META, {**meta, "rlrec_version": __version__})
+def run_files(
+    cfg: BaseModel, meta: dict[str, Any], extra: Callable[[Path], None] | None = None
+) -> Callable[[Path], None]:
+    """A writer of a new run's first files: the resolved config, ``run.json`` (``meta`` + the rlrec
+    version) and whatever ``extra(directory)`` adds."""
+
+    def write(directory: Path) -> None:
+        dump_config(cfg, directory / CONFIG)
+        atomic_write_json(directory / RUN_META, {**meta, "rlrec_version": __version__})
+        if extra is not None:
+            extra(directory)
+
+    return write
 
 
 def json_safe(obj: Any) -> Any:

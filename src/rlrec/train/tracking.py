@@ -8,6 +8,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from rlrec.fsutil import atomic_write_bytes
+
 
 class Tracker:
     """Appends records to ``metrics.jsonl`` (every record) and ``<kind>.csv`` (one file per kind).
@@ -60,23 +62,34 @@ class Tracker:
             csv.writer(fh).writerow(["" if row.get(c) is None else row.get(c) for c in columns])
 
     def truncate_after(self, step: int) -> None:
-        """Drop records logged after ``step`` (a resumed run replays them from its checkpoint)."""
+        """Drop records logged after ``step`` (a resumed run replays them from its checkpoint).
+
+        A line cut short by a kill is dropped too. Each file is replaced atomically.
+        """
         self._jsonl.close()
         for path in [self.run_dir / "metrics.jsonl", *self.run_dir.glob("*.csv")]:
+            lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
             if path.suffix == ".jsonl":
-                keep = [
-                    ln for ln in path.read_text().splitlines() if json.loads(ln)["step"] <= step
-                ]
+                keep = [ln for ln in lines if _record_step(ln, json_line=True) <= step]
             else:
-                lines = path.read_text().splitlines()
-                keep = lines[:1] + [ln for ln in lines[1:] if int(ln.split(",", 1)[0]) <= step]
-            path.write_text("".join(line + "\n" for line in keep))
+                keep = lines[:1] + [ln for ln in lines[1:] if _record_step(ln) <= step]
+            atomic_write_bytes(path, "".join(keep).encode())
         self._jsonl = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
 
     def close(self) -> None:
         self._jsonl.close()
         if self._tb is not None:
             self._tb.close()
+
+
+def _record_step(line: str, json_line: bool = False) -> float:
+    """The step of a complete log line; ``inf`` (dropped) for a line a kill cut short."""
+    if not line.endswith("\n"):
+        return math.inf
+    try:
+        return float(json.loads(line)["step"] if json_line else line.split(",", 1)[0])
+    except (ValueError, KeyError, TypeError):
+        return math.inf
 
 
 def _plain(value: Any) -> Any:

@@ -39,7 +39,7 @@ from rlrec.data.popularity import item_popularity
 from rlrec.data.transitions import Transitions
 from rlrec.device import resolve_device
 from rlrec.errors import ConfigError, RlrecError
-from rlrec.eval.evaluator import evaluate
+from rlrec.eval.evaluator import evaluate, metric_names
 from rlrec.fsutil import atomic_write_json
 from rlrec.models.encoders import build_encoder
 from rlrec.models.network import QNetwork
@@ -57,7 +57,7 @@ from rlrec.train.checkpoint import (
 )
 from rlrec.train.config import TrainConfig
 from rlrec.train.distributed import World, average_gradients, barrier, init_world, shutdown
-from rlrec.train.rundir import json_safe, open_run_dir, start_run_dir
+from rlrec.train.rundir import claim_run_dir, json_safe, run_files
 from rlrec.train.stability import Flag, StabilityMonitor, q_value_bound
 from rlrec.train.tracking import Tracker
 
@@ -113,10 +113,37 @@ class Trainer:
         self.ds = PreparedDataset.load(cfg.data)
         self.state_size = cfg.state_size or self.ds.state_size
         self.n_items = self.ds.n_items
-        self._prepare_run_dir(resume, overwrite)
+        check_select_metric(cfg)
+        self.claim = claim_run_dir(
+            self.run_dir,
+            cfg,
+            "run",
+            resume=resume,
+            overwrite=overwrite,
+            inputs=[cfg.data],
+            lock=self.world.is_main,
+        )
+        try:
+            self._setup(resume)
+        except BaseException:
+            self.claim.abort()
+            raise
+
+    def _setup(self, resume: bool) -> None:
+        """Everything after the run directory is claimed: a failure here removes what it made."""
+        cfg, obj = self.cfg, self.cfg.objective
+        self.train_data = Transitions(
+            self.ds.split("train"), self.state_size, self.ds.pad_id, device=self.device
+        )
+        self.steps_per_epoch = len(self.train_data) // cfg.train.batch_size
+        if self.steps_per_epoch == 0:
+            raise ConfigError(
+                f"train.batch_size {cfg.train.batch_size} exceeds the {len(self.train_data)} training transitions"
+            )
+        self._start_run_dir()
+        self.run_dir = self.claim.work
 
         seed_everything(cfg.seed)
-        obj = cfg.objective
         n_nets = 2 if obj.double_q and self._xin_pair else 1
         self.nets = [
             build_network(cfg, self.n_items, self.state_size).to(self.device) for _ in range(n_nets)
@@ -128,14 +155,6 @@ class Trainer:
             self.target.requires_grad_(False)
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
 
-        self.train_data = Transitions(
-            self.ds.split("train"), self.state_size, self.ds.pad_id, device=self.device
-        )
-        self.steps_per_epoch = len(self.train_data) // cfg.train.batch_size
-        if self.steps_per_epoch == 0:
-            raise ConfigError(
-                f"train.batch_size {cfg.train.batch_size} exceeds the {len(self.train_data)} training transitions"
-            )
         total = cfg.train.epochs * self.steps_per_epoch
         self.total_steps = min(total, cfg.train.max_steps) if cfg.train.max_steps else total
         self.beta = None
@@ -171,26 +190,21 @@ class Trainer:
             rewards.append(getattr(obj, "r_negative", 0.0))
         return q_value_bound(rewards, obj.gamma)
 
-    def _prepare_run_dir(self, resume: bool, overwrite: bool) -> None:
-        new = open_run_dir(
-            self.run_dir, self.cfg, resume=resume, overwrite=overwrite, remove=self.world.is_main
-        )
-        if not new:
-            return
+    def _start_run_dir(self) -> None:
+        """A new run's config, ``run.json`` and item map (rank 0, after every rank checked the
+        directory)."""
         barrier(self.world)
-        if self.world.is_main:
-            start_run_dir(
-                self.run_dir,
-                self.cfg,
-                {
-                    "n_items": self.n_items,
-                    "state_size": self.state_size,
-                    "pad_id": self.ds.pad_id,
-                    "dataset": str(self.cfg.data),
-                    "dataset_content_hash": self.ds.manifest.get("content_hash"),
-                },
-            )
-            self.ds.items.select("item", "item_id").write_parquet(self.run_dir / ITEMS)
+        meta = {
+            "n_items": self.n_items,
+            "state_size": self.state_size,
+            "pad_id": self.ds.pad_id,
+            "dataset": str(self.cfg.data),
+            "dataset_content_hash": self.ds.manifest.get("content_hash"),
+        }
+        items = self.ds.items.select("item", "item_id")
+        self.claim.start(
+            run_files(self.cfg, meta, lambda d: items.write_parquet(d / ITEMS)),
+        )
         barrier(self.world)
 
     def _optimizer(self, net: int, phase: int) -> torch.optim.Optimizer:
@@ -250,11 +264,23 @@ class Trainer:
                     stop = self._validate_and_checkpoint() or stop
             elapsed = time.perf_counter() - t0
             summary = self._finish(elapsed, self.step - step0)
+            self._close_tracker()
+            if self.world.is_main:
+                self.claim.commit()
+                self.run_dir = self.claim.work
+        except BaseException:
+            self._close_tracker()
+            self.claim.fail()
+            raise
         finally:
-            if self.tracker is not None:
-                self.tracker.close()
+            self.claim.close()
             shutdown(self.world)
         return summary
+
+    def _close_tracker(self) -> None:
+        if self.tracker is not None:
+            self.tracker.close()
+            self.tracker = None
 
     def _train_step(self, global_pos: torch.Tensor) -> dict[str, torch.Tensor]:
         cfg, obj = self.cfg, self.cfg.objective
@@ -283,12 +309,8 @@ class Trainer:
         rng = generator(cfg.seed, "objective", step, self.world.rank)
         out = obj.compute_loss(LossInputs(main, target, batch, negatives, step, self.beta, rng))
         if not torch.isfinite(out.loss):
-            last = latest_checkpoint(self.run_dir / CHECKPOINTS)
-            where = (
-                f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
-            )
             raise TrainingDiverged(
-                f"loss became {out.loss.item()} at step {step} ({obj.kind}); {where}. "
+                f"loss became {out.loss.item()} at step {step} ({obj.kind}); {self._last_good()}. "
                 "Try a lower objective.lr, train.grad_clip_norm, or td_loss_scale."
             )
         opt = self._optimizer(main_index, phase)
@@ -356,10 +378,6 @@ class Trainer:
         if self.world.is_main:
             metrics = self.evaluate_split("val")
             key = self.cfg.train.select_metric
-            if key not in metrics:
-                raise ConfigError(
-                    f"train.select_metric '{key}' is not a metric (have: {', '.join(sorted(metrics))})"
-                )
             self._log("val", metrics)
             value = metrics[key]
             best = self.best["metric"]
@@ -407,10 +425,19 @@ class Trainer:
             if int(path.name[5:]) not in kept:
                 shutil.rmtree(path)
 
+    def _last_good(self) -> str:
+        """Where a failed run can be picked up again (for its error message)."""
+        if self.claim.replacing:
+            return f"nothing was replaced: {self.claim.out} is as it was"
+        last = latest_checkpoint(self.run_dir / CHECKPOINTS)
+        return f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
+
     def _resume(self) -> None:
         path = latest_checkpoint(self.run_dir / CHECKPOINTS)
-        if path is None:
-            return  # killed before the first checkpoint: start from scratch
+        if path is None:  # killed before the first checkpoint: start from scratch
+            if self.tracker is not None:
+                self.tracker.truncate_after(0)
+            return
         model, optim, state = load_checkpoint(path)
         load_modules(self._modules(), model, path)
         self.step = int(state["step"])
@@ -483,6 +510,17 @@ class Trainer:
                 kind,
                 {k: v if isinstance(v, str) else float(v) for k, v in values.items()},
             )
+
+
+def check_select_metric(cfg: TrainConfig) -> None:
+    """``train.select_metric`` must be one of the metrics validation computes (checked before the
+    run directory is touched)."""
+    names = metric_names(cfg.eval, ng_off=True)
+    if cfg.train.select_metric not in names:
+        raise ConfigError(
+            f"train.select_metric '{cfg.train.select_metric}' is not a metric "
+            f"(have: {', '.join(sorted(names))})"
+        )
 
 
 def evaluate_network(
