@@ -13,7 +13,8 @@ from conftest import ts, write_lines
 def assert_clean_failure(result, *fragments: str, out: Path | None = None) -> None:
     assert result.code == 2, result
     assert "Traceback" not in result.err + result.out
-    assert result.err.startswith("error: ")
+    errors = [line for line in result.err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and result.err.rstrip().splitlines()[-1] == errors[0], result.err
     for fragment in fragments:
         assert fragment in result.err, (fragment, result.err)
     if out is not None:
@@ -111,15 +112,25 @@ def test_unparseable_generic_timestamp(cli, tmp_path: Path) -> None:
 
 
 def test_output_exists_is_refused_then_overwritten(cli, tmp_path: Path) -> None:
-    d = yc(tmp_path, GOOD)
+    d = yc(tmp_path, [*GOOD, *(line.replace("1,", f"{s},", 1) for s in (2, 3) for line in GOOD)])
     out = tmp_path / "ds"
-    assert prep(cli, d, out).code == 0
+    ok = prep(cli, d, out, "--set", "split.ratios=[0.34,0.33,0.33]")
+    assert ok.code == 0, ok.err
     (out / "old.txt").write_text("left in rlrec's dataset")
     assert_clean_failure(prep(cli, d, out), f"{out}: output already exists; pass --overwrite")
     assert (out / "old.txt").exists()
-    result = prep(cli, d, out, "--overwrite")
+    result = prep(cli, d, out, "--overwrite", "--set", "split.ratios=[0.34,0.33,0.33]")
     assert result.code == 0, result.err
     assert (out / "manifest.json").exists() and not (out / "old.txt").exists()
+
+
+def test_a_split_without_sessions_is_an_error(cli, tmp_path: Path) -> None:
+    out = tmp_path / "ds"
+    assert_clean_failure(
+        prep(cli, yc(tmp_path, GOOD), out),
+        "the train and val splits would have no sessions",
+        out=out,
+    )
 
 
 def test_overwrite_never_deletes_a_directory_rlrec_did_not_make(cli, tmp_path: Path) -> None:

@@ -34,8 +34,13 @@ def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+THIRDS = SplitConfig(ratios=(0.34, 0.33, 0.33))  # one session per split of the 3-session fixture
+
+
 def test_yoochoose_encoding_order_pad_and_popularity(yoochoose_dir: Path, tmp_path: Path) -> None:
-    cfg = PrepareConfig(source=YooChooseSource(path=yoochoose_dir, sample_sessions=None))
+    cfg = PrepareConfig(
+        source=YooChooseSource(path=yoochoose_dir, sample_sessions=None), split=THIRDS
+    )
     manifest = prepare(cfg, tmp_path / "ds")
     ds = PreparedDataset.load(tmp_path / "ds")
     raw = [214536500, 214536502, 214536506, 214662742, 214825110, 214999999]

@@ -313,15 +313,14 @@ def recommend(
         table = Table(title=Text(f"top {k} for history {history}"))
         for col in ("rank", "item_id", "score"):
             table.add_column(col, justify="right")
-        for rank, (item, score) in enumerate(
-            rec.recommend([rec.parse_ids(history)], k, exclude_history)[0], 1
-        ):
+        recs = rec.recommend([rec.parse_ids(history)], k, exclude_history)[0]
+        for rank, (item, score) in enumerate(recs, 1):
             table.add_row(str(rank), str(item), f"{score:.4f}")
         out.print(table)
+        if len(recs) < k:
+            err.print(f"only {len(recs)} items are not in the history (--exclude-history)")
         if target is not None:
-            top = [
-                item for item, _ in rec.recommend([rec.parse_ids(history)], k, exclude_history)[0]
-            ]
+            top = [item for item, _ in recs]
             where = f"at rank {top.index(target) + 1}" if target in top else f"not in the top {k}"
             out.print(f"session {session}: the logged next item {target} is {where}")
         return
@@ -340,6 +339,9 @@ def recommend(
     groups = df.group_by("session_id", maintain_order=True).agg(pl.col("item_id"))
     histories = [rec.parse_ids(",".join(items)) for items in groups.get_column("item_id").to_list()]
     results = rec.recommend(histories, k, exclude_history)
+    short = sum(len(r) < k for r in results)
+    if short:
+        err.print(f"{short} session(s) got fewer than {k} items: the rest are in their history")
     rows = [
         (sid, rank, item, score)
         for sid, recs in zip(groups.get_column("session_id").to_list(), results, strict=True)
@@ -365,11 +367,14 @@ def _logged_session(run_dir: Path, session: str) -> tuple[str, Any]:
     cfg, _, _ = load_run(run_dir, "best", "cpu")
     ds = PreparedDataset.load(cfg.data, verify=False)
     frames = pl.concat([ds.frame(s) for s in ("train", "val", "test")])
-    key = (
-        int(session)
-        if frames.schema["session_id"] == pl.Int64 and session.lstrip("-").isdigit()
-        else session
-    )
+    key: Any = session
+    if frames.schema["session_id"].is_integer():
+        try:
+            key = int(session)
+        except ValueError:
+            raise RlrecError(
+                f"--session {session}: the dataset's session ids are integers"
+            ) from None
     items = frames.filter(pl.col("session_id") == key).get_column("item")
     if len(items) < 2:
         raise RlrecError(f"--session {session}: no session with at least 2 events in {ds.path}")

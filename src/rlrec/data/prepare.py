@@ -94,6 +94,7 @@ def prepare(
     events = events.with_columns((pl.col(ITEM).rank("dense") - 1).cast(pl.Int32).alias(ITEM_INDEX))
     splits = assign_splits(events, cfg.split, cfg.seed)
     events = events.join(splits, on=SESSION, how="left", maintain_order="left")
+    _check_splits(events, cfg)
     columns = [SESSION, ITEM_INDEX, IS_BUY, TIMESTAMP] + (
         [RATING] if RATING in events.columns else []
     )
@@ -131,6 +132,20 @@ def prepare(
         }
         atomic_write_json(tmp / MANIFEST, manifest)
     return manifest
+
+
+def _check_splits(events: pl.DataFrame, cfg: PrepareConfig) -> None:
+    """Every split needs a session, and training a transition: an empty one is an error, not a
+    dataset that trains or evaluates on nothing."""
+    sizes = dict(events.group_by("split").agg(pl.col(SESSION).n_unique()).iter_rows())
+    empty = [name for name in SPLITS if not sizes.get(name)]
+    if empty:
+        raise DataFormatError(
+            cfg.source.path,
+            f"the {' and '.join(empty)} split{'s' if len(empty) > 1 else ''} would have no "
+            f"sessions ({events.get_column(SESSION).n_unique()} sessions after filtering, split "
+            f"{cfg.split.model_dump(mode='json')}); use more data or change 'split'",
+        )
 
 
 def _counts(events: pl.DataFrame) -> dict[str, int]:

@@ -7,7 +7,6 @@ no pickle, and the run directory is self-contained (``items.parquet`` maps item 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from rlrec.data.transitions import history_window
 from rlrec.device import resolve_device
 from rlrec.errors import DataFormatError, RlrecError
 from rlrec.eval.evaluator import top_k
+from rlrec.fsutil import read_json
 from rlrec.models.network import QNetwork
 from rlrec.train.checkpoint import latest_checkpoint, load_checkpoint, load_modules
 from rlrec.train.config import TrainConfig
@@ -51,13 +51,7 @@ def load_run(
     if not (run_dir / "config.yaml").is_file():
         raise DataFormatError(run_dir, "not an rlrec run directory (no config.yaml)")
     cfg = build_config(TrainConfig, path=run_dir / "config.yaml")
-    meta_path = run_dir / RUN_META
-    try:
-        meta = json.loads(meta_path.read_text())
-    except FileNotFoundError:
-        raise DataFormatError(meta_path, "missing run metadata") from None
-    except json.JSONDecodeError as exc:
-        raise DataFormatError(meta_path, f"not valid JSON ({exc})") from None
+    meta = read_run_meta(run_dir)
     net = build_network(cfg, meta["n_items"], meta["state_size"])
     path = resolve_checkpoint(run_dir, checkpoint)
     tensors, _, _ = load_checkpoint(path)
@@ -69,6 +63,43 @@ def load_run(
     load_modules({name: net}, tensors, path)
     net.to(resolve_device(device)).eval()
     return cfg, net, meta
+
+
+def read_run_meta(run_dir: Path) -> dict[str, Any]:
+    """``run.json`` of an offline run, with the fields serving needs checked."""
+    path = Path(run_dir) / RUN_META
+    meta = read_json(path, "run metadata")
+    if not isinstance(meta, dict):
+        raise DataFormatError(path, "expected a JSON object")
+    for key in ("n_items", "state_size", "pad_id"):
+        value = meta.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise DataFormatError(path, f"field '{key}' must be a positive integer, got {value!r}")
+    return meta
+
+
+def read_items(run_dir: Path, n_items: int) -> pl.DataFrame:
+    """``items.parquet`` of a run: item indices ``0..n_items-1`` and their raw ids."""
+    path = Path(run_dir) / ITEMS
+    if not path.is_file():
+        raise DataFormatError(path, "missing: the run's item map (index → raw item id)")
+    try:
+        items = pl.read_parquet(path)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise DataFormatError(path, f"not a readable Parquet file ({exc})") from None
+    if not {"item", "item_id"} <= set(items.columns):
+        raise DataFormatError(path, f"needs columns item, item_id; has {', '.join(items.columns)}")
+    index = items.get_column("item")
+    if items.height != n_items or sorted(index.to_list()) != list(range(n_items)):
+        raise DataFormatError(
+            path, f"must map each of the run's {n_items} item indices once; has {items.height} rows"
+        )
+    if (
+        items.get_column("item_id").null_count()
+        or items.get_column("item_id").n_unique() != n_items
+    ):
+        raise DataFormatError(path, "raw item ids must be present and distinct")
+    return items
 
 
 class Recommender:
@@ -87,7 +118,7 @@ class Recommender:
     @classmethod
     def from_run(cls, run_dir: Path, checkpoint: str = "best", device: str = "auto") -> Recommender:
         cfg, net, meta = load_run(Path(run_dir), checkpoint, device)
-        items = pl.read_parquet(Path(run_dir) / ITEMS)
+        items = read_items(run_dir, meta["n_items"])
         return cls(cfg, net, items, meta["state_size"])
 
     def parse_ids(self, text: str) -> list[Any]:
@@ -114,7 +145,10 @@ class Recommender:
     def recommend(
         self, histories: Sequence[Sequence[Any]], k: int = 10, exclude_history: bool = False
     ) -> list[list[tuple[Any, float]]]:
-        """For each history (oldest first) the ``k`` best raw item ids with their scores."""
+        """For each history (oldest first) the ``k`` best raw item ids with their scores.
+
+        With ``exclude_history`` no item of the history is ever returned: a list is shorter than
+        ``k`` when fewer than ``k`` other items remain in the catalogue."""
         if not 1 <= k <= len(self.raw_ids):
             raise RlrecError(f"k must be between 1 and {len(self.raw_ids)}, got {k}")
         encoded = [self.encode(h) for h in histories]
@@ -137,6 +171,10 @@ class Recommender:
         values, indices = top_k(scores, k)
         ids = self.raw_ids.to_list()
         return [
-            [(ids[i], float(v)) for i, v in zip(idx.tolist(), val.tolist(), strict=True)]
-            for idx, val in zip(indices, values, strict=True)
+            [
+                (ids[i], float(v))
+                for i, v in zip(idx.tolist(), val.tolist(), strict=True)
+                if not (exclude_history and i in seen)
+            ]
+            for idx, val, seen in zip(indices, values, map(set, encoded), strict=True)
         ]

@@ -32,6 +32,7 @@ from pydantic import Field
 
 from rlrec.config import StrictModel
 from rlrec.device import resolve_device
+from rlrec.errors import ConfigError
 from rlrec.seeding import derive_seed
 from rlrec.sim import functional as Fn
 from rlrec.sim.urm import URM
@@ -147,6 +148,8 @@ class ListRecSimulator:
     ) -> None:
         self.cfg = cfg or EnvConfig()
         self.device = resolve_device(self.cfg.device)
+        if num_envs < 1:
+            raise ConfigError(f"num_envs must be at least 1, got {num_envs}")
         if len(pool) == 0:
             raise ValueError("the start pool is empty")
         if pool.history.shape[1] != urm.cfg.max_history:

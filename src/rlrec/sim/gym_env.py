@@ -25,6 +25,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
+from gymnasium.error import ResetNeeded
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
@@ -167,6 +168,7 @@ class ListRecEnv(gym.Env):
         self.sim = make_simulator(data, urm, num_envs=1, cfg=cfg, seed=seed, synthetic=synthetic)
         self.observation_space = observation_space(self.sim)
         self.action_space = action_space(self.sim)
+        self._needs_reset = True
 
     @staticmethod
     def _one(obs: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
@@ -180,10 +182,18 @@ class ListRecEnv(gym.Env):
         obs = self.sim.reset(
             seed=seed, starts=None if starts is None else torch.as_tensor([starts]).flatten()
         )
+        self._needs_reset = False
         return self._one(obs), {}
 
     def step(self, action: Any) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        """One slate for the user; after ``terminated`` or ``truncated`` call :meth:`reset` first
+        (Gymnasium's ``ResetNeeded`` otherwise)."""
+        if self._needs_reset:
+            raise ResetNeeded(
+                "the episode has ended (or never started): call reset() before step()"
+            )
         out = self.sim.step(torch.as_tensor(np.asarray(action)).reshape(1, -1))
+        self._needs_reset = bool(out.terminated[0]) or bool(out.truncated[0])
         info = {
             "response": out.response[0].cpu().numpy().astype(np.int8),
             "probs": out.probs[0].cpu().numpy(),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,13 +32,21 @@ _POLARS_DTYPE = {"int": pl.Int64, "float": pl.Float64}
 _UNIT_SEP = "\x1f"
 
 
+MAX_EPOCH_S = 10**11
+"""Largest timestamp accepted, in seconds (the year 5138): beyond it a value is a data error, and
+one in milliseconds would overflow Int64 nanoseconds downstream."""
+MAX_EPOCH_MS = MAX_EPOCH_S * 1000
+
+
 @dataclass(frozen=True)
 class Field:
-    """One column of a raw file: its name, kind and (optionally) the allowed values."""
+    """One column of a raw file: its name, kind, (optionally) the allowed values and, for numbers,
+    the largest magnitude allowed (timestamps: :data:`MAX_EPOCH_S` or :data:`MAX_EPOCH_MS`)."""
 
     name: str
     kind: Kind
     choices: tuple[str, ...] | None = None
+    max_abs: float | None = None
 
 
 def check_file(path: Path, what: str) -> Path:
@@ -115,10 +124,21 @@ def read_delimited(
     bad_choice = any(
         not df.get_column(f.name).is_in(list(f.choices)).all() for f in fields if f.choices
     )
-    if has_nulls or bad_choice:
+    bad_number = any(_out_of_range(df.get_column(f.name), f) for f in fields if f.name in df)
+    if has_nulls or bad_choice or bad_number:
         diagnose(path, fields, separator=separator, header=header is not None)
         raise DataFormatError(path, "empty or invalid values in required columns")
     return df
+
+
+def _out_of_range(column: pl.Series, field: Field) -> bool:
+    """A float that is NaN or infinite, or a number beyond ``field.max_abs``."""
+    checks = []
+    if field.kind == "float":
+        checks.append(~column.is_finite())
+    if field.kind in ("int", "float") and field.max_abs is not None:
+        checks.append(column.abs() > field.max_abs)
+    return any(bool(c.fill_null(False).any()) for c in checks)
 
 
 def _separator_count(path: Path, separator: str, chunk: int = 1 << 24) -> int:
@@ -159,11 +179,14 @@ def diagnose(path: Path, fields: Sequence[Field], *, separator: str, header: boo
             line = raw.rstrip("\r\n")
             if not line.strip():
                 continue
-            parts = (
-                next(csv.reader([line], delimiter=separator))
-                if len(separator) == 1
-                else line.split(separator)
-            )
+            try:
+                parts = (
+                    next(csv.reader([line], delimiter=separator))
+                    if len(separator) == 1
+                    else line.split(separator)
+                )
+            except csv.Error as exc:  # e.g. a field over the csv module's size limit
+                raise DataFormatError(path, f"malformed line ({exc})", line=lineno) from None
             if len(parts) != len(fields):
                 hint = "" if separator in line else f"; is the separator '{separator}'?"
                 raise DataFormatError(
@@ -182,13 +205,21 @@ def _check_value(field: Field, value: str) -> str | None:
         return None
     if value == "":
         return "empty value"
-    if field.kind == "int" and not _INT.match(value):
-        return f"expected an integer, found '{value[:50]}'"
+    if field.kind == "int":
+        if not _INT.match(value):
+            return f"expected an integer, found '{value[:50]}'"
+        if abs(int(value)) >= 2**63:
+            return f"integer '{value[:50]}' does not fit in 64 bits"
     if field.kind == "float":
         try:
-            float(value)
+            number = float(value)
         except ValueError:
             return f"expected a number, found '{value[:50]}'"
+        if not math.isfinite(number):
+            return f"expected a finite number, found '{value[:50]}'"
+    in_range = field.max_abs is None or abs(float(value)) <= field.max_abs
+    if field.kind in ("int", "float") and not in_range:
+        return f"value {value[:50]} is out of range (at most {field.max_abs:g} in magnitude)"
     if field.kind == "iso_ts":
         try:
             if not value.endswith("Z"):

@@ -24,7 +24,13 @@ from pydantic import Field as PydField
 
 from rlrec.config import StrictModel
 from rlrec.data.loaders.base import SourceConfig
-from rlrec.data.loaders.delimited import Field, check_file, read_delimited
+from rlrec.data.loaders.delimited import (
+    MAX_EPOCH_MS,
+    MAX_EPOCH_S,
+    Field,
+    check_file,
+    read_delimited,
+)
 from rlrec.data.schema import IS_BUY, ITEM, RATING, SESSION, TIMESTAMP, ids_to_canonical
 from rlrec.errors import DataFormatError
 
@@ -135,7 +141,15 @@ def _read_csv_columns(
         )
     kinds = {SESSION: "str", ITEM: "str", "event": "str", IS_BUY: "int", RATING: "float"}
     kinds[TIMESTAMP] = "float" if timestamp_unit in ("s", "ms") else "str"
-    fields = [Field(c, kinds[roles[c]] if c in roles else "skip") for c in header]  # type: ignore[arg-type]
+    limit = {"s": MAX_EPOCH_S, "ms": MAX_EPOCH_MS}.get(timestamp_unit)
+    fields = [
+        Field(
+            c,
+            kinds[roles[c]] if c in roles else "skip",  # type: ignore[arg-type]
+            max_abs=limit if roles.get(c) == TIMESTAMP else None,
+        )
+        for c in header
+    ]
     return read_delimited(
         path, fields, separator=separator, header=header, what="log file", quoted=True
     )

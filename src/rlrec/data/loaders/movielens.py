@@ -15,14 +15,14 @@ from typing import Literal
 import polars as pl
 
 from rlrec.data.loaders.base import SourceConfig
-from rlrec.data.loaders.delimited import Field, find_file, read_delimited
+from rlrec.data.loaders.delimited import MAX_EPOCH_S, Field, find_file, read_delimited
 from rlrec.data.schema import IS_BUY, ITEM, RATING, SESSION, TIMESTAMP
 
 FIELDS = (
     Field(SESSION, "int"),
     Field(ITEM, "int"),
     Field(RATING, "float"),
-    Field(TIMESTAMP, "int"),
+    Field(TIMESTAMP, "int", max_abs=MAX_EPOCH_S),
 )
 FILES = {"u.data": "\t", "ratings.dat": "::"}
 

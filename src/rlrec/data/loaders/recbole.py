@@ -18,7 +18,13 @@ from typing import Literal
 import polars as pl
 
 from rlrec.data.loaders.base import SourceConfig
-from rlrec.data.loaders.delimited import Field, check_file, read_delimited
+from rlrec.data.loaders.delimited import (
+    MAX_EPOCH_MS,
+    MAX_EPOCH_S,
+    Field,
+    check_file,
+    read_delimited,
+)
 from rlrec.data.loaders.movielens import rating_events
 from rlrec.data.schema import ITEM, RATING, SESSION, TIMESTAMP, ids_to_canonical
 from rlrec.errors import DataFormatError
@@ -68,7 +74,10 @@ class RecBoleSource(SourceConfig):
                 )
         fields = []
         for name, _type in header:
-            if name in (self.time_field, self.rating_field):
+            if name == self.time_field:
+                limit = MAX_EPOCH_S if self.time_unit == "s" else MAX_EPOCH_MS
+                fields.append(Field(name, "float", max_abs=limit))
+            elif name == self.rating_field:
                 fields.append(Field(name, "float"))
             elif name in (self.session_field, self.item_field):
                 fields.append(Field(name, "str"))

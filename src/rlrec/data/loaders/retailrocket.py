@@ -21,12 +21,12 @@ import polars as pl
 
 from rlrec.data.filters import FilterConfig
 from rlrec.data.loaders.base import SourceConfig
-from rlrec.data.loaders.delimited import Field, find_file, read_delimited
+from rlrec.data.loaders.delimited import MAX_EPOCH_MS, Field, find_file, read_delimited
 from rlrec.data.schema import IS_BUY, ITEM, SESSION, TIMESTAMP
 
 HEADER = ("timestamp", "visitorid", "event", "itemid", "transactionid")
 FIELDS = (
-    Field(TIMESTAMP, "int"),
+    Field(TIMESTAMP, "int", max_abs=MAX_EPOCH_MS),
     Field(SESSION, "int"),
     Field("event", "str", choices=("view", "addtocart", "transaction")),
     Field(ITEM, "int"),
