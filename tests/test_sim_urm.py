@@ -161,7 +161,13 @@ class TestTraining:
             assert all(math.isfinite(h[key]) for h in hist)
         assert max(aucs) > 0.6  # the planted URM is learnable
         files = sorted(p.name for p in (tmp_path / "urm").iterdir())
-        assert files == [".rlrec-output.json", "config.yaml", "metrics.jsonl", "model.safetensors", "urm.json"]
+        assert files == [
+            ".rlrec-output.json",
+            "config.yaml",
+            "metrics.jsonl",
+            "model.safetensors",
+            "urm.json",
+        ]
         meta = json.loads((tmp_path / "urm" / "urm.json").read_text())
         assert meta["format"] == "rlrec.urm" and meta["selected_epoch"] == summary["selected_epoch"]
         loaded = load_urm(tmp_path / "urm")

@@ -85,7 +85,11 @@ def _forbidden(out: Path) -> str | None:
     return None
 
 
-def _check_inputs(out: Path, inputs: Sequence[Path | str | None]) -> None:
+def _check_inputs(
+    out: Path, inputs: Sequence[Path | str | None], *, replaces_file: bool = False
+) -> None:
+    """Refuse an output that is or contains an input; with ``replaces_file`` (an existing file
+    about to be replaced) also one inside an input directory (it would change that input)."""
     resolved = out.resolve()
     for item in inputs:
         if item is None:
@@ -94,6 +98,10 @@ def _check_inputs(out: Path, inputs: Sequence[Path | str | None]) -> None:
         if path == resolved or path.is_relative_to(resolved):
             raise RlrecError(
                 f"{out}: the output would contain the input {item}; choose another output path"
+            )
+        if replaces_file and resolved.is_relative_to(path):
+            raise RlrecError(
+                f"{out}: replacing it would change the input {item}; choose another output path"
             )
 
 
@@ -148,7 +156,7 @@ def check_output_file(
         raise RlrecError(f"{path}: is a directory; give a file name")
     if path.parent.exists() and not path.parent.is_dir():
         raise RlrecError(f"{path}: {path.parent} is a file, not a directory")
-    _check_inputs(path, inputs)
+    _check_inputs(path, inputs, replaces_file=path.exists())
     if path.exists() and not overwrite:
         raise OutputExistsError(path, flag)
 

@@ -136,6 +136,9 @@ def load_checkpoint(
     path: Path,
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, Any]]:
     """``(model tensors, optimiser tensors, state)`` of a checkpoint directory, validated."""
+    for name in ("model.safetensors", "state.json"):
+        if not (path / name).is_file():
+            raise DataFormatError(path, f"incomplete checkpoint: {name} missing")
     try:
         model = load_file(str(path / "model.safetensors"))
         optim = (
