@@ -62,7 +62,10 @@ AC = {"kind": "sac", "lr": 0.01, "lr_phase2": 0.01, "warmup_steps": 30_000}
 def methods(dataset: str) -> dict[str, tuple[str, dict[str, Any], dict[str, Any]]]:
     """``name → (row label, objective, extra top-level settings)``."""
     d = CCQL[dataset]
-    legacy_co = {"loss": d["co"], "augmentation": "permutation_legacy"}
+    # The CCQL code's contrastive loss depends on the dataset; SASRec-CO's code uses the TS2Vec-style
+    # "InfoNCE" on every dataset.
+    legacy_ccql_co = {"loss": d["co"], "augmentation": "permutation_legacy"}
+    legacy_co = {"loss": "ts2vec_legacy", "augmentation": "permutation_legacy"}
     ccql = {
         "kind": "ccql",
         "lr": d["lr"],
@@ -92,7 +95,7 @@ def methods(dataset: str) -> dict[str, tuple[str, dict[str, Any], dict[str, Any]
         "sasrec_ccql_legacy": (
             "SASRec-CCQL (code)",
             ccql
-            | {"cql_variant": "legacy", "r_negative": d["r_neg"], "contrastive": legacy_co}
+            | {"cql_variant": "legacy", "r_negative": d["r_neg"], "contrastive": legacy_ccql_co}
             | LEGACY,
             {"grad_clip_value": 1.0},
         ),

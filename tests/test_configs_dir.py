@@ -91,3 +91,19 @@ def test_every_ccql_table_row_has_its_configs() -> None:
         for row in table["rows"]:
             assert set(row["configs"]) <= names, row["label"]
             assert len(row["paper"]) == len(table["columns"])
+
+
+@pytest.mark.parametrize(
+    "path", sorted(CONFIGS.parent.glob("ccql/*/*_legacy.yaml")), ids=lambda p: str(p.parent.name)
+)
+def test_legacy_ccql_configs_use_the_authors_contrastive_loss(path: Path) -> None:
+    """The code's SASRec-CO uses the TS2Vec-style loss on every dataset; its CCQL uses NT-Xent
+    ("InfoNCECosine") on RC15 and the TS2Vec-style loss on RetailRocket."""
+    from rlrec.train.config import TrainConfig
+
+    obj = build_config(TrainConfig, path=path).objective
+    if obj.kind not in ("co", "ccql"):
+        return
+    expected = "nt_xent" if obj.kind == "ccql" and path.parent.name == "rc15" else "ts2vec_legacy"
+    assert obj.contrastive.loss == expected
+    assert obj.contrastive.augmentation == "permutation_legacy"
