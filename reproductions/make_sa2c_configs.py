@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from rlrec.models.encoders.base import WITHOUT_DROPOUT
+
 ROOT = Path(__file__).resolve().parents[1]
 ENCODERS = {"gru": "GRU", "caser": "Caser", "nextitnet": "NItNet", "sasrec": "SASRec"}
 METHODS = ("supervised", "sqn", "sac", "snqn", "sa2c")
@@ -44,7 +46,8 @@ def config(
         "out": f"runs/{dataset}/{name}",
         "seed": 0,
         "device": "auto",
-        "encoder": {"kind": encoder, "hidden": 64, "dropout": 0.1},
+        "encoder": {"kind": encoder, "hidden": 64}
+        | ({} if encoder in WITHOUT_DROPOUT else {"dropout": 0.1}),
         "objective": obj,
         "train": {
             "batch_size": 256,

@@ -376,3 +376,22 @@ def test_sasrec_rejects_heads_not_dividing_hidden() -> None:
 def test_caser_rejects_heights_longer_than_window() -> None:
     with pytest.raises(ValueError, match="caser_heights"):
         build_encoder(EncoderConfig(kind="caser", caser_heights=(2, 11)), N_ITEMS, L)
+
+
+def test_dropout_only_where_the_encoder_has_it() -> None:
+    """GRU and NextItNet have no dropout: a non-zero rate is refused, not silently ignored."""
+    from rlrec.config import build_config
+    from rlrec.errors import ConfigError
+    from rlrec.train.config import TrainConfig
+
+    base = {"data": "d", "out": "o"}
+    for kind in ("gru", "nextitnet"):
+        with pytest.raises(ConfigError, match=f"the {kind} encoder has no dropout"):
+            build_config(TrainConfig, cli={**base, "encoder": {"kind": kind, "dropout": 0.2}})
+        cfg = build_config(TrainConfig, cli={**base, "encoder": {"kind": kind}})
+        assert cfg.encoder.dropout == 0.0
+    for kind in ("caser", "sasrec"):
+        assert (
+            build_config(TrainConfig, cli={**base, "encoder": {"kind": kind}}).encoder.dropout
+            == 0.1
+        )

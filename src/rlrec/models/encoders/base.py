@@ -12,15 +12,17 @@ masking augmentation of contrastive objectives; the mask id counts as a real pos
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 from rlrec.config import StrictModel
 
 EncoderKind = Literal["gru", "caser", "nextitnet", "sasrec"]
+WITHOUT_DROPOUT = ("gru", "nextitnet")
+"""The papers' GRU and NextItNet encoders have no dropout (Xin et al., WSDM'22 §5.1.3)."""
 
 
 class EncoderConfig(StrictModel):
@@ -28,7 +30,12 @@ class EncoderConfig(StrictModel):
 
     kind: EncoderKind = "sasrec"
     hidden: int = Field(64, ge=1, description="item embedding / hidden size d")
-    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    dropout: float = Field(
+        0.1,
+        ge=0.0,
+        lt=1.0,
+        description="Caser and SASRec (default 0.1); GRU and NextItNet have none (0, the default)",
+    )
     caser_filters: int = Field(16, ge=1, description="horizontal filters per height")
     caser_heights: tuple[int, ...] = (2, 3, 4)
     nextitnet_dilations: tuple[int, ...] = (1, 2, 1, 2, 1, 2)
@@ -36,6 +43,19 @@ class EncoderConfig(StrictModel):
     sasrec_blocks: int = Field(1, ge=1)
     sasrec_heads: int = Field(1, ge=1)
     sasrec_variant: Literal["xin_tf", "ccql_torch"] = "xin_tf"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dropout_where_the_encoder_has_it(cls, data: Any) -> Any:
+        """GRU and NextItNet default to no dropout and refuse a non-zero rate (it would be
+        silently ignored)."""
+        if not isinstance(data, dict) or data.get("kind") not in WITHOUT_DROPOUT:
+            return data
+        if data.get("dropout", 0.0) not in (0, 0.0):
+            raise ValueError(
+                f"encoder.dropout: the {data['kind']} encoder has no dropout (set 0 or remove it)"
+            )
+        return {**data, "dropout": 0.0}
 
 
 class Encoder(nn.Module):
