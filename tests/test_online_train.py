@@ -307,3 +307,16 @@ def test_cli_bad_inputs_are_one_line_and_create_nothing(
         assert not (tmp_path / "run").exists(), args
     r = cli("sim", "evaluate", tmp_path / "nowhere")
     assert r.code == 2 and "not an rlrec sim run directory" in r.err
+
+
+def test_env_settings_the_run_fixes_are_refused_not_ignored(tmp_path: Path) -> None:
+    from rlrec.config import build_config
+    from rlrec.online.config import OnlineTrainConfig
+
+    base = {"data": str(tmp_path / "d"), "out": str(tmp_path / "o"), "device": "cpu"}
+    with pytest.raises(ConfigError, match=r"env\.device 'cuda' differs from the run's device 'cpu'"):
+        build_config(OnlineTrainConfig, cli={**base, "env": {"device": "cuda"}})
+    with pytest.raises(ConfigError, match=r"env\.auto_reset must be true"):
+        build_config(OnlineTrainConfig, cli={**base, "env": {"auto_reset": False}})
+    for device in ("auto", "cpu"):
+        build_config(OnlineTrainConfig, cli={**base, "env": {"device": device}})

@@ -112,6 +112,22 @@ class OnlineTrainConfig(StrictModel):
         }
 
     @model_validator(mode="after")
+    def _env_settings_a_run_fixes(self) -> OnlineTrainConfig:
+        """A run's simulators live on the run's ``device`` and refill finished sessions with new
+        users; a different ``env`` setting would be ignored, so it is refused."""
+        if self.env.device not in ("auto", self.device):
+            raise ValueError(
+                f"env.device '{self.env.device}' differs from the run's device '{self.device}': "
+                "set 'device' (it places the networks and every simulator)"
+            )
+        if not self.env.auto_reset:
+            raise ValueError(
+                "env.auto_reset must be true for training: each finished session is replaced by "
+                "a new user in the same step"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _rollouts_fit_checkpoints(self) -> OnlineTrainConfig:
         m = getattr(self.agent, "rollout_length", 1)
         if self.train.eval_every % m:

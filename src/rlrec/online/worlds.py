@@ -62,7 +62,7 @@ def build_worlds(cfg: OnlineTrainConfig, *, train: bool = True, evaluation: bool
     dataset = ListDataset.load(cfg.data)
     urm = dataset_urm(dataset, cfg.urm, device)
     user_x = dataset.user_features().to(device)
-    env_cfg = cfg.env.model_copy(update={"device": str(device), "auto_reset": True})
+    env_cfg = cfg.env.model_copy(update={"device": str(device)})  # "auto" resolved once
     h = urm.model.cfg.max_history
     info: dict[str, Any] = {"urm": _describe(urm)}
     train_sim, val = None, None

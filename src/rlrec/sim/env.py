@@ -69,7 +69,7 @@ class EnvConfig(StrictModel):
     auto_reset: bool = True
     start_split: Literal["train", "test", "all"] = "train"
     urm_legacy_dropout: bool = False
-    device: str = "cpu"  # cpu, cuda, cuda:N or auto
+    device: str = "auto"  # auto (CUDA when present), cpu, cuda or cuda:N
 
 
 @dataclass(frozen=True)

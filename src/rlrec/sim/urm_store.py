@@ -22,6 +22,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from rlrec.device import resolve_device
 from rlrec.errors import DataFormatError
 from rlrec.fsutil import atomic_write_json
 from rlrec.sim.urm import URM, URMConfig
@@ -83,8 +84,10 @@ def save_urm(
 
 
 def load_urm(path: Path, device: torch.device | str = "cpu") -> LoadedURM:
-    """Load a URM directory written by :func:`save_urm` (model in eval mode)."""
+    """Load a URM directory written by :func:`save_urm` (model in eval mode) onto ``device``
+    (``auto``: CUDA when present)."""
     path = Path(path)
+    device = device if isinstance(device, torch.device) else resolve_device(device)
     if not path.is_dir():
         raise DataFormatError(path, "URM directory not found (create it with rlrec sim train-urm)")
     for name in (META, WEIGHTS):
