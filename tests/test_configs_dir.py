@@ -107,3 +107,39 @@ def test_legacy_ccql_configs_use_the_authors_contrastive_loss(path: Path) -> Non
     expected = "nt_xent" if obj.kind == "ccql" and path.parent.name == "rc15" else "ts2vec_legacy"
     assert obj.contrastive.loss == expected
     assert obj.contrastive.augmentation == "permutation_legacy"
+
+
+SIM = CONFIGS.parent / "sim"
+
+
+@pytest.mark.parametrize(
+    "path", sorted(SIM.glob("*/*.yaml")), ids=lambda p: f"{p.parent.name}/{p.name}"
+)
+def test_shipped_sim_config_is_valid(path: Path) -> None:
+    from rlrec.online.config import OnlineTrainConfig
+    from rlrec.sim.prepare import ListPrepareConfig
+    from rlrec.sim.urm_train import URMTrainConfig
+
+    if path.parent.name == "data":
+        raw = {} if path.name == "synthetic.yaml" else {"source": {"path": "raw"}}
+        build_config(ListPrepareConfig, path=path, cli=raw)
+    elif path.parent.name == "urm":
+        build_config(URMTrainConfig, path=path)
+    else:
+        build_config(OnlineTrainConfig, path=path)
+
+
+def test_the_parity_agent_trains_in_worlds_of_parity_urms() -> None:
+    """``hac_code_parity`` restores every reference behaviour, its users' URMs included."""
+    from rlrec.online.config import OnlineTrainConfig
+    from rlrec.sim.urm_train import URMTrainConfig
+
+    agent = build_config(OnlineTrainConfig, path=SIM / "agents" / "hac_code_parity.yaml")
+    urms = {
+        build_config(URMTrainConfig, path=p).out: build_config(URMTrainConfig, path=p)
+        for p in SIM.glob("urm/*.yaml")
+    }
+    for path in (agent.urm, agent.eval_urm):
+        urm = urms[path]
+        assert urm.urm_legacy_double_sigmoid and urm.keep == "last"
+        assert not urm.urm.key_padding_mask
