@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from conftest import ML100K
+from conftest import ML100K, require_shared
 
 from rlrec.data.dataset import PreparedDataset
 from rlrec.data.loaders.recbole import RecBoleSource
@@ -202,9 +202,9 @@ def test_load_rejects_corruption_and_foreign_directories(synth_dir: Path, tmp_pa
         PreparedDataset.load(tmp_path / "ds")
 
 
-@pytest.mark.skipif(not ML100K.exists(), reason="shared/datasets/ml-100k not present")
 def test_real_ml100k_protocol(tmp_path: Path) -> None:
     """User = session, rating ≥ 4 = purchase, users split 8:1:1 with seed 0, ties in file order."""
+    require_shared(ML100K)
     manifest = prepare(PrepareConfig(source=RecBoleSource(path=ML100K)), tmp_path / "ml")
     assert manifest["counts"] == {
         "raw_events": 100_000,
@@ -232,3 +232,14 @@ def test_real_ml100k_protocol(tmp_path: Path) -> None:
         stats["all"]["sequences"] == 943
         and stats["training"]["transitions"] == manifest["splits"]["train"]["events"]
     )
+
+
+def test_stats_count_the_batches_training_runs(synth_dir: Path, tmp_path: Path) -> None:
+    """An epoch is floor(transitions / batch) steps: the trainer drops the last partial batch."""
+    from rlrec.data.transitions import Transitions
+
+    prepare(PrepareConfig(source=SyntheticSource(path=synth_dir)), tmp_path / "ds")
+    ds = PreparedDataset.load(tmp_path / "ds")
+    n = len(Transitions(ds.split("train"), ds.state_size, ds.pad_id))
+    stats = dataset_stats(ds, batch_size=7)
+    assert n % 7 and stats["training"]["batches_per_epoch"] == n // 7

@@ -60,7 +60,7 @@ def dataset_stats(ds: PreparedDataset, batch_size: int = 256) -> dict[str, Any]:
     out["all"] = total
     out["training"] = {
         "transitions": out["train"]["events"],
-        "batches_per_epoch": -(-out["train"]["events"] // batch_size),
+        "batches_per_epoch": out["train"]["events"] // batch_size,  # the last partial one is dropped
         "batch_size": batch_size,
         "state_size": ds.state_size,
         "pad_id": ds.pad_id,
