@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +29,6 @@ import torch
 from conftest import tiny_train_config
 from safetensors.torch import load_file, save_file
 
-from rlrec.cli import main
 from rlrec.config import config_to_yaml
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
@@ -1330,21 +1328,6 @@ def _snapshot(*roots: Path) -> dict[str, str]:
     return state
 
 
-@pytest.fixture
-def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
-    def run(args: list[str | Path]) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["rlrec", *map(str, args)])
-        code = 0
-        try:
-            main()
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run
-
-
 def _inject_enospc(monkeypatch: pytest.MonkeyPatch) -> None:
     import polars as pl
 
@@ -1376,7 +1359,7 @@ def test_bad_input(
     name: str,
     world: World,
     tmp_path: Path,
-    run_cli,
+    cli,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     ctx = Ctx(tmp_path, world)
@@ -1388,7 +1371,8 @@ def test_bad_input(
         if ctx.erofs:
             _inject_erofs(monkeypatch, tmp_path)
         before = _snapshot(tmp_path, world.root)
-        code, out, err = run_cli(spec.args)
+        result = cli(*spec.args)
+        code, out, err = result.code, result.out, result.err
         monkeypatch.undo()
         after = _snapshot(tmp_path, world.root)
     finally:
@@ -1408,7 +1392,7 @@ def test_bad_input(
     assert not (added or removed or changed), (added, removed, changed)
 
 
-def test_paths_are_printed_as_given_never_as_markup(world: World, tmp_path: Path, run_cli) -> None:
+def test_paths_are_printed_as_given_never_as_markup(world: World, tmp_path: Path, cli) -> None:
     """A path like ``/x/[bold]y[/]/`` is shown verbatim (rich markup is off), and an absolute
     checkpoint path works with ``--out``."""
     run = Path(shutil.copytree(world.run, tmp_path / "[bold]runs[/]" / "run"))
@@ -1416,11 +1400,9 @@ def test_paths_are_printed_as_given_never_as_markup(world: World, tmp_path: Path
     (run / "config.yaml").write_text(text)
     step = json.loads((run / "checkpoints" / "latest.json").read_text())["checkpoint"]
     checkpoint = (run / "checkpoints" / step).resolve()
-    code, out, err = run_cli(
-        ["evaluate", run, "--checkpoint", checkpoint, "--out", tmp_path / "m.json"]
-    )
-    assert code == 0, err
-    assert str(checkpoint) in "".join(out.split())  # the table title may wrap
+    result = cli("evaluate", run, "--checkpoint", checkpoint, "--out", tmp_path / "m.json")
+    assert result.code == 0, result.err
+    assert str(checkpoint) in "".join(result.out.split())  # the table title may wrap
     assert json.loads((tmp_path / "m.json").read_text())["checkpoint"] == str(checkpoint)
 
 
