@@ -95,7 +95,12 @@ def methods(dataset: str) -> dict[str, tuple[str, dict[str, Any], dict[str, Any]
         "sasrec_ccql_legacy": (
             "SASRec-CCQL (code)",
             ccql
-            | {"cql_variant": "legacy", "r_negative": d["r_neg"], "contrastive": legacy_ccql_co}
+            | {
+                "cql_variant": "legacy",
+                "r_negative": d["r_neg"],
+                "contrastive": legacy_ccql_co,
+                "exclude_history": False,
+            }
             | LEGACY,
             {"grad_clip_value": 1.0},
         ),

@@ -107,6 +107,10 @@ def test_legacy_ccql_configs_use_the_authors_contrastive_loss(path: Path) -> Non
     expected = "nt_xent" if obj.kind == "ccql" and path.parent.name == "rc15" else "ts2vec_legacy"
     assert obj.contrastive.loss == expected
     assert obj.contrastive.augmentation == "permutation_legacy"
+    if obj.kind == "ccql":  # the code samples negatives from the whole catalogue
+        assert not obj.exclude_history
+        paper = build_config(TrainConfig, path=path.with_name("sasrec_ccql.yaml")).objective
+        assert paper.exclude_history  # P-CCQL: items the user did not interact with
 
 
 SIM = CONFIGS.parent / "sim"

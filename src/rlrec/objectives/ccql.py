@@ -21,7 +21,8 @@ class CCQLConfig(COConfig, NegativeSampling):
     ``cql_variant`` (spec §C.10):
 
     * ``sampled`` (default, the paper): ``CQL_b = τ·logsumexp_{a ∈ {a⁺} ∪ N_b} Q(s_b,a)/τ − Q(s_b,a⁺)``
-      over ``num_negatives`` uniform negatives (``exclude_history`` to avoid the session's items) —
+      over ``num_negatives`` uniform negatives, none of them an item of the state
+      (``exclude_history``, the paper; the authors' code samples from the whole catalogue) —
       it pushes the Q-values of unobserved items down relative to the logged one;
     * ``full``: the log-sum-exp over the whole catalogue (the original CQL's ``log Σ_a exp Q``);
     * ``legacy``: the CCQL code literally — ``c = [Q(s,a*), Q(s,a⁺), float(a*)]`` with
@@ -44,6 +45,11 @@ class CCQLConfig(COConfig, NegativeSampling):
     cql_alpha: float = Field(0.01, ge=0.0, description="α: weight of the conservative term")
     cql_temperature: float = Field(0.5, gt=0.0, description="τ of the log-sum-exp")
     negative_td: bool = Field(False, description="also train SNQN's TD on the sampled negatives")
+    exclude_history: bool = Field(
+        True,
+        description="never sample an item of the state as a negative: P-CCQL samples negatives "
+        "among items the user did not interact with (§3.2); false = the authors' code",
+    )
 
     @property
     def n_negatives(self) -> int:
