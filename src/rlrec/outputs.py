@@ -28,6 +28,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator, Sequence
@@ -41,10 +42,29 @@ from rlrec.errors import OutputExistsError, RlrecError
 MARKER = ".rlrec-output.json"
 KINDS = ("dataset", "list_dataset", "urm", "run", "sim_run", "sweep", "report", "synthetic_raw")
 _TMP, _OLD = ".tmp-", ".old-"
+# A temporary of rlrec.fsutil's atomic writes inside an output: .NAME.tmp-<pid>-<hex> or .old-
+_PARTIAL = re.compile(r"\.(?P<name>.+)\.(?P<what>tmp|old)-\d+-[0-9a-f]{8}")
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")
 
 
 class OutputLockedError(RlrecError):
     """Another process is writing the same output."""
+
+
+def as_os_error(exc: BaseException, path: Path | str) -> OSError | None:
+    """The ``OSError`` that ``exc`` reports, naming ``path``, or ``None`` when it reports none.
+
+    Rust-backed writers (polars, safetensors) raise their own exception types when a write fails
+    (a full disk, a read-only file system), with ``(os error N)`` in the message; raised again as
+    an ``OSError``, the CLI reports them as one line like any other file-system error.
+    """
+    if isinstance(exc, OSError) or not isinstance(exc, Exception):
+        return None
+    match = _OS_ERROR.search(str(exc))
+    if match is None:
+        return None
+    code = int(match[1])
+    return OSError(code, os.strerror(code), str(path))
 
 
 # ------------------------------------------------------------------------------ markers
@@ -279,6 +299,31 @@ def recover_stale(out: Path) -> None:
             shutil.rmtree(entry)
 
 
+def remove_partial(directory: Path) -> None:
+    """Clean up what killed writers left inside ``directory``, an output filled in place (a run
+    being resumed; call with the lock held).
+
+    The temporary files and directories of :mod:`rlrec.fsutil`'s atomic writes
+    (``.NAME.tmp-<pid>-<hex>``) are removed; a replaced ``.NAME.old-<pid>-<hex>`` is renamed back
+    to ``NAME`` when the kill came between the two renames and ``NAME`` is missing, else removed.
+    Otherwise they would stay in the finished run for good.
+    """
+    found: list[Path] = []
+    for root, dirs, files in os.walk(directory):
+        found += [Path(root) / name for name in sorted(dirs + files) if _PARTIAL.fullmatch(name)]
+        dirs[:] = [d for d in dirs if not _PARTIAL.fullmatch(d)]
+    for entry in found:
+        match = _PARTIAL.fullmatch(entry.name)
+        assert match is not None
+        target = entry.with_name(match["name"])
+        if match["what"] == "old" and not target.exists() and not target.is_symlink():
+            entry.rename(target)
+        elif entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
 def swap_in(tmp: Path, out: Path) -> None:
     """Put the complete ``tmp`` at ``out``; an old ``out`` is removed only once ``tmp`` is there."""
     if out.is_dir() and not any(out.iterdir()):
@@ -315,8 +360,10 @@ def new_output(
             try:
                 yield tmp
                 swap_in(tmp, out)
-            except BaseException:
+            except BaseException as exc:
                 shutil.rmtree(tmp, ignore_errors=True)
+                if (error := as_os_error(exc, out)) is not None:
+                    raise error from exc
                 raise
     except BaseException:
         remove_created(created)
@@ -366,7 +413,8 @@ class RunClaim:
     * a **new** run (``out`` missing or empty) is started in place, its first files (marker,
       config, metadata) written into a temporary sibling and renamed, so a run directory always has
       a config; it can be resumed after a kill;
-    * ``resume`` continues the run in place (its saved config must equal the current one);
+    * ``resume`` continues the run in place (its saved config must equal the current one), once
+      the temporaries of a killed writer inside it are cleaned up (:func:`remove_partial`);
     * ``overwrite`` of a finished or failed run builds the new run in a temporary sibling and swaps
       it in by :meth:`commit` once it is complete: a new run that fails leaves the old one intact.
 
@@ -425,6 +473,7 @@ class RunClaim:
             self._lock = OutputLock(self.out).acquire()
             recover_stale(self.out)
             if resume:
+                remove_partial(self.out)
                 return
             check_output(self.out, kind, overwrite=overwrite, inputs=inputs)
             if self.out.exists() and any(self.out.iterdir()):
@@ -444,15 +493,17 @@ class RunClaim:
         directory that is then renamed into place (skipped for a resumed run)."""
         if not self.new or self._lock is None:
             return
-        if self._tmp is not None:
-            write_files(self._tmp)
-            return
-        staging = temp_sibling(self.out, self.kind)
+        in_place = self._tmp is None  # else the run is built beside the old one: no rename yet
+        staging = temp_sibling(self.out, self.kind) if self._tmp is None else self._tmp
         try:
             write_files(staging)
-            swap_in(staging, self.out)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
+            if in_place:
+                swap_in(staging, self.out)
+        except BaseException as exc:
+            if in_place:
+                shutil.rmtree(staging, ignore_errors=True)
+            if (error := as_os_error(exc, self.out)) is not None:
+                raise error from exc
             raise
 
     def commit(self) -> None:

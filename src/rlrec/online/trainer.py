@@ -404,7 +404,7 @@ class OnlineTrainer:
             if name not in self.agent.optimizers:
                 raise ConfigError(f"{path}: optimiser '{name}' is not part of this agent")
             restore_optimizer(self.agent.optimizers[name], name, optim, groups)
-        self.tracker.truncate_after(self.step)
+        self.tracker.truncate_after(self.step, ends=("eval",))  # a finished run evaluates again
 
     def _finish(self, seconds: float, iterations: int) -> dict[str, Any]:
         save_weights(self.run_dir / LAST, self.agent.nets, {"step": self.step})

@@ -27,6 +27,7 @@ from torch import nn
 
 from rlrec.errors import DataFormatError
 from rlrec.fsutil import atomic_directory, atomic_write_json
+from rlrec.outputs import as_os_error
 
 LATEST = "latest.json"
 CHECKPOINT_NAME = re.compile(r"step_\d{9}")
@@ -70,6 +71,16 @@ def restore_optimizer(
     opt.load_state_dict({"state": state, "param_groups": groups})
 
 
+def _save_file(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """``safetensors.torch.save_file``; a failed write (a full disk) is raised as an ``OSError``."""
+    try:
+        save_file(tensors, str(path))
+    except SafetensorError as exc:
+        if (error := as_os_error(exc, path)) is not None:
+            raise error from exc
+        raise
+
+
 def save_checkpoint(
     root: Path,
     step: int,
@@ -87,9 +98,9 @@ def save_checkpoint(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        save_file(module_tensors(modules), str(tmp / "model.safetensors"))
+        _save_file(module_tensors(modules), tmp / "model.safetensors")
         opt_tensors, opt_meta = optimizer_payload(optimizers)
-        save_file(opt_tensors, str(tmp / "optim.safetensors"))
+        _save_file(opt_tensors, tmp / "optim.safetensors")
         atomic_write_json(tmp / "state.json", {**state, "step": step, "optimizers": opt_meta})
     except BaseException:  # e.g. disk full: no partial checkpoint stays behind
         shutil.rmtree(tmp, ignore_errors=True)
@@ -109,7 +120,7 @@ def save_checkpoint(
 def save_weights(path: Path, modules: dict[str, nn.Module], state: dict[str, Any]) -> None:
     """Write weights and a JSON state (no optimiser) to the directory ``path``, atomically."""
     with atomic_directory(path, overwrite=True) as tmp:
-        save_file(module_tensors(modules), str(tmp / "model.safetensors"))
+        _save_file(module_tensors(modules), tmp / "model.safetensors")
         atomic_write_json(tmp / "state.json", state)
 
 

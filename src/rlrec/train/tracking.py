@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -61,18 +62,23 @@ class Tracker:
         with open(path, "a", newline="", encoding="utf-8") as fh:
             csv.writer(fh).writerow(["" if row.get(c) is None else row.get(c) for c in columns])
 
-    def truncate_after(self, step: int) -> None:
-        """Drop records logged after ``step`` (a resumed run replays them from its checkpoint).
+    def truncate_after(self, step: int, *, ends: Collection[str] = ()) -> None:
+        """Drop the records logged after the checkpoint of ``step`` (a resumed run replays them).
 
-        A line cut short by a kill is dropped too. Each file is replaced atomically.
+        Those are the records of later steps, and the records of the kinds in ``ends`` at ``step``
+        itself: the end-of-run evaluation is logged at the last step *after* its checkpoint, so a
+        run killed during it, or a finished run resumed, logs it again. A line cut short by a kill
+        is dropped too. Each file is replaced atomically.
         """
         self._jsonl.close()
         for path in [self.run_dir / "metrics.jsonl", *self.run_dir.glob("*.csv")]:
             lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
             if path.suffix == ".jsonl":
-                keep = [ln for ln in lines if _record_step(ln, json_line=True) <= step]
+                keep = [ln for ln in lines if _before(*_record(ln, json_line=True), step, ends)]
             else:
-                keep = lines[:1] + [ln for ln in lines[1:] if _record_step(ln) <= step]
+                keep = lines[:1] + [
+                    ln for ln in lines[1:] if _before(path.stem, _record(ln)[1], step, ends)
+                ]
             atomic_write_bytes(path, "".join(keep).encode())
         self._jsonl = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
 
@@ -82,14 +88,23 @@ class Tracker:
             self._tb.close()
 
 
-def _record_step(line: str, json_line: bool = False) -> float:
-    """The step of a complete log line; ``inf`` (dropped) for a line a kill cut short."""
+def _record(line: str, json_line: bool = False) -> tuple[str | None, float]:
+    """``(kind, step)`` of a complete log line (``kind`` of JSON lines only); step ``inf``
+    (dropped) for a line a kill cut short."""
     if not line.endswith("\n"):
-        return math.inf
+        return None, math.inf
     try:
-        return float(json.loads(line)["step"] if json_line else line.split(",", 1)[0])
-    except (ValueError, KeyError, TypeError):
-        return math.inf
+        if not json_line:
+            return None, float(line.split(",", 1)[0])
+        record = json.loads(line)
+        return record.get("kind"), float(record["step"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None, math.inf
+
+
+def _before(kind: str | None, step: float, checkpoint: int, ends: Collection[str]) -> bool:
+    """Whether a record of ``kind`` at ``step`` was logged before the checkpoint of ``checkpoint``."""
+    return step < checkpoint if kind in ends else step <= checkpoint
 
 
 def _plain(value: Any) -> Any:

@@ -165,6 +165,7 @@ class Trainer:
         self._eval_data: dict[str, Transitions] = {}
         self._eval_beta = item_popularity(self.ds, "train", 1.0)  # NG_off's β (spec-offline §E.4)
         self.step = 0
+        self.stopped = False  # stopped early (patience, a stability flag) at ``step``
         self.best: dict[str, Any] = {"metric": None, "step": None, "evals_since": 0}
         self.history: list[dict[str, float]] = []  # step + ranking metrics of every validation
         self.monitor = StabilityMonitor(cfg.train.stability, self._q_bound())
@@ -230,7 +231,7 @@ class Trainer:
         counts: dict[str, int] = {}
         t0, step0 = time.perf_counter(), self.step
         order, order_epoch = None, -1
-        stop = False
+        stop = self.stopped  # a resumed run that had stopped early stays stopped
         try:
             while self.step < self.total_steps and not stop:
                 epoch, index = divmod(self.step, self.steps_per_epoch)
@@ -261,7 +262,7 @@ class Trainer:
                     sums, counts = {}, {}
                     stop = self._agree(self._flag(self.monitor.check_train(self.step, window)))
                 if self.step % cfg.eval_every == 0 or self.step == self.total_steps:
-                    stop = self._validate_and_checkpoint() or stop
+                    stop = self._validate_and_checkpoint(stop)
             elapsed = time.perf_counter() - t0
             summary = self._finish(elapsed, self.step - step0)
             self._close_tracker()
@@ -372,16 +373,17 @@ class Trainer:
             kept.update(int(h["step"]) for h in scored[: cfg.keep_top])
         return kept
 
-    def _validate_and_checkpoint(self) -> bool:
-        """Evaluate on validation, update the best checkpoint, save; returns True to stop early."""
-        stop = False
+    def _validate_and_checkpoint(self, stop: bool) -> bool:
+        """Evaluate on validation, update the best checkpoint, save; returns True to stop early
+        (``stop``: the training window already asked to). The decision is saved with the
+        checkpoint, so a run resumed from it stops there too."""
         if self.world.is_main:
             metrics = self.evaluate_split("val")
             key = self.cfg.train.select_metric
             self._log("val", metrics)
             value = metrics[key]
             best = self.best["metric"]
-            stop = self._flag(self.monitor.check_val(self.step, value, best))
+            stop = self._flag(self.monitor.check_val(self.step, value, best)) or stop
             improved = not math.isnan(value) and (best is None or value > best)
             if improved:
                 self.best.update(metric=value, step=self.step, evals_since=0)
@@ -397,6 +399,8 @@ class Trainer:
             if improved:
                 save_weights(self.run_dir / BEST, self._modules(), weights)
             self._update_top(weights)
+            patience = self.cfg.train.patience
+            stop = stop or (patience is not None and self.best["evals_since"] >= patience)
             save_checkpoint(
                 self.run_dir / CHECKPOINTS,
                 self.step,
@@ -408,11 +412,10 @@ class Trainer:
                     "stability": self.monitor.state_dict(),
                     "rlrec_version": __version__,
                     "val": metrics,
+                    "stopped": stop,
                 },
                 keep_last=self.cfg.train.keep_last,
             )
-            patience = self.cfg.train.patience
-            stop = stop or (patience is not None and self.best["evals_since"] >= patience)
         return self._agree(stop)
 
     def _update_top(self, weights: dict[str, Any]) -> None:
@@ -441,6 +444,7 @@ class Trainer:
         model, optim, state = load_checkpoint(path)
         load_modules(self._modules(), model, path)
         self.step = int(state["step"])
+        self.stopped = bool(state.get("stopped", False))
         self.best = state["best"]
         self.history = state.get("history", [])
         self.monitor.load_state_dict(state.get("stability", {}))
@@ -451,8 +455,8 @@ class Trainer:
             net, phase = name.split(".")
             opt = self._optimizer(int(net[3:]), int(phase[5:]))
             restore_optimizer(opt, name, optim, groups)
-        if self.tracker is not None:
-            self.tracker.truncate_after(self.step)
+        if self.tracker is not None:  # the test record of a finished run is logged again
+            self.tracker.truncate_after(self.step, ends=("test",))
 
     def _finish(self, elapsed: float, steps: int) -> dict[str, Any]:
         summary: dict[str, Any] = {}
