@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,17 @@ import pytest
 from rlrec.cli import main
 
 ML100K = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "ml-100k"
+
+
+def require_shared(path: Path) -> Path:
+    """``path`` (a data set under ``../shared/datasets``), or skip the calling test when it is
+    missing — but **fail** under ``CI=true``, so a missing data set never turns into a green run."""
+    if not path.exists():
+        reason = f"shared data set {path} not present"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{reason}; CI=true requires it (not skipped)", pytrace=False)
+        pytest.skip(reason)
+    return path
 
 
 @dataclass

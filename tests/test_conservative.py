@@ -12,8 +12,9 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_objectives import LOG3, MAIN_Q, TableNet, batch
+from test_objectives import LOG3, MAIN_Q, PAD, TableNet, batch
 
+from rlrec.data.transitions import TransitionBatch
 from rlrec.models.encoders import EncoderConfig, build_encoder
 from rlrec.models.network import QNetwork
 from rlrec.objectives import LossInputs
@@ -193,11 +194,37 @@ def test_ccql_negative_td_adds_snqn_terms_and_only_sampled_needs_negatives() -> 
 
 
 def test_ccql_batch_mean_weighting_is_the_legacy_bug() -> None:
-    per = CCQLConfig(cql_alpha=0.0, **NO_CO).compute_loss(ccql_inputs(step=5)).loss
-    legacy = CCQLConfig(cql_alpha=0.0, sac_weighting="legacy_batch_mean", **NO_CO)
-    # one sample: batch mean = the sample's own weight, so both agree here; two-sample
-    # differences are tested for SAC, whose actor CCQL reuses
-    assert legacy.compute_loss(ccql_inputs(step=5)).loss.item() == pytest.approx(per.item())
+    # Two transitions whose Q-weights differ, so the two weightings give different losses:
+    #   row 0: s = [0, P] → a⁺ = 1 (purchase, r = 1) → s' = [0, 1];        Qm(s, a⁺) = 4
+    #   row 1: s = [1, P] → a⁺ = 2 (click, r = 0.2) → s' = [1, 2], done;   Qm(s, a⁺) = −2
+    two = TransitionBatch(
+        state=torch.tensor([[0, PAD], [1, PAD]]),
+        len_state=torch.tensor([1, 1]),
+        action=torch.tensor([1, 2]),
+        is_buy=torch.tensor([1, 0], dtype=torch.int8),
+        next_state=torch.tensor([[0, 1], [1, 2]]),
+        len_next_state=torch.tensor([2, 2]),
+        done=torch.tensor([False, True]),
+    )
+    q = [[1.0, 4.0, 0.0], [0.5, 3.0, -2.0], [0.0, 0.0, 0.0]]
+    ce = [[0.0, 1.0, 0.0], [2.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
+    target = [[10.0, 20.0, 30.0], [7.0, 8.0, 9.0], [0.0, 0.0, 0.0]]
+    # CE_0 = −log softmax([0, 1, 0])[1], CE_1 = −log softmax([2, 0, 0])[2]
+    ce0, ce1 = math.log(2 + math.e) - 1, math.log(math.e**2 + 2)
+    # TD⁺: row 0 argmax Qm(s') = argmax [0.5, 3, −2] = 1 → Qt(s')[1] = 8 → y = 1 + 0.5·8 = 5,
+    # ½(5 − 4)² = 0.5; row 1 done → y = 0.2, ½(0.2 + 2)² = 2.42
+    td = (0.5 + 2.42) / 2
+    expected = {
+        "per_sample": (4 * ce0 + (-2) * ce1) / 2 + td,  # mean_b Q_b·CE_b
+        "legacy_batch_mean": ((4 - 2) / 2) * ((ce0 + ce1) / 2) + td,  # mean Q · mean CE
+    }
+    for mode, value in expected.items():
+        cfg = CCQLConfig(cql_alpha=0.0, sac_weighting=mode, **NO_CO)  # type: ignore[arg-type]
+        x = LossInputs(TableNet(q, ce), TableNet(target), two, torch.tensor([[0, 0], [0, 0]]), 5)
+        out = cfg.compute_loss(x)
+        assert out.loss.item() == pytest.approx(value, rel=1e-6), mode
+        assert out.logs["actor_weight"].item() == pytest.approx(1.0)
+    assert abs(expected["per_sample"] - expected["legacy_batch_mean"]) > 1.0
     assert CCQLConfig.actor_loss is SACConfig.actor_loss
 
 

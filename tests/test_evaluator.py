@@ -11,7 +11,7 @@ import torch
 
 from rlrec.data.dataset import SessionLog
 from rlrec.data.transitions import Transitions
-from rlrec.eval import EvalConfig, evaluate, top_k
+from rlrec.eval import EvalConfig, degenerate_warning, evaluate, metric_names, top_k
 
 N = 6  # items 0..5, pad id 6
 KS = (1, 3, 5)
@@ -62,6 +62,7 @@ def hand_metrics() -> dict[str, float]:
         "n_click": 5,
         "n_purchase": 3,
         "n_events": 8,
+        "tied_target_share": 0.0,
         **{f"{m}_click@{k}/nonempty": 1.0 for k in KS for m in ("hr", "ndcg")},
         **{f"{m}_purchase@{k}/nonempty": 0.5 for k in KS for m in ("hr", "ndcg")},
         "n_click/nonempty": 3,
@@ -136,18 +137,78 @@ def test_batch_size_and_memory_cap_do_not_change_results() -> None:
     assert EvalConfig().effective_batch(1_000_000) == 67
 
 
-def test_pessimistic_ties_and_bad_inputs() -> None:
+def test_batching_does_not_change_expected_tie_metrics() -> None:
+    rng = np.random.default_rng(1)
+    n = 40
+    sessions = [list(rng.integers(0, n, rng.integers(1, 12))) for _ in range(25)]
+    buys = [list(rng.integers(0, 2, len(s))) for s in sessions]
+    tr = Transitions(log_of(sessions, buys), state_size=4, pad_id=n)
+    table = torch.from_numpy(rng.integers(0, 3, size=(n + 1, n))).to(torch.float32)  # many ties
+
+    def score_fn(state: torch.Tensor, len_state: torch.Tensor) -> torch.Tensor:
+        return table[state.gather(1, (len_state - 1).unsqueeze(1)).squeeze(1)]
+
+    beta = rng.random(n) + 0.01
+    reference = evaluate(score_fn, tr, EvalConfig(batch_size=1000), n, beta)
+    assert reference["tied_target_share"] > 0.9
+    for cfg in (EvalConfig(batch_size=1), EvalConfig(batch_size=7)):
+        got = evaluate(score_fn, tr, cfg, n, beta)
+        assert got.keys() == reference.keys()
+        for key, value in reference.items():
+            assert got[key] == pytest.approx(value, rel=1e-12, abs=1e-15), key
+
+
+def test_constant_model_gets_k_over_n_and_is_flagged() -> None:
     tr = tiny()
     flat = lambda s, n: torch.zeros(len(s), N)  # noqa: E731
-    assert evaluate(flat, tr, EvalConfig(ks=KS), N)["hr_click@1"] == 1.0
+    got = evaluate(flat, tr, EvalConfig(ks=KS, ng_off_k=5), N, BETA)
+    # every target is tied with the N - 1 = 5 other items: its rank is uniform on 1..6, so
+    # HR@k = k/6 and NDCG@k = (Σ_{r=1..k} 1/log2(r+1)) / 6 for every event, whatever the model.
+    ndcg = {
+        1: 1 / 6,
+        3: (1 + 1 / math.log2(3) + 1 / 2) / 6,
+        5: (1 + 1 / math.log2(3) + 1 / 2 + G5 + 1 / math.log2(6)) / 6,
+    }
+    for k in KS:
+        hr = k / 6
+        for name, value in (("hr", hr), ("ndcg", ndcg[k])):
+            for key in (
+                f"{name}_click@{k}",
+                f"{name}_purchase@{k}",
+                f"{name}_click@{k}/nonempty",
+                f"{name}_purchase@{k}/nonempty",
+                f"{name}@{k}/session_mean",
+            ):
+                assert got[key] == pytest.approx(value, rel=1e-12), key
+        assert got[f"reward@{k}"] == pytest.approx((0.2 * 5 + 1.0 * 3) * hr, rel=1e-12)
+    assert got["ng_off_click"] == pytest.approx(ndcg[5], rel=1e-12)
+    assert got["ng_off_purchase"] == pytest.approx(ndcg[5], rel=1e-12)
+    assert got["tied_target_share"] == 1.0
+    assert degenerate_warning(got) is not None
+    assert degenerate_warning(evaluate(successor, tr, EvalConfig(ks=KS), N)) is None
+
+
+def test_tie_modes_and_bad_inputs() -> None:
+    tr = tiny()
+    flat = lambda s, n: torch.zeros(len(s), N)  # noqa: E731
+    assert EvalConfig().ties == "expected"
+    opt = evaluate(flat, tr, EvalConfig(ks=KS, ties="optimistic"), N)
+    assert opt["hr_click@1"] == opt["ndcg_purchase@1"] == 1.0  # what an unstable sort may give
     pess = evaluate(flat, tr, EvalConfig(ks=KS, ties="pessimistic"), N)
     assert pess["hr_click@5"] == 0.0 and pess["hr_purchase@5"] == 0.0
+    assert opt["tied_target_share"] == pess["tied_target_share"] == 1.0
+    for ties in ("expected", "optimistic", "pessimistic"):
+        cfg = EvalConfig(ks=KS, ties=ties)  # type: ignore[arg-type]
+        assert set(evaluate(flat, tr, cfg, N, BETA)) == metric_names(cfg, ng_off=True)
+        assert "tied_target_share" in metric_names(cfg, ng_off=False)
     with pytest.raises(ValueError, match="score_fn returned shape"):
         evaluate(lambda s, n: torch.zeros(len(s), N + 1), tr, EvalConfig(), N)
     with pytest.raises(ValueError, match="propensity"):
         evaluate(flat, tr, EvalConfig(), N, np.ones(N + 1))
     with pytest.raises(ValueError):
         EvalConfig(ks=(0, 5))
+    with pytest.raises(ValueError):
+        EvalConfig(ties="random")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("k", [1, 5, 10, 103])

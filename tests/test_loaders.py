@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from conftest import ML100K, write_lines
+from conftest import ML100K, require_shared, write_lines
 
 from rlrec.data.filters import FilterConfig, apply_filters
 from rlrec.data.loaders.generic import ColumnMap, GenericSource
@@ -123,8 +123,8 @@ class TestMovieLens:
 
 
 class TestRecBole:
-    @pytest.mark.skipif(not ML100K.exists(), reason="shared/datasets/ml-100k not present")
     def test_real_ml100k(self) -> None:
+        require_shared(ML100K)
         events = RecBoleSource(path=ML100K).load(0)
         assert events.height == 100_000
         assert events.get_column("session_id").n_unique() == 943

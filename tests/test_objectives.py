@@ -8,6 +8,7 @@ r = 1) → ``s' = [0, 1]`` (len 2).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -113,6 +114,36 @@ def test_snqn_negative_td_bootstraps_on_current_state() -> None:
     # a done transition masks the positive bootstrap only, never the negative target
     done = SNQNConfig().compute_loss(inputs(MAIN_Q, done=True))
     assert done.loss.item() == pytest.approx(LOG3 + 0.5 * (1 - 4) ** 2 + 90.5)
+
+
+def test_negative_td_bootstraps_on_s_when_s_and_next_state_differ_everywhere() -> None:
+    # A full window slides: s = [0, 2] → a⁺ = 1 → s' = [2, 1]; s and s' differ at every position,
+    # so bootstrapping the negatives on s' (or on s' read with s's length) cannot go unnoticed.
+    slid = TransitionBatch(
+        state=torch.tensor([[0, 2]]),
+        len_state=torch.tensor([2]),
+        action=torch.tensor([1]),
+        is_buy=torch.tensor([1], dtype=torch.int8),
+        next_state=torch.tensor([[2, 1]]),
+        len_next_state=torch.tensor([2]),
+        done=torch.tensor([False]),
+    )
+    main_q = [[1.0, 4.0, 0.0], [0.5, 3.0, 4.0], [2.0, 1.0, 5.0]]  # rows: last item 0, 1, 2
+    target_q = [[10.0, 20.0, 30.0], [7.0, 8.0, 9.0], [11.0, 13.0, 17.0]]
+    # positive: Qm(s, a⁺) = Qm[2][1] = 1; argmax Qm(s') = argmax [0.5, 3, 4] = 2 → Qt(s')[2] = 9
+    #           → y⁺ = 1 + 0.5·9 = 5.5, ℓ⁺ = ½(5.5 − 1)² = 10.125
+    # negative: argmax Qm(s) = argmax [2, 1, 5] = 2 → Qt(s)[2] = 17 → y⁻ = 0 + 0.5·17 = 8.5;
+    #           negatives (0, 2): Qm(s) = 2, 5 → ℓ⁻ = ½(8.5 − 2)² + ½(8.5 − 5)² = 27.25
+    #           (on s' it would be y⁻ = 4.5 and ℓ⁻ = 3.25)
+    for done in (False, True):
+        b = dataclasses.replace(slid, done=torch.tensor([done]))
+        x = LossInputs(TableNet(main_q), TableNet(target_q), b, torch.tensor([[0, 2]]), 0)
+        out = SNQNConfig().compute_loss(x)
+        assert out.logs["target_neg"].item() == pytest.approx(8.5)
+        assert out.logs["td_neg"].item() == pytest.approx(27.25)
+        td_pos = 0.5 * (1.0 - 1.0) ** 2 if done else 10.125  # done masks the positive only
+        assert out.logs["target_pos"].item() == pytest.approx(1.0 if done else 5.5)
+        assert out.loss.item() == pytest.approx(LOG3 + td_pos + 27.25)
 
 
 def test_dqn_has_no_ce_term_and_r_negative_enters_the_target() -> None:

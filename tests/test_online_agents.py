@@ -129,6 +129,40 @@ class TestTargets:
         assert torch.allclose(calls[0]["state"], expected, atol=1e-6)
 
 
+def mean_q(critic: nn.Module, agent: Any, b: Batch) -> float:
+    """``mean Q(s, Z)`` of ``critic`` on the current actor's noise-free ``(s, Z)`` (no gradient)."""
+    with torch.no_grad():
+        s, z = agent.encode(agent.actor, b.user, b.history, agent.actor.kernel_table())
+        return float(critic(s, z).mean())
+
+
+class TestActorAscent:
+    """``L_QMax = −mean Q(s, Z)``: the actor climbs the critic (a sign flip must fail here)."""
+
+    @pytest.mark.parametrize("kind", ["ddpg", "hac", "pgra"])
+    def test_one_actor_step_raises_the_q_of_a_fixed_critic(self, kind: str) -> None:
+        agent = make(kind)
+        b = batch(16)
+        critic = snapshot(agent.critic)
+        before = mean_q(agent.critic, agent, b)
+        loss = agent.actor_q_step(agent.optimizers["actor"], agent.critic, b)
+        after = mean_q(agent.critic, agent, b)
+        assert float(loss) == pytest.approx(-before, rel=1e-5)
+        assert not changed(agent.critic, critic)  # the critic is fixed during the actor step
+        assert after > before + 1e-6
+
+    @pytest.mark.parametrize("kind", ["ddpg", "hac", "pgra"])
+    def test_update_logs_minus_q_of_the_freshly_trained_critic(self, kind: str) -> None:
+        agent = make(kind)
+        b = batch(16)
+        probe = copy.deepcopy(agent)
+        probe.td_update(b)  # the critic step update() takes first (deterministic: no dropout)
+        expected = -mean_q(probe.critic, agent, b)  # with the actor before its step
+        logs = agent.update(b, 0, torch.Generator())
+        assert abs(expected) > 0.1  # far from 0, so the sign of the loss is visible
+        assert float(logs["actor_loss"]) == pytest.approx(expected, rel=1e-5)
+
+
 class TestHACSteps:
     def test_step_order(self) -> None:
         agent = make("hac")

@@ -314,7 +314,9 @@ def test_env_settings_the_run_fixes_are_refused_not_ignored(tmp_path: Path) -> N
     from rlrec.online.config import OnlineTrainConfig
 
     base = {"data": str(tmp_path / "d"), "out": str(tmp_path / "o"), "device": "cpu"}
-    with pytest.raises(ConfigError, match=r"env\.device 'cuda' differs from the run's device 'cpu'"):
+    with pytest.raises(
+        ConfigError, match=r"env\.device 'cuda' differs from the run's device 'cpu'"
+    ):
         build_config(OnlineTrainConfig, cli={**base, "env": {"device": "cuda"}})
     with pytest.raises(ConfigError, match=r"env\.auto_reset must be true"):
         build_config(OnlineTrainConfig, cli={**base, "env": {"auto_reset": False}})

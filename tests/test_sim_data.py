@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
-from conftest import ML100K
+from conftest import ML100K, require_shared
 from sim_helpers import TINY_SYNTH, single_thread, write_text
 
 from rlrec.errors import DataFormatError, OutputExistsError
@@ -137,8 +137,8 @@ class TestMovieLens:
 # ------------------------------------------------------------------------------------ ML-100K
 
 
-@pytest.mark.skipif(not ML100K.is_dir(), reason="shared ML-100K not present")
 def test_ml100k_real_data_matches_an_independent_pipeline() -> None:
+    require_shared(ML100K)
     tables = RecBoleListSource(path=ML100K).load(seed=0)
     lines = (ML100K / "ml-100k.inter").read_text().splitlines()[1:]
     by_user: dict[int, list[tuple[float, int, int]]] = {}
@@ -160,8 +160,8 @@ def test_ml100k_real_data_matches_an_independent_pipeline() -> None:
     assert int(tables.records.get_column("labels").list.sum().sum()) == positives == 53273
 
 
-@pytest.mark.skipif(not ML100K.is_dir(), reason="shared ML-100K not present")
 def test_ml100k_side_info_shapes() -> None:
+    require_shared(ML100K)
     tables = RecBoleListSource(path=ML100K, features="side_info").load(seed=0)
     users = np.array(tables.users.get_column("features").to_list())
     items = np.array(tables.items.get_column("features").to_list())

@@ -217,6 +217,40 @@ def test_polyak_target_mode(tiny_dataset: Path, tmp_path: Path) -> None:
     )
 
 
+def test_polyak_update_values_by_hand(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After every optimiser step: target = (1 − τ)·target_before + τ·main_after."""
+    tau = 0.3
+    cfg = tiny_train_config(
+        tiny_dataset,
+        tmp_path / "run",
+        objective={"kind": "snqn", "double_q_mode": "polyak", "polyak_tau": tau},
+        train={"max_steps": 3, "eval_every": 3},
+    )
+    original = Trainer._train_step
+    checked: list[int] = []
+
+    def spy(self: Trainer, global_pos: torch.Tensor) -> dict[str, torch.Tensor]:
+        assert self.target is not None and len(self.nets) == 1
+        target_before = [p.detach().clone() for p in self.target.parameters()]
+        main_before = [p.detach().clone() for p in self.nets[0].parameters()]
+        logs = original(self, global_pos)
+        main_after = [p.detach() for p in self.nets[0].parameters()]
+        assert any(not torch.equal(a, b) for a, b in zip(main_after, main_before, strict=True))
+        for t_after, t_before, m_after in zip(
+            self.target.parameters(), target_before, main_after, strict=True
+        ):
+            expected = (1 - tau) * t_before + tau * m_after
+            torch.testing.assert_close(t_after.detach(), expected, rtol=1e-5, atol=1e-7)
+        checked.append(self.step)
+        return logs
+
+    monkeypatch.setattr(Trainer, "_train_step", spy)
+    Trainer(cfg).fit()
+    assert checked == [0, 1, 2]
+
+
 def test_early_stopping_keeps_the_best_checkpoint(
     tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,24 +1,37 @@
 """Offline evaluation: ranking metrics and the full-catalogue evaluator (spec-offline §E)."""
 
-from rlrec.eval.evaluator import EvalConfig, ScoreFn, evaluate, top_k
+from rlrec.eval.evaluator import EvalConfig, ScoreFn, evaluate, metric_names, top_k
 from rlrec.eval.metrics import (
+    DEGENERATE_TIE_SHARE,
+    TIE_MODES,
     MetricAccumulator,
     Ties,
     check_ndcg_consistency,
+    degenerate_warning,
+    expected_hit_at,
+    expected_ndcg_at,
     hit_at,
     ndcg_at,
+    target_rank_stats,
     target_ranks,
 )
 
 __all__ = [
+    "DEGENERATE_TIE_SHARE",
+    "TIE_MODES",
     "EvalConfig",
     "MetricAccumulator",
     "ScoreFn",
     "Ties",
     "check_ndcg_consistency",
+    "degenerate_warning",
     "evaluate",
+    "expected_hit_at",
+    "expected_ndcg_at",
     "hit_at",
+    "metric_names",
     "ndcg_at",
+    "target_rank_stats",
     "target_ranks",
     "top_k",
 ]

@@ -3,9 +3,14 @@
 :func:`evaluate` walks the events of a :class:`~rlrec.data.transitions.Transitions` in order, in batches
 of events (not sessions, §E.7) sized so that one ``[B, n_items]`` score matrix stays below
 ``max_score_elements``; scores **every** event, including the first of each session whose history is
-empty (§E.1, §A.6); ranks the target by comparison with its own score (:func:`target_ranks`, ``O(n)``
-per row, cheaper than the reference's full ``argsort`` and than ``topk``); and accumulates the §E.2–E.4
-metrics with :class:`~rlrec.eval.metrics.MetricAccumulator`.
+empty (§E.1, §A.6); ranks the target by comparison with its own score (:func:`target_rank_stats`: one
+``>`` and one ``==`` pass, ``O(n)`` per row, cheaper than the reference's full ``argsort`` and than
+``topk``); and accumulates the §E.2–E.4 metrics with :class:`~rlrec.eval.metrics.MetricAccumulator`.
+
+Ties are resolved by ``EvalConfig.ties``: by default (``"expected"``) every metric is its expectation
+under uniformly random tie-breaking, so a constant-score model gets HR@k = k/n, not 1; the share of
+tied targets is reported as ``tied_target_share`` and :func:`~rlrec.eval.metrics.degenerate_warning`
+turns a share above 1 % into a warning.
 
 :func:`top_k` serves recommendation lists (``torch.topk`` with an optional column-chunked variant for
 very large catalogues).
@@ -21,7 +26,7 @@ from pydantic import Field, field_validator
 
 from rlrec.config import StrictModel
 from rlrec.data.transitions import Transitions, history_window
-from rlrec.eval.metrics import MetricAccumulator, Ties, target_ranks
+from rlrec.eval.metrics import MetricAccumulator, Ties, target_rank_stats
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``score_fn(state [B, L] int64, len_state [B] int64) -> [B, n_items]`` float scores."""
@@ -32,10 +37,15 @@ class EvalConfig(StrictModel):
 
     The effective batch is ``max(1, min(batch_size, max_score_elements // n_items))`` events, so a
     1,000,000-item catalogue is scored in bounded memory (2**26 float32 scores = 256 MiB).
+
+    ``ties``: ``"expected"`` (default) — metrics in expectation under uniformly random tie-breaking;
+    ``"pessimistic"`` — the target loses every tie (a lower bound); ``"optimistic"`` — it wins every
+    tie, as an unstable sort may happen to give (an upper bound that scores a constant model
+    HR = NDCG = 1; for comparison only).
     """
 
     ks: tuple[int, ...] = (5, 10, 20)
-    ties: Ties = "optimistic"
+    ties: Ties = "expected"
     r_click: float = 0.2
     r_buy: float = 1.0
     ng_off_k: int = Field(default=10, gt=0)
@@ -65,7 +75,9 @@ def evaluate(
 
     ``score_fn`` must return ``[B, n_items]`` scores for the real items (no pad column); the caller puts
     the model in eval mode, this function runs it under ``torch.inference_mode()`` on the transitions'
-    device. ``propensity``: optional ``[n_items]`` β for ``NG_off`` (§E.4).
+    device. ``propensity``: optional ``[n_items]`` β for ``NG_off`` (§E.4). The result includes
+    ``tied_target_share``; pass it to :func:`~rlrec.eval.metrics.degenerate_warning` to flag a
+    degenerate (constant or collapsed) model.
     """
     if propensity is not None and len(propensity) != n_items:
         raise ValueError(f"propensity has {len(propensity)} entries, expected n_items = {n_items}")
@@ -80,6 +92,7 @@ def evaluate(
         n_sessions=int(session[-1]) + 1 if n_events else 0,
         propensity=propensity,
         ng_off_k=cfg.ng_off_k,
+        ties=cfg.ties,
     )
     step = cfg.effective_batch(n_items)
     with torch.inference_mode():
@@ -96,12 +109,14 @@ def evaluate(
                     f"score_fn returned shape {tuple(scores.shape)}, expected ({len(pos)}, {n_items})"
                 )
             target = tr.items[lo : lo + step]
+            greater, tied = target_rank_stats(scores, target)
             acc.update(
-                target_ranks(scores, target, cfg.ties),
+                greater + 1,
                 tr.is_buy[lo : lo + step],
                 target,
                 session[lo : lo + step],
                 empty_history=pos == start,
+                n_tied=tied,
             )
     return acc.compute()
 
@@ -115,6 +130,7 @@ def metric_names(cfg: EvalConfig, *, ng_off: bool) -> set[str]:
         n_sessions=0,
         propensity=np.ones(1) if ng_off else None,
         ng_off_k=cfg.ng_off_k,
+        ties=cfg.ties,
     )
     return set(acc.compute())
 

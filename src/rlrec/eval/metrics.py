@@ -2,58 +2,122 @@
 
 Pure tensor math, no I/O:
 
-* :func:`target_ranks` — the rank of each event's target item in its score row, by one comparison
-  against the target's own score (``O(n)`` per row, no sort) with a deterministic tie rule (§F.24);
+* :func:`target_rank_stats` — for each event, ``g`` = the number of items scored strictly higher than
+  the target and ``t`` = the number of *other* items tied with it, by one ``>`` and one ``==``
+  comparison against the target's own score (``O(n)`` per row, no sort);
+* :func:`target_ranks` — a single point rank with a deterministic tie rule (``optimistic`` ``g + 1`` or
+  ``pessimistic`` ``g + t + 1``);
 * :func:`hit_at` / :func:`ndcg_at` — ``1[rank ≤ k]`` and ``1[rank ≤ k] / log2(rank + 1)`` (one relevant
-  item, so IDCG = 1);
+  item, so IDCG = 1); :func:`expected_hit_at` / :func:`expected_ndcg_at` — their closed-form
+  expectations when the target's rank is uniform on ``g+1 … g+t+1`` (random tie-breaking);
 * :class:`MetricAccumulator` — micro-averaged HR/NDCG per event type (click vs purchase decided by
   ``is_buy``, never by the reward value, §F.22), cumulative reward@k (§E.3), the off-policy NDCG
-  ``NG_off`` (§E.4) and the §F.23 diagnostics (empty-history events excluded; per-session means);
+  ``NG_off`` (§E.4), the §F.23 diagnostics (empty-history events excluded; per-session means) and the
+  share of tied targets;
+* :func:`degenerate_warning` — a one-line warning when more than :data:`DEGENERATE_TIE_SHARE` of the
+  targets are tied (a collapsed or constant-score model);
 * :func:`check_ndcg_consistency` — the §E.8 bound linking NDCG and HR at consecutive cut-offs, usable on
   any results table.
 
-HR and NDCG only depend on ``min(rank, k_max + 1)``, so the accumulator keeps **integer histograms of
-ranks** and turns them into rates in :meth:`MetricAccumulator.compute`. This makes those numbers exact,
-independent of how the events were batched and deterministic on every device (integer additions
-commute). Only ``NG_off``, whose weights ``1/β`` are real numbers, is summed in float64.
+**Ties** (``ties``, §E.8, §F.24). A model that gives many items the same score must not be flattered by
+the tie rule, so the default ``"expected"`` reports every metric as its **expectation under uniformly
+random tie-breaking**: the target's rank ``R`` is uniform on ``g+1 … g+t+1``, so
+``E[HR@k] = clip((k − g)/(t + 1), 0, 1)`` and
+``E[NDCG@k] = (1/(t+1)) · Σ_{r=g+1}^{min(g+t+1, k)} 1/log2(r + 1)``; a constant-score model over ``n``
+items gets HR@k = k/n exactly. ``"pessimistic"`` (the target loses every tie, ``R = g + t + 1``) is a
+lower bound; ``"optimistic"`` (it wins every tie, ``R = g + 1``) is what an unstable sort may happen to
+give and gives a constant model HR = NDCG = 1 — an upper bound, never the default. All three agree when
+the target's score is unique.
+
+HR and NDCG only depend on the distribution of ``min(rank, k_max + 1)``, so the accumulator keeps
+**histograms of ranks** and turns them into rates in :meth:`MetricAccumulator.compute`. Every event
+with a point rank (an untied target, or any target under ``optimistic``/``pessimistic``) is counted in
+an **integer** histogram, which makes those numbers exact, independent of how the events were batched
+and deterministic on every device (integer additions commute). Under ``"expected"`` a tied target adds
+its rank distribution (mass ``1/(t+1)`` on each rank ``g+1 … g+t+1`` that is ``≤ k_max``) to a float64
+histogram; that part is exact up to float64 rounding (on CUDA the order of the additions, hence the
+last bits, may vary; hit counts are clipped to the event count and gains to the hits, so rounding
+never pushes HR above 1 or NDCG above HR). ``NG_off``, whose weights ``1/β`` are real numbers, is
+summed in float64.
+
+Every reported metric is linear in the per-event rank distribution — HR, NDCG (the expected *gain*
+``E[1[R ≤ k]/log2(R+1)]`` is used, never the gain of an expected rank), reward@k, the ``/nonempty``
+rates, ``NG_off`` (its weights ``1/β(a_e)`` and its denominator do not depend on the ranks) and the
+``/session_mean`` rates (each session's event count does not depend on the ranks) — so under
+``"expected"`` each of them is exactly its expectation under random tie-breaking.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import torch
 
-Ties = Literal["optimistic", "pessimistic"]
+Ties = Literal["expected", "pessimistic", "optimistic"]
+TIE_MODES: tuple[str, ...] = get_args(Ties)
 EVENT_TYPES = ("click", "purchase")
+DEGENERATE_TIE_SHARE = 0.01
+"""Share of evaluation targets tied with another item above which :func:`degenerate_warning` warns."""
 
 
-def target_ranks(
-    scores: torch.Tensor, target: torch.Tensor, ties: Ties = "optimistic"
-) -> torch.Tensor:
-    """``[B]`` int64 rank (1 = best) of ``target[b]`` in ``scores[b]`` (§E.2, §E.8).
-
-    ``scores``: ``[B, n]`` floats over the catalogue; ``target``: ``[B]`` int64 item ids in ``0..n-1``.
-    ``ties="optimistic"``: ``1 + #{items with a strictly greater score}`` (the target wins every tie);
-    ``"pessimistic"``: ``#{items with a score ≥ the target's}`` (it loses every tie). Both equal the
-    usual rank when scores are distinct. A NaN target score is ranked last (``n``) so a broken model
-    never scores a hit; NaN scores of other items never outrank the target.
-    """
+def _check_shapes(scores: torch.Tensor, target: torch.Tensor) -> None:
     if scores.dim() != 2 or target.shape != scores.shape[:1]:
         raise ValueError(
             f"scores must be [B, n] and target [B]; got {tuple(scores.shape)} and {tuple(target.shape)}"
         )
+
+
+def target_rank_stats(
+    scores: torch.Tensor, target: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(greater, tied)``: ``[B]`` int64 counts of items scored strictly higher than ``target[b]`` and
+    of the *other* items whose score equals the target's, in ``scores[b]`` (§E.2, §E.8).
+
+    ``scores``: ``[B, n]`` floats over the catalogue; ``target``: ``[B]`` int64 item ids in ``0..n-1``.
+    The target's rank under random tie-breaking is uniform on ``greater + 1 … greater + tied + 1``. A
+    NaN target score gives ``(n - 1, 0)`` (ranked last, so a broken model never scores a hit); NaN
+    scores of other items never outrank nor tie the target.
+    """
+    _check_shapes(scores, target)
+    t = scores.gather(1, target.unsqueeze(1))
+    # int32 partial sums of the comparison masks are ~25 % faster than the default int64 on CPU
+    greater = (scores > t).sum(dim=1, dtype=torch.int32).to(torch.int64)
+    tied = (scores == t).sum(dim=1, dtype=torch.int32).to(torch.int64) - 1
+    nan = t.squeeze(1).isnan()
+    return torch.where(nan, scores.shape[1] - 1, greater), torch.where(nan, 0, tied)
+
+
+def target_ranks(
+    scores: torch.Tensor,
+    target: torch.Tensor,
+    ties: Literal["pessimistic", "optimistic"] = "pessimistic",
+) -> torch.Tensor:
+    """``[B]`` int64 point rank (1 = best) of ``target[b]`` in ``scores[b]`` (§E.2, §E.8).
+
+    ``ties="pessimistic"``: ``#{items with a score ≥ the target's}`` (the target loses every tie);
+    ``"optimistic"``: ``1 + #{items with a strictly greater score}`` (it wins every tie, as an unstable
+    sort may happen to give — an upper bound). Both equal the usual rank when scores are distinct. The
+    default ``"expected"`` tie mode of evaluation has no point rank: use :func:`target_rank_stats` with
+    :class:`MetricAccumulator` (or :func:`expected_hit_at` / :func:`expected_ndcg_at`). A NaN target
+    score is ranked last (``n``); NaN scores of other items never outrank the target.
+    """
+    _check_shapes(scores, target)
     t = scores.gather(1, target.unsqueeze(1))
     if ties == "optimistic":
         rank = (scores > t).sum(dim=1) + 1
     elif ties == "pessimistic":
         rank = (scores >= t).sum(dim=1)
+    elif ties == "expected":
+        raise ValueError(
+            "ties='expected' has no point rank; use target_rank_stats() and MetricAccumulator"
+        )
     else:
-        raise ValueError(f"ties must be 'optimistic' or 'pessimistic', got {ties!r}")
+        raise ValueError(f"ties must be 'pessimistic' or 'optimistic', got {ties!r}")
     return torch.where(t.squeeze(1).isnan(), scores.shape[1], rank)
 
 
@@ -66,6 +130,44 @@ def ndcg_at(rank: torch.Tensor, k: int) -> torch.Tensor:
     """``[B]`` float64 ``1[rank ≤ k] / log2(rank + 1)`` (single relevant item, IDCG = 1)."""
     r = rank.to(torch.float64)
     return torch.where(rank <= k, 1.0 / torch.log2(r + 1.0), 0.0)
+
+
+@functools.lru_cache(maxsize=64)
+def _cumulative_gains(k: int) -> np.ndarray:
+    """``[k + 1]`` float64 ``C[m] = Σ_{r=1..m} 1/log2(r + 1)`` (``C[0] = 0``)."""
+    return np.concatenate(([0.0], np.cumsum(1.0 / np.log2(np.arange(2, k + 2, dtype=np.float64)))))
+
+
+def expected_hit_at(greater: torch.Tensor, tied: torch.Tensor, k: int) -> torch.Tensor:
+    """``[B]`` float64 ``E[1[R ≤ k]] = clip((k − g)/(t + 1), 0, 1)`` for ``R`` uniform on
+    ``g+1 … g+t+1`` (``g = greater``, ``t = tied``, from :func:`target_rank_stats`)."""
+    g = greater.to(torch.float64)
+    return ((k - g) / (tied.to(torch.float64) + 1.0)).clamp(0.0, 1.0)
+
+
+def expected_ndcg_at(greater: torch.Tensor, tied: torch.Tensor, k: int) -> torch.Tensor:
+    """``[B]`` float64 ``E[1[R ≤ k]/log2(R + 1)] = (C[min(g+t+1, k)] − C[min(g, k)]) / (t + 1)`` for
+    ``R`` uniform on ``g+1 … g+t+1``, with ``C[m] = Σ_{r ≤ m} 1/log2(r + 1)`` (zero when ``g ≥ k``).
+    Untied targets (``t = 0``) get exactly :func:`ndcg_at` of ``g + 1``."""
+    c = torch.as_tensor(_cumulative_gains(k), device=greater.device)
+    hi = (greater + tied + 1).clamp(max=k)
+    lo = greater.clamp(max=k)
+    spread = (c[hi] - c[lo]) / (tied.to(torch.float64) + 1.0)
+    return torch.where(tied == 0, ndcg_at(greater + 1, k), spread)
+
+
+def degenerate_warning(metrics: Mapping[str, float]) -> str | None:
+    """A one-line warning when more than :data:`DEGENERATE_TIE_SHARE` of the evaluated targets are tied
+    with at least one other item (``metrics["tied_target_share"]``, from :func:`evaluate
+    <rlrec.eval.evaluator.evaluate>`); ``None`` otherwise (also when the key is missing or NaN)."""
+    share = metrics.get("tied_target_share")
+    if share is None or math.isnan(share) or share <= DEGENERATE_TIE_SHARE:
+        return None
+    return (
+        f"degenerate scores: {share:.1%} of evaluation targets are tied with at least one other item "
+        f"(threshold {DEGENERATE_TIE_SHARE:.0%}); the model may be constant or collapsed and its "
+        "ranking metrics depend on how ties are broken"
+    )
 
 
 def _gains(k_max: int) -> np.ndarray:
@@ -91,14 +193,20 @@ class MetricAccumulator:
     ``ks``: cut-offs; ``r_click``/``r_buy``: rewards for reward@k (§E.3); ``n_sessions``: number of
     sessions, for the per-session diagnostic; ``propensity``: optional ``[n]`` behaviour-policy
     estimate β (e.g. :func:`rlrec.data.popularity.item_popularity`), strictly positive, enabling
-    ``NG_off`` at cut-off ``ng_off_k`` (§E.4).
+    ``NG_off`` at cut-off ``ng_off_k`` (§E.4); ``ties``: how a target tied with other items is ranked
+    (``"expected"``, the default: every metric is its expectation under random tie-breaking;
+    ``"pessimistic"``; ``"optimistic"`` — see the module docstring).
 
     State (all on the device of the first batch):
 
     * ``_hist[type, nonempty, r]`` — int64 event counts by type (0 click, 1 purchase), whether the
-      history was non-empty, and ``min(rank, k_max + 1) - 1``;
+      history was non-empty, and ``min(rank, k_max + 1) - 1``; under ``"expected"`` a tied event is
+      counted in the overflow bin ``r = k_max`` and its rank distribution goes to ``_tied_hist``;
     * ``_session_hist[s, r]`` — the same histogram per session (``n_sessions × (k_max + 1)`` int64);
-    * ``_ng_off[type]`` — float64 ``(Σ 1/β(a_e), Σ ndcg(e)/β(a_e))``.
+    * ``_tied_hist[type, nonempty, r]`` and ``_tied_session_hist[s, r]`` (``"expected"`` only) —
+      float64 probability mass of the tied events' ranks ``r + 1 ≤ k_max``;
+    * ``_ng_off[type]`` — float64 ``(Σ 1/β(a_e), Σ ndcg(e)/β(a_e))``;
+    * ``_n_tied`` — int64 number of events whose target is tied with at least one other item.
     """
 
     def __init__(
@@ -110,6 +218,7 @@ class MetricAccumulator:
         n_sessions: int,
         propensity: np.ndarray | torch.Tensor | None = None,
         ng_off_k: int = 10,
+        ties: Ties = "expected",
     ) -> None:
         if not ks or any(k < 1 for k in ks):
             raise ValueError(f"ks must be non-empty positive cut-offs, got {tuple(ks)}")
@@ -117,11 +226,14 @@ class MetricAccumulator:
             raise ValueError(f"ng_off_k must be positive, got {ng_off_k}")
         if n_sessions < 0:
             raise ValueError(f"n_sessions must be non-negative, got {n_sessions}")
+        if ties not in TIE_MODES:
+            raise ValueError(f"ties must be one of {TIE_MODES}, got {ties!r}")
         self.ks = tuple(sorted(set(ks)))
         self.r_click = float(r_click)
         self.r_buy = float(r_buy)
         self.n_sessions = n_sessions
         self.ng_off_k = ng_off_k
+        self.ties: Ties = ties
         self.beta: torch.Tensor | None = None
         if propensity is not None:
             beta = torch.as_tensor(propensity, dtype=torch.float64)
@@ -131,13 +243,23 @@ class MetricAccumulator:
         self.k_max = max(max(self.ks), ng_off_k if propensity is not None else 0)
         self._hist: torch.Tensor | None = None
         self._session_hist: torch.Tensor | None = None
+        self._tied_hist: torch.Tensor | None = None
+        self._tied_session_hist: torch.Tensor | None = None
         self._ng_off: torch.Tensor | None = None
+        self._n_tied: torch.Tensor | None = None
 
     def _allocate(self, device: torch.device) -> None:
         bins = self.k_max + 1
         self._hist = torch.zeros(2 * 2 * bins, dtype=torch.int64, device=device)
         self._session_hist = torch.zeros(self.n_sessions * bins, dtype=torch.int64, device=device)
+        if self.ties == "expected":
+            f64 = torch.float64
+            self._tied_hist = torch.zeros(2 * 2 * self.k_max, dtype=f64, device=device)
+            self._tied_session_hist = torch.zeros(
+                self.n_sessions * self.k_max, dtype=f64, device=device
+            )
         self._ng_off = torch.zeros(2, 2, dtype=torch.float64, device=device)
+        self._n_tied = torch.zeros((), dtype=torch.int64, device=device)
         if self.beta is not None:
             self.beta = self.beta.to(device)
 
@@ -148,27 +270,57 @@ class MetricAccumulator:
         action: torch.Tensor,
         session: torch.Tensor,
         empty_history: torch.Tensor,
+        n_tied: torch.Tensor | None = None,
     ) -> None:
         """Add a batch of ``B`` scored events (all ``[B]`` tensors on one device).
 
-        ``rank``: int64 ``≥ 1`` from :func:`target_ranks`; ``is_buy``: 0/1 (the event type); ``action``: the
-        target item ids (for β); ``session``: int64 session index in ``0..n_sessions-1``;
-        ``empty_history``: bool, the event is the first of its session (scored, §E.1, but excluded
-        from the ``/nonempty`` diagnostics).
+        ``rank``: int64 ``≥ 1`` — without ``n_tied``, the target's rank (e.g. from
+        :func:`target_ranks`), used as is whatever ``ties`` says; with ``n_tied``, ``1 + #{items scored
+        strictly higher}`` (``greater + 1`` from :func:`target_rank_stats`). ``n_tied``: int64 ``≥ 0``,
+        the number of other items tied with the target (its rank is then uniform on
+        ``rank … rank + n_tied``, resolved by ``ties``); ``None`` means no ties. ``is_buy``: 0/1 (the
+        event type); ``action``: the target item ids (for β); ``session``: int64 session index in
+        ``0..n_sessions-1``; ``empty_history``: bool, the event is the first of its session (scored,
+        §E.1, but excluded from the ``/nonempty`` diagnostics).
         """
         if self._hist is None:
             self._allocate(rank.device)
         assert self._hist is not None and self._session_hist is not None
-        assert self._ng_off is not None
+        assert self._ng_off is not None and self._n_tied is not None
         bins = self.k_max + 1
-        rbin = rank.clamp(max=bins) - 1
+        tied = torch.zeros_like(rank) if n_tied is None else n_tied.to(rank.dtype)
+        is_tied = tied > 0
+        self._n_tied += is_tied.sum()
+        point = rank + tied if self.ties == "pessimistic" else rank
+        rbin = point.clamp(max=bins) - 1
         buy = is_buy.to(torch.int64)
         group = buy * 2 + (~empty_history.bool()).to(torch.int64)
+        if self.ties == "expected":
+            assert self._tied_hist is not None and self._tied_session_hist is not None
+            # A tied target puts mass 1/(t+1) on each rank g+1 … g+t+1 (bins g … g+t) below k_max;
+            # its integer count goes to the overflow bin, so event counts stay exact integers.
+            # (1-d index_add_ of the flattened [B, k_max] masses: the row-wise form is much slower
+            # on CPU.)
+            rbin = torch.where(is_tied, bins - 1, rbin)
+            g = (rank - 1).unsqueeze(1)
+            b = torch.arange(self.k_max, device=rank.device)
+            inside = (b >= g) & (b <= g + tied.unsqueeze(1)) & is_tied.unsqueeze(1)
+            mass = (
+                inside.to(torch.float64) / (tied.to(torch.float64) + 1.0).unsqueeze(1)
+            ).flatten()
+            self._tied_hist.index_add_(0, (group.unsqueeze(1) * self.k_max + b).flatten(), mass)
+            self._tied_session_hist.index_add_(
+                0, (session.unsqueeze(1) * self.k_max + b).flatten(), mass
+            )
         self._hist.index_add_(0, group * bins + rbin, torch.ones_like(rbin))
         self._session_hist.index_add_(0, session * bins + rbin, torch.ones_like(rbin))
         if self.beta is not None:
             w = 1.0 / self.beta[action]
-            terms = torch.stack([w, w * ndcg_at(rank, self.ng_off_k)], dim=1)
+            if self.ties == "expected":
+                ndcg = expected_ndcg_at(rank - 1, tied, self.ng_off_k)
+            else:
+                ndcg = ndcg_at(point, self.ng_off_k)
+            terms = torch.stack([w, w * ndcg], dim=1)
             self._ng_off.index_add_(0, buy, terms)
 
     def compute(self) -> dict[str, float]:
@@ -177,7 +329,10 @@ class MetricAccumulator:
         Main numbers, micro-averaged over events (§E.2), for every ``k`` in ``ks``:
         ``hr_click@k``, ``ndcg_click@k``, ``hr_purchase@k``, ``ndcg_purchase@k`` and
         ``reward@k = r_click · #click hits@k + r_buy · #purchase hits@k`` (§E.3); ``ng_off_click``,
-        ``ng_off_purchase`` (only with a propensity, §E.4); ``n_click``, ``n_purchase``, ``n_events``.
+        ``ng_off_purchase`` (only with a propensity, §E.4); ``n_click``, ``n_purchase``, ``n_events``;
+        ``tied_target_share`` — the share of events whose target score equals at least one other
+        item's (whatever ``ties`` is; see :func:`degenerate_warning`). Under ``ties="expected"`` the
+        hit counts and rates are expectations under random tie-breaking (fractional hit counts).
 
         §F.23 diagnostics: the same four rates over events with a non-empty history, suffixed
         ``/nonempty`` (e.g. ``ndcg_purchase@10/nonempty``), with ``n_click/nonempty`` and
@@ -187,41 +342,58 @@ class MetricAccumulator:
         A type (or subset) with no events gives NaN rates; counts and rewards are then 0.
         """
         bins = self.k_max + 1
-        hist = _as_float(self._hist, (2, 2, bins))
+        counts_hist = _as_float(self._hist, (2, 2, bins))
+        hist = counts_hist.copy()
+        if self._tied_hist is not None:
+            hist[..., : self.k_max] += _as_float(self._tied_hist, (2, 2, self.k_max))
         gains = _gains(self.k_max)
         out: dict[str, float] = {}
 
-        def rates(name: str, h: np.ndarray, suffix: str = "") -> None:
-            # Sequential cumulative sums keep HR/NDCG exactly monotone in k and NDCG ≤ HR.
-            n, hits, gain = h.sum(), np.cumsum(h), np.cumsum(h * gains)
+        def cumulative(h: np.ndarray, n: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+            # Sequential cumulative sums of non-negative masses keep hits and gains monotone in k;
+            # clipping hits to the event count n (fractional masses may overshoot it by float64
+            # rounding) and gains to the hits keeps HR ≤ 1 and NDCG ≤ HR exactly.
+            hits = np.minimum(np.cumsum(h, axis=-1), np.expand_dims(n, -1))
+            return hits, np.minimum(np.cumsum(h * gains, axis=-1), hits)
+
+        def rates(name: str, h: np.ndarray, n: float, suffix: str = "") -> np.ndarray:
+            hits, gain = cumulative(h, n)
             for k in self.ks:
                 out[f"hr_{name}@{k}{suffix}"] = _rate(hits[k - 1], n)
                 out[f"ndcg_{name}@{k}{suffix}"] = _rate(gain[k - 1], n)
+            return hits
 
         per_type = hist.sum(axis=1)
-        for t, name in enumerate(EVENT_TYPES):
-            rates(name, per_type[t])
+        n_type = counts_hist.sum(axis=(1, 2))
+        type_hits = [rates(name, per_type[t], n_type[t]) for t, name in enumerate(EVENT_TYPES)]
         for k in self.ks:
-            hits = per_type[:, :k].sum(axis=1)
-            out[f"reward@{k}"] = float(self.r_click * hits[0] + self.r_buy * hits[1])
+            click, buy = type_hits[0][k - 1], type_hits[1][k - 1]
+            out[f"reward@{k}"] = float(self.r_click * click + self.r_buy * buy)
         if self.beta is not None:
             ng = _as_float(self._ng_off, (2, 2))
             for t, name in enumerate(EVENT_TYPES):
                 out[f"ng_off_{name}"] = _rate(ng[t, 1], ng[t, 0])
-        out["n_click"] = float(per_type[0].sum())
-        out["n_purchase"] = float(per_type[1].sum())
-        out["n_events"] = float(per_type.sum())
+        out["n_click"] = float(n_type[0])
+        out["n_purchase"] = float(n_type[1])
+        out["n_events"] = float(n_type.sum())
+        n_tied = 0.0 if self._n_tied is None else float(self._n_tied)
+        out["tied_target_share"] = _rate(n_tied, out["n_events"])
 
+        n_nonempty = counts_hist[:, 1].sum(axis=1)
         for t, name in enumerate(EVENT_TYPES):
-            rates(name, hist[t, 1], "/nonempty")
-        out["n_click/nonempty"] = float(hist[0, 1].sum())
-        out["n_purchase/nonempty"] = float(hist[1, 1].sum())
+            rates(name, hist[t, 1], n_nonempty[t], "/nonempty")
+        out["n_click/nonempty"] = float(n_nonempty[0])
+        out["n_purchase/nonempty"] = float(n_nonempty[1])
 
-        sess = _as_float(self._session_hist, (self.n_sessions, bins))
-        counts = sess.sum(axis=1)
+        sess_counts = _as_float(self._session_hist, (self.n_sessions, bins))
+        sess = sess_counts.copy()
+        if self._tied_session_hist is not None:
+            sess[:, : self.k_max] += _as_float(
+                self._tied_session_hist, (self.n_sessions, self.k_max)
+            )
+        counts = sess_counts.sum(axis=1)
         seen = sess[counts > 0] / counts[counts > 0, None]
-        cum_hits = np.cumsum(seen, axis=1)
-        cum_gain = np.cumsum(seen * gains, axis=1)
+        cum_hits, cum_gain = cumulative(seen, np.ones(len(seen)))
         for k in self.ks:
             out[f"hr@{k}/session_mean"] = (
                 float(cum_hits[:, k - 1].mean()) if len(seen) else math.nan
