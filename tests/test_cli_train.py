@@ -168,3 +168,33 @@ def test_compare_and_logged_session(cli, run_dir: Path, tiny_dataset: Path) -> N
         cli("recommend", run_dir, "--session", "999999"), "no session with at least 2 events"
     )
     assert_clean_failure(cli("compare", run_dir.parent), "no summary")
+
+
+def test_a_constant_model_gets_chance_metrics_and_a_warning(
+    cli, run_dir: Path, tmp_path: Path
+) -> None:
+    """Every item scored the same: HR@k = k/n (ties resolved in expectation), a warning, a flag."""
+    from safetensors.torch import load_file, save_file
+
+    from rlrec.serve.inference import load_run
+    from rlrec.train.trainer import evaluate_network
+
+    run = Path(shutil.copytree(run_dir, tmp_path / "run"))
+    weights = run / "best" / "model.safetensors"
+    save_file({k: v.zero_() for k, v in load_file(weights).items()}, str(weights))
+    n = json.loads((run / "run.json").read_text())["n_items"]
+    result = cli("evaluate", run, "--out", tmp_path / "m.json")
+    assert result.code == 0, result.err
+    assert "warning: degenerate scores: 100.0% of evaluation targets are tied" in result.err
+    saved = json.loads((tmp_path / "m.json").read_text())
+    for key in ("hr_click@10", "hr_purchase@10", "hr_click@5", "hr_purchase@20"):
+        k = int(key.split("@")[1])
+        assert saved["metrics"][key] == pytest.approx(k / n, abs=1e-12)
+    assert saved["metrics"]["tied_target_share"] == 1.0 and saved["degenerate_scores"]
+    cfg, net, _ = load_run(run, "best", "cpu")  # the Python API gives the same
+    from rlrec.data.dataset import PreparedDataset
+    from rlrec.data.transitions import Transitions
+
+    ds = PreparedDataset.load(cfg.data)
+    metrics = evaluate_network(net, cfg, Transitions(ds.split("test"), 10, ds.pad_id), None)
+    assert metrics["hr_click@10"] == pytest.approx(10 / n, abs=1e-12)

@@ -335,3 +335,26 @@ def test_stability_flags_are_logged_and_can_stop_the_run(
     assert len(stab) == 1 and stab[0]["flag"] == "q_out_of_range"
     train = [r for r in records if r["kind"] == "train"][-1]
     assert {"q_pos", "q_mean", "q_max", "q_abs_max", "td_pos", "grad_norm", "ce"} <= set(train)
+
+
+def test_degenerate_scores_are_flagged_in_the_log_and_summary(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    """A network whose every score ties (all weights zero, learning rate zero) is flagged."""
+    cfg = tiny_train_config(
+        tiny_dataset,
+        tmp_path / "run",
+        objective={"kind": "supervised", "lr": 1e-300},
+        train={"batch_size": 32, "max_steps": 10, "eval_every": 5, "log_every": 5},
+    )
+    trainer = Trainer(cfg)
+    with torch.no_grad():
+        for p in trainer.nets[0].parameters():
+            p.zero_()
+    summary = trainer.fit()
+    assert summary["test"]["tied_target_share"] == 1.0
+    flagged = summary["degenerate_scores"]
+    assert flagged["flagged"] and {e["split"] for e in flagged["evaluations"]} == {"val", "test"}
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    warnings = [r for r in records if r["kind"] == "warning"]
+    assert warnings and "degenerate scores" in warnings[0]["message"]

@@ -96,7 +96,7 @@ def data_stats(
     dataset: Annotated[Path, typer.Argument(help="Prepared dataset directory.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """Print the statistics table of a prepared dataset (spec-offline §A.8) and diagnostics."""
+    """Print the statistics table of a prepared dataset (P-SA2C Table 1) and diagnostics."""
     from rlrec.data.dataset import PreparedDataset
     from rlrec.data.stats import dataset_stats
 
@@ -177,8 +177,9 @@ def train(
     select = cfg.train.select_metric
 
     def on_log(step: int, total: int, kind: str, values: dict[str, Any]) -> None:
-        if kind == "stability":
-            progress.console.print(Text.assemble(("unstable: ", "yellow"), values["message"]))
+        if kind in ("stability", "warning"):
+            label = "unstable: " if kind == "stability" else "warning: "
+            progress.console.print(Text.assemble((label, "yellow"), values["message"]))
             return
         if kind == "train":
             latest["train"] = (
@@ -222,6 +223,7 @@ def evaluate_run(
     from rlrec.data.dataset import PreparedDataset
     from rlrec.data.popularity import item_popularity
     from rlrec.data.transitions import Transitions
+    from rlrec.eval.metrics import degenerate_warning
     from rlrec.fsutil import atomic_write_json
     from rlrec.outputs import check_output_file
     from rlrec.serve.inference import load_run
@@ -241,6 +243,9 @@ def evaluate_run(
     transitions = Transitions(ds.split(split), meta["state_size"], ds.pad_id, device=device)
     metrics = evaluate_network(net, cfg, transitions, item_popularity(ds, "train", 1.0))
     _print_metrics(f"{run_dir} [{checkpoint}] on {split}", metrics)
+    degenerate = degenerate_warning(metrics)
+    if degenerate is not None:
+        err.print(Text.assemble(("warning: ", "yellow"), degenerate))
     if out_file is not None:
         atomic_write_json(
             out_file,
@@ -249,6 +254,7 @@ def evaluate_run(
                 "checkpoint": checkpoint,
                 "split": split,
                 "metrics": {k: _json_number(v) for k, v in metrics.items()},
+                "degenerate_scores": degenerate,
             },
         )
 

@@ -40,6 +40,7 @@ from rlrec.data.transitions import Transitions
 from rlrec.device import resolve_device
 from rlrec.errors import ConfigError, RlrecError
 from rlrec.eval.evaluator import evaluate, metric_names
+from rlrec.eval.metrics import degenerate_warning
 from rlrec.fsutil import atomic_write_json
 from rlrec.models.encoders import build_encoder
 from rlrec.models.network import QNetwork
@@ -168,6 +169,7 @@ class Trainer:
         self.stopped = False  # stopped early (patience, a stability flag) at ``step``
         self.best: dict[str, Any] = {"metric": None, "step": None, "evals_since": 0}
         self.history: list[dict[str, float]] = []  # step + ranking metrics of every validation
+        self.degenerate: list[dict[str, Any]] = []  # evaluations whose target scores were tied
         self.monitor = StabilityMonitor(cfg.train.stability, self._q_bound())
         self.tracker = (
             Tracker(self.run_dir, tensorboard=cfg.train.tensorboard) if self.world.is_main else None
@@ -381,6 +383,7 @@ class Trainer:
             metrics = self.evaluate_split("val")
             key = self.cfg.train.select_metric
             self._log("val", metrics)
+            self._check_degenerate("val", metrics)
             value = metrics[key]
             best = self.best["metric"]
             stop = self._flag(self.monitor.check_val(self.step, value, best)) or stop
@@ -409,6 +412,7 @@ class Trainer:
                 {
                     "best": self.best,
                     "history": self.history,
+                    "degenerate": self.degenerate,
                     "stability": self.monitor.state_dict(),
                     "rlrec_version": __version__,
                     "val": metrics,
@@ -447,6 +451,7 @@ class Trainer:
         self.stopped = bool(state.get("stopped", False))
         self.best = state["best"]
         self.history = state.get("history", [])
+        self.degenerate = state.get("degenerate", [])
         self.monitor.load_state_dict(state.get("stability", {}))
         for kept in (self.run_dir / TOP).glob("step_*"):  # written after the checkpoint: replayed
             if int(kept.name[5:]) > self.step:
@@ -464,6 +469,7 @@ class Trainer:
             top = self._evaluate_top()
             best = next((t for t in top if t["step"] == self.best["step"]), None)
             test = best["test"] if best is not None else self.evaluate_split("test")
+            self._check_degenerate("test", test)
             self._log("test", test)
             summary = {
                 "objective": self.cfg.objective.kind,
@@ -479,6 +485,10 @@ class Trainer:
                 "stability": {
                     "flags": [vars(f) for f in self.monitor.flags],
                     "flagged": bool(self.monitor.flags),
+                },
+                "degenerate_scores": {
+                    "flagged": bool(self.degenerate),
+                    "evaluations": self.degenerate,
                 },
                 "train_seconds_this_session": elapsed,
                 "seconds_per_epoch": elapsed / steps * self.steps_per_epoch if steps else None,
@@ -504,6 +514,16 @@ class Trainer:
         entries.sort(key=lambda e: (-e["val"].get(key, -math.inf), e["step"]))
         return entries
 
+    def _check_degenerate(self, split: str, metrics: dict[str, float]) -> None:
+        """Warn (a ``warning`` record, and ``degenerate_scores`` in the summary) when more than 1 %
+        of the evaluated targets are tied with another item: a constant or collapsed model."""
+        message = degenerate_warning(metrics)
+        if message is None:
+            return
+        share = metrics["tied_target_share"]
+        self.degenerate.append({"split": split, "step": self.step, "tied_target_share": share})
+        self._log("warning", {"message": f"{split} at step {self.step}: {message}"})
+
     def _log(self, kind: str, values: dict[str, Any]) -> None:
         if self.tracker is not None:
             self.tracker.log(kind, self.step, values)
@@ -517,9 +537,13 @@ class Trainer:
 
 
 def check_select_metric(cfg: TrainConfig) -> None:
-    """``train.select_metric`` must be one of the metrics validation computes (checked before the
-    run directory is touched)."""
-    names = metric_names(cfg.eval, ng_off=True)
+    """``train.select_metric`` must be one of the quality metrics validation computes (not a count
+    or the tie share; checked before the run directory is touched)."""
+    names = {
+        k
+        for k in metric_names(cfg.eval, ng_off=True)
+        if not k.startswith("n_") and k != "tied_target_share"
+    }
     if cfg.train.select_metric not in names:
         raise ConfigError(
             f"train.select_metric '{cfg.train.select_metric}' is not a metric "
