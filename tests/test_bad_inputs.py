@@ -1167,6 +1167,39 @@ def _(c: Ctx) -> Case:
     )
 
 
+@case("report: --overwrite on a directory rlrec did not make")
+def _(c: Ctx) -> Case:
+    c.file("mine/paper.tex", "keep")
+    return C(
+        "report",
+        c.w.run,
+        "--out",
+        "mine",
+        "--overwrite",
+        "--no-plots",
+        expect="mine: not a directory rlrec made",
+    )
+
+
+@case("sim train: --overwrite on a directory rlrec did not make")
+def _(c: Ctx) -> Case:
+    c.file("mine/paper.tex", "keep")
+    return C(
+        "sim",
+        "train",
+        "--set",
+        f"data={c.w.lists}",
+        "--out",
+        "mine",
+        "--overwrite",
+        "--set",
+        "eval.users=20",
+        "--set",
+        "eval.val_users=10",
+        expect="mine: not a directory rlrec made",
+    )
+
+
 @case("report: unknown protocol")
 def _(c: Ctx) -> Case:
     return C("report", c.w.run, "--protocol", "bogus", expect="--protocol must be one of")
