@@ -2,8 +2,8 @@
 
 Protocol (shared/datasets/README.md): one session per user, rating ≥ 4 = purchase, users split
 8:1:1 with seed 0 (one split for every run), state window 10. Methods — the shipped RC15 configs of
-``configs/ccql/rc15/`` (the CCQL code's hyper-parameters, spec-offline §D.2) with four changes for
-this smaller data set: 30 epochs (≈ 9,300 steps), the phase switch / SA2C pre-training at step
+``configs/ccql/rc15/`` (the CCQL code's hyper-parameters, docs/conservative.md) with four changes
+for this smaller data set: 30 epochs (≈ 9,300 steps), the phase switch / SA2C pre-training at step
 2,000 (the paper's 15,000–30,000 exceed the whole run), validation every epoch (310 steps), and the
 same SASRec for every method (the CCQL code's, so that only the objective differs; SA2C's paper
 runs used the TF SASRec):

@@ -14,11 +14,11 @@ Per data set the script (re)uses, under ``benchmarks/_work/hac_table2/``:
 
 It prints one table per data set — the evaluation environment's total reward, depth and reward
 variance (across users) of the checkpoint selected on the validation users, mean ± std over seeds
-(spec-online §E.3) — with our ranking, the paper's ranking per Table 2 column and the Spearman
-correlation of the two (spec §E.4: the ranking, not the absolute values, is the target: the data,
-features and URMs differ from the paper's), and beside it the reference code's training-time report
-(spec §E.2: training environment, exploration on, last 10 sessions, smoothed over 300 report lines),
-the protocol of the paper's own numbers. Learning curves go to ``report/<data set>/``.
+(P-HAC §3.1.4) — with our ranking, the paper's ranking per Table 2 column and the Spearman
+correlation of the two (the ranking, not the absolute values, is the target: the data, features and
+URMs differ from the paper's), and beside it the reference code's training-time report
+(docs/online.md: training environment, exploration on, last 10 sessions, smoothed over 300 report
+lines), the protocol of the paper's own numbers. Learning curves go to ``report/<data set>/``.
 
     .venv/bin/python benchmarks/hac_table2.py --obd-wheel /tmp/obp/obp-0.4.1-py3-none-any.whl \\
         [--iterations 50000] [--seeds 0 1 2] [--jobs 2] [--datasets ml100k obd] [--agents hac ddpg]
@@ -188,7 +188,7 @@ def table(dataset: str, runs: dict[str, list[Path]]) -> dict[str, Any]:
         if summaries:
             results[agent] = across_seeds([s["eval"]["best"] for s in summaries])
             labels[agent] = summaries[0]["name"]
-    online = {}  # the reference's training-time report (spec §E.2), the protocol of P-HAC's numbers
+    online = {}  # the reference's training-time report, the protocol of P-HAC's numbers
     for agent in results:
         try:
             online[agent] = hac_online_report(
@@ -205,7 +205,7 @@ def table(dataset: str, runs: dict[str, list[Path]]) -> dict[str, Any]:
     ]
     print(f"\n{dataset}: evaluation environment, checkpoint selected on validation users")
     print("| method | seeds | total reward | depth | reward variance | rank | paper rank", end="")
-    print(" RL4RS/ML1M/KuaiRand | training-time total reward / depth (§E.2) |")
+    print(" RL4RS/ML1M/KuaiRand | training-time total reward / depth (docs/online.md) |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for agent in order:
         cells = [f"{results[agent][k][0]:.3f} ± {results[agent][k][1]:.3f}" for k in HEADLINE]

@@ -7,7 +7,7 @@
 Each row's configs are in ``configs/ccql/<dataset>/`` (written by ``make_ccql_configs.py``): the
 paper's method and, where the authors' code differs, its literal ``*_legacy`` form. Every config runs
 for each ``--seeds`` seed as its own process (``rlrec sweep``; finished runs are reused). Each of our
-rows is printed under two protocols (spec-offline §E.6): ``per_metric_top_k`` — the paper's "mean of
+rows is printed under two protocols (P-CCQL §4.1): ``per_metric_top_k`` — the paper's "mean of
 the top-5 checkpoints", each column choosing its own checkpoints by validation (optimistic) — and
 ``best`` — rlrec's single best-validation checkpoint; both on the **test** split, mean ± std over seeds.
 ``--max-steps`` shortens every run (a smoke test, not a reproduction).

@@ -2,9 +2,9 @@
 recommender systems") into ``configs/ccql/``.
 
 Every method comes in the paper's form (rlrec's default) and, where the authors' code differs, as
-``*_legacy`` — the code literally (spec-offline §C.7–§C.10, §D.2, §F.16–18): batch-mean SAC weighting,
-targets computed with dropout on, the index-column CQL term, the TS2Vec-style "InfoNCE" and the
-permutation that shuffles pads. Hyper-parameters are the CCQL code's (§D.2): SASRec in the CCQL
+``*_legacy`` — the code literally (docs/conservative.md): batch-mean SAC weighting, targets
+computed with dropout on, the index-column CQL term, the TS2Vec-style "InfoNCE" and the permutation
+that shuffles pads. Hyper-parameters are the CCQL code's (docs/conservative.md): SASRec in the CCQL
 PyTorch flavour (√d embedding scale, doubled query residual, normal(0, 0.01) heads), hidden 64,
 60 epochs, validation every 2,000 steps; RC15 batch 256, lr 0.005 → 0.001 at 15,000 steps;
 RetailRocket batch 512, lr 0.01 → 0.01 at 50,000 steps; SASRec-AC/CO lr 0.01 → 0.01 at 30,000;
@@ -28,7 +28,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = {"rc15": "yoochoose", "retailrocket": "retailrocket", "ml1m": "movielens"}
-# Per-dataset CCQL-code settings (spec-offline §D.2).
+# Per-dataset CCQL-code settings (docs/conservative.md, Hyper-parameters).
 CCQL = {
     "rc15": {
         "batch": 256,
@@ -146,7 +146,7 @@ def main() -> None:
             path = ROOT / "configs" / "ccql" / dataset / f"{name}.yaml"
             path.parent.mkdir(parents=True, exist_ok=True)
             header = (
-                f"# P-CCQL, {label} on {dataset} (spec-offline §C.7–§C.10, §D.2); written by\n"
+                f"# P-CCQL §3, {label} on {dataset} (settings: docs/conservative.md); written by\n"
                 f"# reproductions/make_ccql_configs.py. Prepare the data first, e.g.\n"
                 f"#   rlrec data prepare {SOURCES[dataset]} --config configs/data/{dataset}.yaml "
                 f"--raw RAW --out data/{dataset}\n"

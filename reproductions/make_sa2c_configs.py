@@ -1,6 +1,6 @@
 """Write the YAML configs of every cell of Xin et al. (WSDM'22) Tables 2–6 into ``configs/``.
 
-Hyper-parameters are the paper's and the reference code's (spec-offline §D.1): batch 256, hidden 64,
+Hyper-parameters are the paper's (P-SA2C §4.1.4) and the reference code's: batch 256, hidden 64,
 window 10, K = 10 uniform negatives, γ = 0.5, r_click 0.2, r_buy 1.0, r_negative 0; Adam lr 0.01
 (RC15) / 0.005 (RetailRocket); SA2C switches after 15,000 steps to a fresh Adam at 0.001; 50 epochs
 (DQN: 300 epochs, lr 0.01 / 0.001); validation every 4,000 steps. Encoders: GRU, Caser (16 filters per
@@ -64,7 +64,7 @@ def write(path: Path, cfg: dict[str, Any], title: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     header = (
         f"# {title}\n"
-        f"# Xin et al., WSDM'22 (spec-offline §D.1). Prepare the data first, e.g.\n"
+        f"# Xin et al., WSDM'22 (P-SA2C), settings of §4.1.4. Prepare the data first, e.g.\n"
         f"#   rlrec data prepare {'yoochoose' if 'rc15' in str(path) else 'retailrocket'} "
         f"--config configs/data/{path.parent.name}.yaml --raw RAW --out {cfg['data']}\n"
         f"# then: rlrec train --config {path.relative_to(ROOT)}\n"
@@ -94,7 +94,7 @@ def main() -> None:
                 f"Table 4, {method.upper()} (Q head)",
             )
         # Table 5: SA2C's actor with the off-policy correction (the paper does not report `smooth`,
-        # spec §H.2; 1.0 is full correction with the ratio clipped to [0.1, 10]).
+        # P-SA2C §4.4; 1.0 is full correction with the ratio clipped to [0.1, 10]).
         obj = objective("sa2c", dataset) | {"ips_smooth": 1.0, "pop_scope": "train"}
         write(
             ROOT / "configs" / dataset / "table5_sa2c_gru_offpolicy.yaml",

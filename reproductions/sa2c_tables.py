@@ -7,7 +7,7 @@
 Each cell's config is in ``configs/<dataset>/`` (written by ``make_sa2c_configs.py``); the data are
 prepared with ``configs/data/<dataset>.yaml``. Every config runs for each ``--seeds`` seed (the paper
 averages 5 runs), the checkpoint is selected on validation purchase NDCG@10, and the table shows
-mean ± std of its **test** metrics with the paper's number under it (spec-offline §E.6 protocol).
+mean ± std of its **test** metrics with the paper's number under it (docs/offline.md).
 ``--max-steps`` shortens every run (a smoke test, not a reproduction).
 """
 

@@ -1,4 +1,4 @@
-"""Minimum-count filters on sessions and items (spec-offline §A.3 step 3–4, §F.3)."""
+"""Minimum-count filters on sessions and items (P-SA2C §4.1.1; docs/data.md)."""
 
 from __future__ import annotations
 

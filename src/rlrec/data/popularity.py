@@ -1,4 +1,4 @@
-"""Item popularity as a behaviour-policy estimate β(a) (spec-offline §A.7).
+"""Item popularity as a behaviour-policy estimate β(a) (P-SA2C §4.4).
 
 The reference computes ``pop[a] = #rows with item a / #rows`` over all splits, which leaks test
 frequencies into SA2C's off-policy weights and into NG_off. rlrec defaults to the training split with

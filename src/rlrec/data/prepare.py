@@ -7,7 +7,7 @@ Layout of a prepared dataset::
     DIR/train.parquet      events of the training sessions  (session_id, item, is_buy, timestamp[, rating])
     DIR/val.parquet        ... validation sessions
     DIR/test.parquet       ... test sessions
-    DIR/items.parquet      item (0..n-1) → raw item_id, count_all, count_train  (popularity, §A.7)
+    DIR/items.parquet      item (0..n-1) → raw item_id, count_all, count_train  (popularity)
     DIR/splits.parquet     session_id → split (reusable as ``split: {kind: file}`` elsewhere)
 
 Events are sorted by ``(session_id, timestamp)`` with a stable sort (ties keep the source order), so
@@ -49,7 +49,8 @@ class PrepareConfig(StrictModel):
 
     ``filters`` left empty takes the source's reference filters (RetailRocket: ≥ 3 events per visitor,
     then ≥ 3 per item, one pass; the others: none). ``seed`` drives every random choice (RC15 session
-    sample, random split). ``state_size`` is the history window recorded for training (spec §A.5).
+    sample, random split). ``state_size`` is the history window recorded for training
+    (10 in P-SA2C §4.1.4).
     """
 
     source: Source

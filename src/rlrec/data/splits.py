@@ -1,11 +1,11 @@
-"""Train/validation/test splits by session (spec-offline §A.4).
+"""Train/validation/test splits by session (P-SA2C §4.1.2).
 
 * ``random`` — the papers' split: the unique session ids in ascending order are shuffled with
   ``numpy.random.RandomState(seed).shuffle`` (the reference's unseeded ``np.random.shuffle``, made
   reproducible: with ``np.random.seed(seed)`` the reference gives the same permutation) and cut at
   ``floor(r_train·N)`` and ``floor((r_train + r_val)·N)``.
 * ``time`` — sessions ordered by their first event (ties by session id); the earliest fraction trains,
-  the latest is the test set. Avoids the temporal leakage of the random split (spec-offline §F.4).
+  the latest is the test set. Avoids the temporal leakage of the random split.
 * ``file`` — a CSV or Parquet file with columns ``session_id,split`` (``train``/``val``/``test``),
   so results can be compared with other tools on identical splits. Every session of the prepared
   data must be listed; ids in the file that the filters removed are ignored (and counted).

@@ -1,4 +1,4 @@
-"""Dataset statistics (spec-offline §A.8) and data diagnostics, as printed by ``rlrec data stats``."""
+"""Dataset statistics (P-SA2C Table 1) and data diagnostics, as printed by ``rlrec data stats``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from rlrec.data.splits import SPLITS
 def purchase_in_window(log: SessionLog, window: int) -> tuple[int, int]:
     """(#purchases whose item is among the previous ``window`` events of its session, #purchases).
 
-    Explains why purchase HR is high on RC15 (spec-offline §A.8): the target is often in the state.
+    Explains why purchase HR is high on RC15: the target is often in the state.
     """
     pos = np.flatnonzero(log.is_buy == 1)
     if len(pos) == 0:
@@ -60,7 +60,8 @@ def dataset_stats(ds: PreparedDataset, batch_size: int = 256) -> dict[str, Any]:
     out["all"] = total
     out["training"] = {
         "transitions": out["train"]["events"],
-        "batches_per_epoch": out["train"]["events"] // batch_size,  # the last partial one is dropped
+        "batches_per_epoch": out["train"]["events"]
+        // batch_size,  # the last partial one is dropped
         "batch_size": batch_size,
         "state_size": ds.state_size,
         "pad_id": ds.pad_id,

@@ -1,4 +1,4 @@
-"""Transitions cut from flat per-session arrays at batch time (spec-offline §A.5, §A.6).
+"""Transitions cut from flat per-session arrays at batch time (the MDP of P-SA2C §3.1).
 
 For the event at flat position ``p`` of a session occupying ``[s0, s1)``:
 

@@ -1,4 +1,4 @@
-"""Offline evaluation: ranking metrics and the full-catalogue evaluator (spec-offline §E)."""
+"""Offline evaluation: ranking metrics and the full-catalogue evaluator (P-SA2C §4.1.2; docs/offline.md)."""
 
 from rlrec.eval.evaluator import EvalConfig, ScoreFn, evaluate, metric_names, top_k
 from rlrec.eval.metrics import (

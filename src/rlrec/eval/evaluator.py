@@ -1,11 +1,11 @@
-"""Full-catalogue evaluation of a scoring function on every event of a split (spec-offline §E).
+"""Full-catalogue evaluation of a scoring function on every event of a split (docs/offline.md, Evaluation).
 
 :func:`evaluate` walks the events of a :class:`~rlrec.data.transitions.Transitions` in order, in batches
-of events (not sessions, §E.7) sized so that one ``[B, n_items]`` score matrix stays below
+of events (not sessions) sized so that one ``[B, n_items]`` score matrix stays below
 ``max_score_elements``; scores **every** event, including the first of each session whose history is
-empty (§E.1, §A.6); ranks the target by comparison with its own score (:func:`target_rank_stats`: one
+empty; ranks the target by comparison with its own score (:func:`target_rank_stats`: one
 ``>`` and one ``==`` pass, ``O(n)`` per row, cheaper than the reference's full ``argsort`` and than
-``topk``); and accumulates the §E.2–E.4 metrics with :class:`~rlrec.eval.metrics.MetricAccumulator`.
+``topk``); and accumulates the metrics of P-SA2C §4.1.2 and Eq. 11 with :class:`~rlrec.eval.metrics.MetricAccumulator`.
 
 Ties are resolved by ``EvalConfig.ties``: by default (``"expected"``) every metric is its expectation
 under uniformly random tie-breaking, so a constant-score model gets HR@k = k/n, not 1; the share of
@@ -33,7 +33,7 @@ ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class EvalConfig(StrictModel):
-    """Evaluation settings (spec-offline §E.2–E.4, §E.7).
+    """Evaluation settings (docs/offline.md, Evaluation).
 
     The effective batch is ``max(1, min(batch_size, max_score_elements // n_items))`` events, so a
     1,000,000-item catalogue is scored in bounded memory (2**26 float32 scores = 256 MiB).
@@ -75,7 +75,7 @@ def evaluate(
 
     ``score_fn`` must return ``[B, n_items]`` scores for the real items (no pad column); the caller puts
     the model in eval mode, this function runs it under ``torch.inference_mode()`` on the transitions'
-    device. ``propensity``: optional ``[n_items]`` β for ``NG_off`` (§E.4). The result includes
+    device. ``propensity``: optional ``[n_items]`` β for ``NG_off`` (P-SA2C Eq. 11). The result includes
     ``tied_target_share``; pass it to :func:`~rlrec.eval.metrics.degenerate_warning` to flag a
     degenerate (constant or collapsed) model.
     """

@@ -1,4 +1,4 @@
-"""Top-k ranking metrics for next-item recommendation (spec-offline §E.2–E.4, §E.8, §F.22–24).
+"""Top-k ranking metrics for next-item recommendation (P-SA2C §4.1.2, Eq. 9 and 11; docs/offline.md).
 
 Pure tensor math, no I/O:
 
@@ -11,15 +11,15 @@ Pure tensor math, no I/O:
   item, so IDCG = 1); :func:`expected_hit_at` / :func:`expected_ndcg_at` — their closed-form
   expectations when the target's rank is uniform on ``g+1 … g+t+1`` (random tie-breaking);
 * :class:`MetricAccumulator` — micro-averaged HR/NDCG per event type (click vs purchase decided by
-  ``is_buy``, never by the reward value, §F.22), cumulative reward@k (§E.3), the off-policy NDCG
-  ``NG_off`` (§E.4), the §F.23 diagnostics (empty-history events excluded; per-session means) and the
+  ``is_buy``, never by the reward value), cumulative reward@k (P-SA2C §4.1.2), the off-policy NDCG
+  ``NG_off`` (P-SA2C Eq. 11), the diagnostics (empty-history events excluded; per-session means) and the
   share of tied targets;
 * :func:`degenerate_warning` — a one-line warning when more than :data:`DEGENERATE_TIE_SHARE` of the
   targets are tied (a collapsed or constant-score model);
-* :func:`check_ndcg_consistency` — the §E.8 bound linking NDCG and HR at consecutive cut-offs, usable on
+* :func:`check_ndcg_consistency` — the bound linking NDCG and HR at consecutive cut-offs, usable on
   any results table.
 
-**Ties** (``ties``, §E.8, §F.24). A model that gives many items the same score must not be flattered by
+**Ties** (``ties``). A model that gives many items the same score must not be flattered by
 the tie rule, so the default ``"expected"`` reports every metric as its **expectation under uniformly
 random tie-breaking**: the target's rank ``R`` is uniform on ``g+1 … g+t+1``, so
 ``E[HR@k] = clip((k − g)/(t + 1), 0, 1)`` and
@@ -76,7 +76,7 @@ def target_rank_stats(
     scores: torch.Tensor, target: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(greater, tied)``: ``[B]`` int64 counts of items scored strictly higher than ``target[b]`` and
-    of the *other* items whose score equals the target's, in ``scores[b]`` (§E.2, §E.8).
+    of the *other* items whose score equals the target's, in ``scores[b]``.
 
     ``scores``: ``[B, n]`` floats over the catalogue; ``target``: ``[B]`` int64 item ids in ``0..n-1``.
     The target's rank under random tie-breaking is uniform on ``greater + 1 … greater + tied + 1``. A
@@ -97,7 +97,7 @@ def target_ranks(
     target: torch.Tensor,
     ties: Literal["pessimistic", "optimistic"] = "pessimistic",
 ) -> torch.Tensor:
-    """``[B]`` int64 point rank (1 = best) of ``target[b]`` in ``scores[b]`` (§E.2, §E.8).
+    """``[B]`` int64 point rank (1 = best) of ``target[b]`` in ``scores[b]``.
 
     ``ties="pessimistic"``: ``#{items with a score ≥ the target's}`` (the target loses every tie);
     ``"optimistic"``: ``1 + #{items with a strictly greater score}`` (it wins every tie, as an unstable
@@ -190,10 +190,10 @@ def _rate(total: float, count: float) -> float:
 class MetricAccumulator:
     """Accumulates ranking metrics over batches of scored events; :meth:`compute` gives a flat dict.
 
-    ``ks``: cut-offs; ``r_click``/``r_buy``: rewards for reward@k (§E.3); ``n_sessions``: number of
+    ``ks``: cut-offs; ``r_click``/``r_buy``: rewards for reward@k (P-SA2C §4.1.2); ``n_sessions``: number of
     sessions, for the per-session diagnostic; ``propensity``: optional ``[n]`` behaviour-policy
     estimate β (e.g. :func:`rlrec.data.popularity.item_popularity`), strictly positive, enabling
-    ``NG_off`` at cut-off ``ng_off_k`` (§E.4); ``ties``: how a target tied with other items is ranked
+    ``NG_off`` at cut-off ``ng_off_k`` (P-SA2C Eq. 11); ``ties``: how a target tied with other items is ranked
     (``"expected"``, the default: every metric is its expectation under random tie-breaking;
     ``"pessimistic"``; ``"optimistic"`` — see the module docstring).
 
@@ -281,7 +281,7 @@ class MetricAccumulator:
         ``rank … rank + n_tied``, resolved by ``ties``); ``None`` means no ties. ``is_buy``: 0/1 (the
         event type); ``action``: the target item ids (for β); ``session``: int64 session index in
         ``0..n_sessions-1``; ``empty_history``: bool, the event is the first of its session (scored,
-        §E.1, but excluded from the ``/nonempty`` diagnostics).
+        but excluded from the ``/nonempty`` diagnostics).
         """
         if self._hist is None:
             self._allocate(rank.device)
@@ -326,15 +326,15 @@ class MetricAccumulator:
     def compute(self) -> dict[str, float]:
         """The metrics so far as a flat ``dict[str, float]``.
 
-        Main numbers, micro-averaged over events (§E.2), for every ``k`` in ``ks``:
+        Main numbers, micro-averaged over events (P-SA2C Eq. 9), for every ``k`` in ``ks``:
         ``hr_click@k``, ``ndcg_click@k``, ``hr_purchase@k``, ``ndcg_purchase@k`` and
-        ``reward@k = r_click · #click hits@k + r_buy · #purchase hits@k`` (§E.3); ``ng_off_click``,
-        ``ng_off_purchase`` (only with a propensity, §E.4); ``n_click``, ``n_purchase``, ``n_events``;
+        ``reward@k = r_click · #click hits@k + r_buy · #purchase hits@k`` (P-SA2C §4.1.2); ``ng_off_click``,
+        ``ng_off_purchase`` (only with a propensity, P-SA2C Eq. 11); ``n_click``, ``n_purchase``, ``n_events``;
         ``tied_target_share`` — the share of events whose target score equals at least one other
         item's (whatever ``ties`` is; see :func:`degenerate_warning`). Under ``ties="expected"`` the
         hit counts and rates are expectations under random tie-breaking (fractional hit counts).
 
-        §F.23 diagnostics: the same four rates over events with a non-empty history, suffixed
+        Diagnostics: the same four rates over events with a non-empty history, suffixed
         ``/nonempty`` (e.g. ``ndcg_purchase@10/nonempty``), with ``n_click/nonempty`` and
         ``n_purchase/nonempty``; ``hr@k/session_mean`` and ``ndcg@k/session_mean`` (both event types,
         mean over sessions of the per-session mean) with ``n_sessions`` (sessions with ≥ 1 event).
@@ -412,7 +412,7 @@ def check_ndcg_consistency(
     tol: float = 1e-9,
     from_zero: bool = False,
 ) -> list[str]:
-    """Violations of the §E.8 HR/NDCG consistency bound; empty when the curves are consistent.
+    """Violations of the HR/NDCG consistency bound; empty when the curves are consistent.
 
     For consecutive cut-offs ``k1 < k2`` every event with rank in ``(k1, k2]`` adds 1 to the HR
     difference and ``1/log2(rank+1) ∈ [1/log2(k2+1), 1/log2(k1+2)]`` to the NDCG difference, so

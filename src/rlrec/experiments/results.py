@@ -1,4 +1,5 @@
-"""Finished runs as data: find them, group them by method, aggregate seeds (spec-offline §E.6).
+"""Finished runs as data: find them, group them by method, aggregate seeds (P-SA2C §4.1.2 and
+P-CCQL §4.1 average five runs).
 
 A run directory (written by ``rlrec train``) holds ``config.yaml``, ``run.json``, ``summary.json``
 and ``metrics.jsonl``. Runs whose resolved configs are equal except for ``seed`` and ``out`` form

@@ -1,6 +1,6 @@
 """``rlrec sweep``: one training config × a grid of overrides × seeds, each run its own process.
 
-A sweep file names a training config and what to vary (spec-offline §E.6: several seeds, mean ± std)::
+A sweep file names a training config and what to vary (several seeds, mean ± std)::
 
     base: configs/ccql/rc15/sasrec_ccql.yaml   # an ``rlrec train`` config
     out: runs/sweeps/ccql_alpha                 # the sweep's directory

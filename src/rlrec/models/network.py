@@ -1,4 +1,4 @@
-"""Encoder + the two linear heads of the papers (spec-offline §B.0).
+"""Encoder + the two linear heads of the papers (P-SA2C §3, Eq. 3).
 
 ``q_head`` (the reference's ``output1``) gives ``Q(s, ·) ∈ R^n``; ``ce_head`` (``output2``) gives the
 supervised logits ``y(s) ∈ R^n``. Both are plain affine maps with no activation and no weight tying,

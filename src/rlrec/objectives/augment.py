@@ -1,4 +1,4 @@
-"""Sequence augmentations for contrastive objectives (spec-offline §C.8, P-CCQL §3.4), on tensors.
+"""Sequence augmentations for contrastive objectives (P-CCQL §3.4), on tensors.
 
 Every function takes a batch of right-padded histories ``state [B, L]`` (pad id ``pad_id``) with
 ``len_state [B]`` (the reference rule: 1 for an empty history) and returns a new ``(state, len_state)``.
@@ -19,7 +19,7 @@ no pad is created inside the real part; an empty history is returned unchanged.
   the front (``len_state`` shrinks; the reference's "crop" is span masking with the pad id);
 * ``permutation_legacy`` — the reference code's augmentation: shuffle all ``L`` positions of each row,
   pads included (numpy ``Generator.permuted(axis=1)``), ``len_state`` unchanged — a pad can then land
-  at the gathered position ``len_state − 1`` (spec §F.18).
+  at the gathered position ``len_state − 1``.
 """
 
 from __future__ import annotations

@@ -3,14 +3,15 @@
 An objective is a config model (its docstring states the loss and cites the paper) with:
 
 * ``phases()`` — the optimisation schedule: a list of :class:`Phase` (start step, learning rate). A
-  phase after the first gets a *fresh* Adam, as the reference does at SA2C's/SAC's switch (§F.13);
-* ``n_negatives`` — how many negative items per transition the trainer samples (§C.0.6);
-* ``double_q`` — whether it trains a pair of networks (§C.0.4) — and which heads it needs;
+  phase after the first gets a *fresh* Adam, as the reference does at SA2C's/SAC's switch;
+* ``n_negatives`` — how many negative items per transition the trainer samples (P-SA2C §3.2);
+* ``double_q`` — whether it trains a pair of networks (P-SA2C Algorithm 1) — and which heads it
+  needs;
 * ``compute_loss(inputs)`` — the scalar loss and detached scalars to log;
 * ``projection_dim`` / ``mask_token`` — extra network parts it trains (contrastive objectives).
 
 Targets are computed under ``no_grad`` with the networks in eval mode (dropout off); the reference
-computes them in training mode, available as ``target_dropout: true`` (§F.9).
+computes them in training mode, available as ``target_dropout: true``.
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ class ObjectiveConfig(StrictModel):
 
 
 class QLearningConfig(ObjectiveConfig):
-    """Settings shared by the double-Q objectives (spec-offline §C.0, §D.1)."""
+    """Settings shared by the double-Q objectives (P-SA2C §3.2, §4.1.4)."""
 
     double_q: ClassVar[bool] = True
     needs_q_head: ClassVar[bool] = True
@@ -201,11 +202,12 @@ def q_terms(
 ) -> QTerms:
     """Main-net pass on ``s``; TD on the positive and, if ``r_negative`` is given, on the negatives.
 
-    Positive (§C.0.5): ``ℓ⁺ = scale·(y⁺ − Q_m(s, a⁺))²``, ``y⁺ = r + γ·(1 − done)·Q_t(s', argmax
-    Q_m(s'))``. Negative (§C.4): a negative action leaves the state unchanged, so
-    ``y⁻ = r_neg + γ·Q_t(s, argmax Q_m(s))`` (never masked, one target per sample shared by its K
-    negatives) and ``ℓ⁻ = Σ_j`` (or mean) ``scale·(y⁻ − Q_m(s, a⁻_j))²``. Targets come from one
-    no-grad pass per network over ``[s'; s]`` (``[s']`` without negatives).
+    Positive (P-SA2C Eq. 4, Algorithm 1): ``ℓ⁺ = scale·(y⁺ − Q_m(s, a⁺))²``,
+    ``y⁺ = r + γ·(1 − done)·Q_t(s', argmax Q_m(s'))``. Negative (Eq. 4's second term): a negative
+    action leaves the state unchanged, so ``y⁻ = r_neg + γ·Q_t(s, argmax Q_m(s))`` (never masked,
+    one target per sample shared by its K negatives) and ``ℓ⁻ = Σ_j`` (or mean)
+    ``scale·(y⁻ − Q_m(s, a⁻_j))²``. Targets come from one no-grad pass per network over ``[s'; s]``
+    (``[s']`` without negatives).
     """
     b = inputs.batch
     assert inputs.target is not None

@@ -1,5 +1,5 @@
-"""SASRec-CCQL — contrastive + conservative Q-learning on sampled negatives (P-CCQL Eq. 2 and 4;
-spec-offline §C.10)."""
+"""SASRec-CCQL — contrastive + conservative Q-learning on sampled negatives (P-CCQL §3.3–§3.4,
+Eq. 2 and 4)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ CQLVariant = Literal["sampled", "full", "legacy"]
 class CCQLConfig(COConfig, NegativeSampling):
     """``L = actor + ω·mean_b ½δ⁺_b² + α·mean_b CQL_b + λ_co·L_CO`` (P-CCQL Eq. 4).
 
-    ``cql_variant`` (spec §C.10):
+    ``cql_variant`` (docs/conservative.md):
 
     * ``sampled`` (default, the paper): ``CQL_b = τ·logsumexp_{a ∈ {a⁺} ∪ N_b} Q(s_b,a)/τ − Q(s_b,a⁺)``
       over ``num_negatives`` uniform negatives, none of them an item of the state
@@ -27,7 +27,7 @@ class CCQLConfig(COConfig, NegativeSampling):
     * ``full``: the log-sum-exp over the whole catalogue (the original CQL's ``log Σ_a exp Q``);
     * ``legacy``: the CCQL code literally — ``c = [Q(s,a*), Q(s,a⁺), float(a*)]`` with
       ``a* = argmax Q_main(s')``, the item index acting as a Q-value; the negatives reach no loss and
-      the term only raises ``Q(s,a⁺)`` (spec §F.16).
+      the term only raises ``Q(s,a⁺)``.
 
     The actor, the phases and the contrastive term are SASRec-CO's; ``negative_td`` adds SNQN's TD on
     the sampled negatives (not part of P-CCQL; the CCQL code samples negatives but never uses them,
@@ -48,7 +48,7 @@ class CCQLConfig(COConfig, NegativeSampling):
     exclude_history: bool = Field(
         True,
         description="never sample an item of the state as a negative: P-CCQL samples negatives "
-        "among items the user did not interact with (§3.2); false = the authors' code",
+        "among items the user did not interact with (P-CCQL §3.3); false = the authors' code",
     )
 
     @property

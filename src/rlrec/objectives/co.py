@@ -1,5 +1,5 @@
-"""SASRec-CO — actor-critic plus a contrastive objective on augmented histories (P-CCQL §3.4, §4.3;
-spec-offline §C.8, §C.9)."""
+"""SASRec-CO — actor-critic plus a contrastive objective on augmented histories
+(P-CCQL §3.4, §4.3)."""
 
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ def contrastive_loss(cfg: ContrastiveConfig, inputs: LossInputs, s: torch.Tensor
 
 
 class COConfig(SACConfig):
-    """SASRec-CO: ``L = actor + w·mean_b ½δ⁺_b² + λ_co·L_CO`` (P-CCQL §4.3; spec §C.9).
+    """SASRec-CO: ``L = actor + w·mean_b ½δ⁺_b² + λ_co·L_CO`` (P-CCQL §4.3).
 
     The actor is SAC's (:class:`~rlrec.objectives.sac.SACConfig`): ``mean_b CE_b`` for
     ``warmup_steps``, then the CE weighted by ``sg Q(s, a⁺)`` per sample (``sac_weighting:

@@ -1,4 +1,4 @@
-"""DQN with negative sampling (Xin et al., WSDM'22, Table 4 "DQN"; spec-offline §C.6)."""
+"""DQN with negative sampling (Xin et al., WSDM'22, §4.3 and Table 4 "DQN")."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from rlrec.objectives.snqn import NegativeSampling, negative_terms
 class DQNConfig(NegativeSampling):
     """``L = mean_b [ ℓ⁺_b + Σ_j ℓ⁻_{b,j} ]`` — SNQN's TD terms alone, no CE head; ranks by Q.
 
-    ``r_negative`` defaults to 0 as the paper states (same settings as SNQN); the reference script's
-    default is −1 (set ``r_negative: -1.0`` to reproduce it, §H.4). Script defaults: 300 epochs,
-    lr 0.01 (RC15) / 0.001 (RetailRocket).
+    ``r_negative`` defaults to 0 as the paper states (P-SA2C §4.3: the same hyper-parameters as
+    SNQN; P-SA2C §4.1.4: ``r_n = 0``); the reference script's default is −1 (set
+    ``r_negative: -1.0`` to reproduce it). Script defaults: 300 epochs, lr 0.01 (RC15) / 0.001
+    (RetailRocket).
     """
 
     kind: Literal["dqn"] = "dqn"

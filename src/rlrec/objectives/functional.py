@@ -1,4 +1,4 @@
-"""Tensor math of the offline objectives (spec-offline §C.0, §C.4, §C.5), free of any module state.
+"""Tensor math of the offline objectives (P-SA2C §3, P-CCQL §3), free of any module state.
 
 Shapes: ``B`` batch, ``n`` items, ``K`` sampled negatives, ``L`` state window.
 """
@@ -18,7 +18,9 @@ def double_q_target(
     gamma: float,
     done: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Double-Q target ``y = r + γ·(1 − done)·Q_val(s', argmax_a Q_sel(s', a))`` (§C.0.5).
+    """Double-Q target ``y = r + γ·(1 − done)·Q_val(s', argmax_a Q_sel(s', a))``.
+
+    P-SA2C Algorithm 1, lines 10–12: the selector is the main network, the value the target one.
 
     ``q_select``, ``q_value``: ``[B, n]`` (no gradient expected); ``reward``: ``[B]``; ``done``: ``[B]``
     bool or ``None`` (negative-action targets are never masked). Returns ``[B]``.
@@ -31,7 +33,8 @@ def double_q_target(
 
 
 def td_loss(q_taken: torch.Tensor, target: torch.Tensor, scale: float = 0.5) -> torch.Tensor:
-    """Per-element squared TD error ``scale·(y − Q)²`` (trfl's ½δ² by default, §F.10); gradient only into ``q_taken``."""
+    """Per-element squared TD error ``scale·(y − Q)²``, gradient only into ``q_taken``: ½δ² by
+    default (trfl's, the reference); P-SA2C Eq. 4 writes δ² (``scale = 1``)."""
     return scale * (target.detach() - q_taken).pow(2)
 
 
@@ -43,7 +46,8 @@ def sample_negatives(
     exclude: torch.Tensor | None = None,
     max_rounds: int = 100,
 ) -> torch.Tensor:
-    """``[B, K]`` uniform item ids in ``[0, n)``, with replacement, never equal to the positive (§C.0.6).
+    """``[B, K]`` uniform item ids in ``[0, n)``, with replacement, never equal to the positive
+    (P-SA2C §4.1.4).
 
     Drawing from ``[0, n − 1)`` and shifting ids ``≥ a⁺`` by one is exactly uniform over the other
     items (the reference's redraw-on-collision). With ``exclude`` (``[B, L]`` ids, e.g. the history;
@@ -76,7 +80,7 @@ def cross_entropy(logits: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
 def sa2c_advantage(
     q_pos: torch.Tensor, q_neg: torch.Tensor, clip: tuple[float, float] | None
 ) -> torch.Tensor:
-    """``A = Q(s,a⁺) − mean(Q over {a⁺} ∪ N)`` (§C.5, Eq. 6–7; duplicates counted), optionally clipped.
+    """``A = Q(s,a⁺) − mean(Q over {a⁺} ∪ N)`` (P-SA2C Eq. 6–7, duplicates counted), maybe clipped.
 
     ``q_pos``: ``[B]``, ``q_neg``: ``[B, K]``, both detached by the caller. The reference clips to
     ``[0, 10]`` by default, so below-average positives get zero actor weight.
@@ -93,7 +97,7 @@ def ips_weight(
     clip: tuple[float, float],
     smooth: float,
 ) -> torch.Tensor:
-    """Off-policy correction ``ρ = clip(π(a⁺|s) / β(a⁺), lo, hi) ** smooth`` (§C.5, Eq. 10), ``[B]``.
+    """Off-policy weight ``ρ = clip(π(a⁺|s) / β(a⁺), lo, hi) ** smooth`` (P-SA2C Eq. 10), ``[B]``.
 
     ``π`` is the softmax of the (detached) CE logits, ``β`` the behaviour policy (item popularity).
     ``smooth = 0`` gives ρ ≡ 1 exactly.
@@ -121,7 +125,7 @@ def _paired_view_cross_entropy(sim: torch.Tensor) -> torch.Tensor:
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
-    """SimCLR's NT-Xent (InfoNCE with cosine similarity, P-CCQL Eq. 3; spec §C.8 ``InfoNCECosine``).
+    """SimCLR's NT-Xent (InfoNCE with cosine similarity, P-CCQL Eq. 3; CCQL's ``InfoNCECosine``).
 
     ``z1``, ``z2``: ``[B, d]`` two views of the same ``B`` states. Each of the ``2B`` views must pick
     its partner among the other ``2B − 1`` by cosine similarity / ``temperature``; the other states
@@ -177,7 +181,7 @@ class _RankOnePairedCE(torch.autograd.Function):
 
 
 def ts2vec_legacy(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
-    """The CCQL code's ``InfoNCE``: TS2Vec's instance-wise loss on ``[B, d, 1]`` (spec §C.8, §F.18).
+    """The CCQL code's ``InfoNCE``: TS2Vec's instance-wise loss on ``[B, d, 1]`` (for parity only).
 
     Reshaping the state to ``B × d × 1`` makes each of the ``d`` coordinates a "timestep" with a
     1-d feature: for coordinate ``t`` the similarity of views ``i, j`` is ``u_i·u_j`` (no
@@ -209,7 +213,7 @@ def cql_full(q: torch.Tensor, action: torch.Tensor, temperature: float) -> torch
 def cql_legacy(
     q_best: torch.Tensor, q_pos: torch.Tensor, best_index: torch.Tensor, temperature: float
 ) -> torch.Tensor:
-    """The CCQL code's ``cql_loss`` literally (spec §C.10, §F.16), ``[B]``.
+    """The CCQL code's ``cql_loss`` literally (docs/conservative.md), ``[B]``.
 
     ``c = [Q(s, a*), Q(s, a⁺), float(a*)]`` with ``a* = argmax Q_main(s', ·)`` (the item *index*
     enters the log-sum-exp as if it were a Q-value); ``τ·logsumexp(c/τ) − Q(s, a⁺)``. For an index

@@ -1,4 +1,4 @@
-"""SA2C — Supervised Advantage Actor-Critic (Xin et al., WSDM'22, Eq. 6–8, 10; spec-offline §C.5)."""
+"""SA2C — Supervised Advantage Actor-Critic (Xin et al., WSDM'22, §3.3, Eq. 6–8, 10)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ class SA2CConfig(NegativeSampling):
     main setting). β is item popularity on ``pop_scope`` (train split with add-``pop_smoothing``
     by default; ``all`` with smoothing 0 is the reference). At ``pretrain_steps`` a fresh Adam with
     ``lr_phase2`` (0.001 in the paper) takes over. Steps count optimiser updates over batches of
-    transitions, as in the TF code (§F.12).
+    transitions, as in the TF code (P-SA2C §3.3 counts T in batches).
     """
 
     kind: Literal["sa2c"] = "sa2c"

@@ -1,4 +1,4 @@
-"""SAC — Self-supervised Actor-Critic (Xin et al., SIGIR'20; spec-offline §C.3, §C.7)."""
+"""SAC — Self-supervised Actor-Critic (Xin et al., SIGIR'20; P-CCQL §4.1's "SASRec-AC")."""
 
 from __future__ import annotations
 
@@ -17,10 +17,11 @@ class SACConfig(QLearningConfig):
     """Warm-up as SQN, then ``L = mean_b [ sg(Q_m(s_b, a_b))·CE_b + w·½δ⁺_b² ]``.
 
     The CE term of the actor is re-weighted by the critic's raw Q-value of the logged action. After
-    ``warmup_steps`` a fresh Adam (``lr_phase2``, default = ``lr``) takes over (spec §C.3, §H.5:
-    15,000 in the TF copy, 30,000 in the CCQL code). ``sac_weighting: legacy_batch_mean`` reproduces
-    the CCQL code's bug (batch-mean Q times batch-mean CE, §C.7, §F.17). With the CCQL code's
-    settings (``warmup_steps: 30000``, SASRec ``ccql_torch``) this is P-CCQL's "SASRec-AC".
+    ``warmup_steps`` a fresh Adam (``lr_phase2``, default = ``lr``) takes over (15,000 steps in a TF
+    copy of the SIGIR'20 code, 30,000 in the CCQL code). ``sac_weighting: legacy_batch_mean``
+    reproduces the CCQL code's bug (batch-mean Q times batch-mean CE; docs/conservative.md). With
+    the CCQL code's settings (``warmup_steps: 30000``, SASRec ``ccql_torch``) this is P-CCQL's
+    "SASRec-AC".
     """
 
     kind: Literal["sac"] = "sac"

@@ -1,4 +1,4 @@
-"""SNQN — Supervised Negative Q-learning (Xin et al., WSDM'22, Eq. 4–5; spec-offline §C.4)."""
+"""SNQN — Supervised Negative Q-learning (Xin et al., WSDM'22, Eq. 4–5, Algorithm 1)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from rlrec.objectives.functional import cross_entropy
 
 
 class NegativeSampling(QLearningConfig):
-    """Negative actions (§C.0.6): ``num_negatives`` uniform items per transition, never the positive."""
+    """Negative actions (P-SA2C §3.2, §4.1.4): ``num_negatives`` uniform items per transition, never
+    the positive."""
 
     num_negatives: int = Field(10, ge=1)
     r_negative: float = Field(0.0, description="reward of a sampled negative action (paper: 0)")
@@ -28,7 +29,7 @@ class NegativeSampling(QLearningConfig):
 
 
 def negative_terms(cfg: NegativeSampling, inputs: LossInputs) -> QTerms:
-    """:func:`q_terms` with TD on the positive and on the K sampled negatives (§C.4)."""
+    """:func:`q_terms` with TD on the positive and on the K sampled negatives (P-SA2C Eq. 4)."""
     return q_terms(cfg, inputs, cfg.r_negative, cfg.neg_reduction)
 
 

@@ -1,4 +1,4 @@
-"""SQN — Self-supervised Q-learning (Xin et al., SIGIR'20; spec-offline §C.2)."""
+"""SQN — Self-supervised Q-learning (Xin et al., SIGIR'20; a baseline of P-SA2C §4.1.3)."""
 
 from __future__ import annotations
 

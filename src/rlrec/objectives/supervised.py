@@ -1,4 +1,4 @@
-"""Supervised next-item baseline (spec-offline §C.1): the GRU/Caser/NItNet/SASRec rows of the tables."""
+"""Supervised next-item baseline (P-SA2C Eq. 2): the GRU/Caser/NItNet/SASRec rows of the tables."""
 
 from __future__ import annotations
 

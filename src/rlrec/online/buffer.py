@@ -1,4 +1,4 @@
-"""The replay buffer (spec-online §D.0): a FIFO ring of transitions held as tensors on the training
+"""The replay buffer (P-HAC §2.6, A.3): a FIFO ring of transitions held as tensors on the training
 device, sampled uniformly with replacement from a seeded generator.
 
 Per transition: the user id (features are looked up from the user table), the history before and

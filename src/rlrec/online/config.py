@@ -2,10 +2,10 @@
 evaluation (one YAML per experiment; every value is written back into the run directory).
 
 ``preset: hac_code_parity`` fills in, under whatever keys are given explicitly, every parity flag that
-restores the reference code's behaviour (spec §H): reward cost 0.1 and URM dropout while simulating
-(env), and for the agent the inverted terminal mask, stale buffer states, uniform non-negative noise
-with one coin per batch, dropout while acting, the last-item padding lookup, the ``sasrec_hac_code``
-policy and replayed A2C. ``paper`` (default) leaves the corrected defaults.
+restores the reference code's behaviour (docs/online.md): reward cost 0.1 and URM dropout while
+simulating (env), and for the agent the inverted terminal mask, stale buffer states, uniform
+non-negative noise with one coin per batch, dropout while acting, the last-item padding lookup, the
+``sasrec_hac_code`` policy and replayed A2C. ``paper`` (default) leaves the corrected defaults.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ ENV_PARITY: dict[str, Any] = {"zero_reward_cost": 0.1, "urm_legacy_dropout": Tru
 
 
 class LoopConfig(StrictModel):
-    """The online loop (spec §D.0; P-HAC A.3 defaults).
+    """The online loop (defaults: P-HAC A.3, §3.1.4).
 
     Each iteration takes one step of ``num_envs`` users and then ``updates_per_step`` updates on
     ``batch_size`` transitions. Replay agents first fill the buffer with ``prefill`` transitions
@@ -57,7 +57,7 @@ class LoopConfig(StrictModel):
 
 
 class EvalConfig(StrictModel):
-    """The evaluation protocol (spec §E.3).
+    """The evaluation protocol (P-HAC §3.1.4; docs/online.md).
 
     ``val_users`` start records are held out of the training environment's pool (same URM): every
     ``eval_every`` iterations the policy runs once from each of them, and the best mean total reward

@@ -1,4 +1,4 @@
-"""Critics and PG-RA's inverse model (spec-online §C.5), each an MLP block on given vectors.
+"""Critics and PG-RA's inverse model (P-HAC A.3, Table 3), each an MLP block on given vectors.
 
 * :class:`QCritic` ``Q(s, a)``: ``[s ; a]`` → hidden [256, 64] → scalar (dropout 0.2, LayerNorm);
   ``a`` is the hyper-action ``Z`` (DDPG, TD3) or the pooled slate embedding ``Ẑ_a`` (HAC).

@@ -1,4 +1,4 @@
-"""Evaluating a policy in a simulator (spec-online §E.3), which the reference code lacks (§H.10, §H.19).
+"""Evaluating a policy in a simulator (P-HAC §3.1.4), which the reference code lacks.
 
 A frozen policy (eval mode, no noise, greedy top-K by default) runs **once from every one of a fixed
 set of start records**, in batches without refill, until each session ends; every session counts:

@@ -1,4 +1,4 @@
-"""Tensor math of the online agents' losses (spec-online §D), apart from any class.
+"""Tensor math of the online agents' losses (P-HAC §2.6, Table 3), apart from any class.
 
 Shapes: ``B`` transitions, ``K`` slate size, ``N`` items, ``d`` kernel/hyper-action width. Slates
 hold item ids ``1..N``; score matrices ``(B, N)`` have column ``i - 1`` for item ``i``.
@@ -25,7 +25,7 @@ def td_target(
 ) -> torch.Tensor:
     """``y = r + γ (1 − d) V'`` (P-HAC Eq. 7), all ``(B,)``.
 
-    ``legacy_done_mask`` reproduces the reference's inverted mask ``r + γ d V'`` (spec §H.4): it
+    ``legacy_done_mask`` reproduces the reference's inverted mask ``r + γ d V'``: it
     bootstraps only on terminal transitions and is myopic elsewhere.
     """
     d = terminated.to(reward.dtype)
@@ -48,7 +48,7 @@ def n_step_targets(
 
     A slot whose session ended (left or truncated) is refilled with a new user, so the return never
     runs across sessions: a truncated session bootstraps from its own next state. ``m = 1`` is
-    :func:`td_target`; ``legacy_done_mask`` inverts the mask at every step (spec §H.4).
+    :func:`td_target`; ``legacy_done_mask`` inverts the mask at every step.
     """
     out = torch.empty_like(reward)
     following = next_value[-1]

@@ -73,8 +73,8 @@ class Dropout(nn.Module):
 def mlp(
     in_dim: int, hidden: list[int], out_dim: int, p_drop: float = 0.0, norm: bool = False
 ) -> nn.Sequential:
-    """The reference's ``DNN`` block (spec §C.5): per hidden width ``Linear → ReLU → Dropout (if
-    p > 0) → LayerNorm (if norm)``, then a final ``Linear`` to ``out_dim``."""
+    """The reference's ``DNN`` block (the MLPs of P-HAC A.3): per hidden width ``Linear → ReLU →
+    Dropout (if p > 0) → LayerNorm (if norm)``, then a final ``Linear`` to ``out_dim``."""
     layers: list[nn.Module] = []
     width = in_dim
     for h in hidden:

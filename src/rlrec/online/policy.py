@@ -1,12 +1,12 @@
-"""The hyper-actor (spec-online §C): item kernel Φ, SASRec state encoder, hyper-action head, scoring,
-slate selection and exploration.
+"""The hyper-actor (P-HAC §2.3–§2.4, A.3): item kernel Φ, SASRec state encoder, hyper-action head,
+scoring, slate selection and exploration.
 
 ``HyperActor(u, h) → (s, Z)``:
 
 1. history tokens ``Φ(x_{h_t}) + P_t`` (learned positions, left padding), then LayerNorm(Dropout(·));
 2. ``sasrec_paper`` (default, P-HAC §2.3/A.3): a user token ``g_u(u)`` (MLP ``d_u → 128 → d``) is
    appended last, and padded history slots are masked; ``sasrec_hac_code`` (the reference code):
-   no user token, no padding mask (spec §H.13);
+   no user token, no padding mask;
 3. a causal post-norm Transformer (2 layers, 4 heads, ff 64, dropout 0.1); ``s`` = last output;
 4. ``Z = W_Z s + b_Z`` (``linear``) or ``Z = s`` (``identity``, the reference).
 
@@ -31,7 +31,7 @@ Coin = Literal["per_user", "per_batch"]
 class PolicyConfig(StrictModel):
     """Hyper-actor architecture. ``encoder`` picks the defaults of ``use_user_token``, ``hyper_head``
     and ``padding_mask`` (explicit values win): ``sasrec_paper`` → True, linear, True;
-    ``sasrec_hac_code`` → False, identity, False (the reference, spec §C.2)."""
+    ``sasrec_hac_code`` → False, identity, False (the reference)."""
 
     encoder: Literal["sasrec_paper", "sasrec_hac_code"] = "sasrec_paper"
     use_user_token: bool = True
@@ -64,10 +64,10 @@ class PolicyConfig(StrictModel):
 
 
 class ExplorationConfig(StrictModel):
-    """How an agent explores while it collects data (spec §C.3–C.4).
+    """How an agent explores while it collects data (P-HAC §2.3, §2.7).
 
     ``hyper_noise``: ``gaussian`` adds ``N(0, noise_std²)`` to ``Z`` (P-HAC); ``hac_uniform`` adds
-    ``clip(U·noise_std, −1, 1)``, ``U ~ Uniform[0, 1)`` (the reference, spec §H.5: biased positive).
+    ``clip(U·noise_std, −1, 1)``, ``U ~ Uniform[0, 1)`` (the reference: biased positive).
     With probability ε (linear from ``epsilon_start`` to ``epsilon_end`` over ``epsilon_steps``
     iterations) ``Z`` is replaced by the noise alone. ``topk_rate``: probability of the greedy top-K
     slate, otherwise a categorical draw. ``coin``: one coin per user (rlrec) or per batch (reference).
@@ -203,7 +203,7 @@ def perturb(
     z: torch.Tensor, cfg: ExplorationConfig, epsilon: float, gen: torch.Generator
 ) -> torch.Tensor:
     """The exploring hyper-action ``(B, d)``: ``Z + noise``, or the noise alone where the ε coin
-    says so (spec §C.4)."""
+    says so."""
     if cfg.hyper_noise == "hac_uniform":
         noise = (torch.rand(z.shape, generator=gen) * cfg.noise_std).clamp(-1.0, 1.0)
     else:

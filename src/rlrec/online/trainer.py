@@ -1,4 +1,4 @@
-"""One online training loop for every agent (spec-online §D.0; CleanRL-style: read it top to bottom).
+"""One online training loop for every agent (P-HAC Algorithm 1, A.3; CleanRL-style: read it top to bottom).
 
 ``OnlineTrainer(cfg).fit()`` builds the training, validation and evaluation simulators
 (:mod:`.worlds`) and the agent, then
@@ -14,12 +14,12 @@
 3. every ``log_every`` iterations: window averages of the losses, the training sessions' reward,
    depth and reward variance, divergence flags (:mod:`rlrec.train.stability`), and an ``episodes``
    record listing every finished training session (iteration, slot, total reward, depth), from which
-   :mod:`.training_report` rebuilds the reference code's training-time report (§E.2);
+   :mod:`.training_report` rebuilds the reference code's training-time report (docs/online.md);
 4. every ``eval_every`` iterations: the validation evaluation (best mean total reward → ``best/``)
    and a resumable checkpoint: networks, optimisers, replay buffer and simulator state, so a run
    resumed with ``--resume`` ends exactly where an uninterrupted one does.
 
-At the end the ``last/`` and ``best/`` weights are evaluated in the evaluation environment (§E.3) and
+At the end the ``last/`` and ``best/`` weights are evaluated in the evaluation environment (P-HAC §3.1.4) and
 ``summary.json`` is written. Layout: ``config.yaml``, ``run.json``, ``metrics.jsonl`` (+ CSVs),
 ``checkpoints/``, ``best/``, ``last/``, ``summary.json``.
 """
@@ -241,7 +241,7 @@ class OnlineTrainer:
             self.claim.close()
 
     def _start(self) -> dict[str, torch.Tensor]:
-        """Seed the users; replay agents first fill the buffer (spec §D.0 step 1)."""
+        """Seed the users; replay agents first fill the buffer."""
         obs = self.sim.reset(seed=derive_seed(self.cfg.seed, "train_env"))
         if self.buffer is None:
             return obs

@@ -1,12 +1,12 @@
-"""The reference code's training-time report (spec-online §E.2): what P-HAC's numbers are.
+"""The reference code's training-time report (docs/online.md): what P-HAC's numbers are.
 
-The HAC code has no policy evaluation (§H.10); its published numbers are training metrics, computed
+The HAC code has no policy evaluation; its published numbers are training metrics, computed
 in the **training** environment with exploration on, and rlrec rebuilds them exactly from the
 finished training sessions a run logs (``episodes`` records of ``metrics.jsonl``):
 
 1. the environment keeps a reward history and a depth history, both starting with a dummy ``0``;
    after every env step at which at least one session finished it appends the total reward and the
-   depth of the **last finished slot** in index order only (``last_only``, §H.9; ``last_only=False``
+   depth of the **last finished slot** in index order only (``last_only``; ``last_only=False``
    appends every finished session in slot order instead);
 2. every ``check_episode = 10`` iterations (``i = 0, 10, 20, …``, after that iteration's env step) a
    report line takes the last 10 history entries: ``average_total_reward`` (mean),
@@ -19,7 +19,7 @@ finished training sessions a run logs (``episodes`` records of ``metrics.jsonl``
 
 Only the main loop's sessions count (the prefill phase ends with a reset). Use it to put a run next
 to the paper's tables; use :mod:`rlrec.online.evaluate` (frozen policy, fixed users, common random
-numbers, §E.3) to compare methods.
+numbers, P-HAC §3.1.4) to compare methods.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The environments of a run (spec-online §B.9, §E.3): training, validation and evaluation simulators
+"""The environments of a run (P-HAC §3.1.4): training, validation and evaluation simulators
 over one list dataset, built from a run config.
 
 * **train** — the training URM, start users from ``env.start_split`` minus the validation users;
@@ -6,7 +6,8 @@ over one list dataset, built from a run config.
 * **eval** — the evaluation URM (``eval_urm``, default: the training one), ``eval.users`` start
   records of ``eval.start_split`` (reporting).
 
-The agent sees the same raw item/user feature vectors as the simulators (spec §A.7).
+The agent sees the same raw item/user feature vectors as the simulators (its kernel Φ maps them,
+P-HAC §2.3).
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ def _simulator(
 
 
 def _describe(urm: LoadedURM) -> dict[str, Any]:
-    """Where a URM came from and how good it is (logged with every run, spec §B.9)."""
+    """Where a URM came from and how good it is (logged with every run)."""
     selected = urm.meta.get("selected", {})
     return {
         "path": str(urm.path),

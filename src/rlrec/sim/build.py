@@ -113,7 +113,7 @@ def _synthetic_simulator(
 
 
 def evaluation_starts(pool_size: int, n_users: int, seed: int) -> torch.Tensor:
-    """A fixed, seeded set of ``n_users`` distinct start records (spec §E.3: 3,200 by default)."""
+    """A fixed, seeded set of ``n_users`` distinct start records (3,200 by default)."""
     if n_users > pool_size:
         raise ConfigError(f"cannot draw {n_users} evaluation users from {pool_size} start records")
     return torch.randperm(pool_size, generator=generator(seed, "eval_users"))[:n_users]

@@ -136,7 +136,7 @@ def train(
         bool, typer.Option("--overwrite", help="Delete an existing run directory and start over.")
     ] = False,
 ) -> None:
-    """Train an online agent in the simulator; validate, checkpoint, evaluate (spec §D, §E.3)."""
+    """Train an online agent in the simulator; validate, checkpoint, evaluate (docs/online.md)."""
     from rlrec.online.config import OnlineTrainConfig
     from rlrec.online.trainer import OnlineTrainer
 
@@ -196,7 +196,7 @@ def evaluate(
     ] = True,
     overwrite: OverwriteOpt = False,
 ) -> None:
-    """Evaluate a trained policy in the evaluation environment (spec §E.3) and plot its curves."""
+    """Evaluate a trained policy in the evaluation environment (P-HAC §3.1.4); plot its curves."""
     from rlrec.online.evaluate import BEST, LAST, evaluate_run, write_curves
 
     if checkpoint not in (BEST, LAST):
@@ -243,7 +243,7 @@ def online_report(
     ] = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
-    """The reference code's training-time report (spec §E.2), the protocol of P-HAC's numbers."""
+    """The reference code's training-time report, P-HAC's protocol (docs/online.md)."""
     from rlrec.online.training_report import hac_online_report
 
     if out_file is not None:

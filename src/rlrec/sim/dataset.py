@@ -1,6 +1,6 @@
 """Reading a prepared list dataset back (manifest checked) and turning records into tensors.
 
-:meth:`ListDataset.tensors` gives the loader output of spec-online §A.8 for a whole split at once:
+:meth:`ListDataset.tensors` gives the loader output for a whole split at once:
 histories clipped to the last ``H`` items and **left**-padded with 0 (reference ``padding_and_clip``),
 a mask that is True on real items, exposures and labels. Item features are looked up from
 :meth:`ListDataset.item_features`, whose row 0 (padding) is the zero vector.

@@ -1,4 +1,4 @@
-"""The batched list-recommendation simulator (spec-online §B.3–B.8), pure torch.
+"""The batched list-recommendation simulator (P-HAC §3.1.2, A.2), pure torch.
 
 ``B`` user sessions run in parallel. Per slot the simulator keeps the user, the history (``H`` ids,
 left-padded, with a mask), the temper, the depth and the running return. A step takes a slate
@@ -12,7 +12,7 @@ left-padded, with a mask), the temper, the depth and the running return. A step 
 5. lowers the temper by ``(1 − r̃)·K + 1`` (``hac_gpu``) or ``n_neg + 1`` (``hac_cpu``); the user
    leaves (``terminated``) when it drops below 1; ``truncated`` when ``max_depth`` is reached first;
 6. refills finished slots with new users (``auto_reset``), returning both the pre-refill next state
-   of the same users (for transitions, §H.8) and the post-refill observation to act on.
+   of the same users (for transitions) and the post-refill observation to act on.
 
 Randomness is counter-based: slot ``i`` reset with seed ``s`` draws its start users and response
 noise from a stream keyed by ``s + i`` and its episode counter, so a batch of ``B`` users behaves
@@ -58,7 +58,7 @@ SLOT_STATE = (
 
 
 class EnvConfig(StrictModel):
-    """Simulator settings (spec §B.3–B.7); defaults are the paper's (cost 0.2), parity flags named."""
+    """Simulator settings (P-HAC A.2); defaults are the paper's (cost 0.2), parity flags named."""
 
     initial_temper: float = Field(20.0, gt=0)
     zero_reward_cost: float = Field(0.2, ge=0)
@@ -157,7 +157,7 @@ class ListRecSimulator:
                 f"start histories have width {pool.history.shape[1]}, the URM expects "
                 f"{urm.cfg.max_history}"
             )
-        self.urm = urm.to(self.device).eval()  # responses are sampled in eval mode (spec §H.3)
+        self.urm = urm.to(self.device).eval()  # responses are sampled in eval mode
         self.num_envs, self.slate_size = num_envs, slate_size
         self.n_items = item_features.shape[0] - 1
         self.max_history = urm.cfg.max_history
@@ -322,9 +322,9 @@ class ListRecSimulator:
         return self.observation()
 
     def _dropout_user_state(self) -> None:
-        """Parity mode (spec §H.3): the user encoder's dropout is active while simulating. The mask
-        is drawn from torch's RNG seeded by (seed, step count), so runs repeat, but unlike the
-        default it depends on the batch composition."""
+        """Parity mode (the reference code's): the user encoder's dropout is on while simulating.
+        The mask is drawn from torch's RNG seeded by (seed, step count), so runs repeat, but unlike
+        the default it depends on the batch composition."""
         self._steps += 1
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive_seed(self._seed, "urm_dropout", self._steps))

@@ -1,4 +1,4 @@
-"""Raw user/item feature vectors (spec-online §A.7).
+"""Raw user/item feature vectors (docs/online.md, List data).
 
 ``random_codes`` reproduces the reference: every item and user gets a fixed i.i.d. standard-normal
 code (the shipped KuaiRand ``iEmb.npy``/``uEmb.npy`` are exactly such codes), drawn from a generator

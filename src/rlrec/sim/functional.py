@@ -108,14 +108,14 @@ def urm_bce(
     """Mean per-item binary cross-entropy over all ``B·K`` items.
 
     Corrected (default): ``BCEWithLogits(s, y)``. ``legacy_double_sigmoid`` reproduces the reference,
-    which applies the logits-BCE to already-sigmoided scores, i.e. fits ``σ(σ(s))`` (spec §H.2).
+    which applies the logits-BCE to already-sigmoided scores, i.e. fits ``σ(σ(s))``.
     """
     scores = torch.sigmoid(logits) if legacy_double_sigmoid else logits
     return F.binary_cross_entropy_with_logits(scores, labels.to(scores.dtype))
 
 
 def mean_square_sum(tensors: list[torch.Tensor]) -> torch.Tensor:
-    """``Ω = Σ_P mean(P²)`` over parameter tensors (the URM's L2 term, spec §B.2)."""
+    """``Ω = Σ_P mean(P²)`` over parameter tensors (the URM's L2 term)."""
     return torch.stack([(p * p).mean() for p in tensors]).sum()
 
 
@@ -130,12 +130,12 @@ def list_reward(response: torch.Tensor, cost: float) -> torch.Tensor:
 
 
 def sweet_point(reward: torch.Tensor, point: float) -> torch.Tensor:
-    """RL4RS reshaping of the reference GPU env: ``1 - |r - point|`` (spec §B.5)."""
+    """RL4RS reshaping of the reference GPU env: ``1 - |r - point|`` (docs/online.md)."""
     return 1.0 - (reward - point).abs()
 
 
 def temper_decrement(reward: torch.Tensor, response: torch.Tensor, formula: str) -> torch.Tensor:
-    """How much a step lowers the temper (spec §B.7), ``(B,)`` float64.
+    """How much a step lowers the temper (P-HAC A.2's leave model), ``(B,)`` float64.
 
     ``hac_gpu`` (the envs every script uses): ``(1 - r̃)·K + 1`` with ``r̃`` the returned reward;
     ``hac_cpu`` (older envs): ``n_neg + 1``.
@@ -149,7 +149,7 @@ def temper_decrement(reward: torch.Tensor, response: torch.Tensor, formula: str)
 def append_positives(
     history: torch.Tensor, mask: torch.Tensor, slate: torch.Tensor, response: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``history ← (history ++ positives of the slate, in slate order)[-H:]`` (spec §B.6).
+    """``history ← (history ++ positives of the slate, in slate order)[-H:]`` (P-HAC A.2).
 
     ``history``: ``(B, H)`` left-padded ids; ``mask``: ``(B, H)`` bool; ``slate``: ``(B, K)``;
     ``response``: ``(B, K)`` {0,1}. Every existing slot (padding included) is kept, so padding is

@@ -68,7 +68,7 @@ def _numpy_obs(obs: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
 
 
 class ListRecVectorEnv(VectorEnv):
-    """``num_envs`` users in one batched torch simulator (spec §B.3)."""
+    """``num_envs`` users in one batched torch simulator."""
 
     metadata: ClassVar[dict[str, Any]] = {
         "autoreset_mode": AutoresetMode.SAME_STEP,

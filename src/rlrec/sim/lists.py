@@ -1,4 +1,4 @@
-"""Per-item interaction logs → list records (spec-online §A.2 steps 3–6, shared by ML, KuaiRand, OBD).
+"""Per-item interaction logs → list records (P-HAC A.1, shared by ML, KuaiRand, OBD).
 
 Input: an event table in *source order* (the order that breaks timestamp ties) with columns
 ``user`` (raw id), ``item`` (raw id), ``timestamp`` (Int64) and ``label`` (Int8 in {0, 1}).
@@ -6,9 +6,9 @@ Input: an event table in *source order* (the order that breaks timestamp ties) w
 1. Users are re-indexed ``0..U-1`` and items ``1..N`` in ascending raw-id order (0 = padding).
 2. Each user's events are sorted by timestamp with a **stable** sort (ties keep the source order).
 3. The sequence is cut into consecutive chunks of ``K``; a trailing chunk with fewer than ``K``
-   events is dropped (spec §I.3).
+   events is dropped (the paper is silent; the reference code needs exactly ``K`` per list).
 4. Chunk ``j`` becomes a record: ``exposure``/``labels`` from the chunk, ``timestamp`` = time of its
-   last event (§I.4), ``seq_idx = j``, ``history`` = the positive items of chunks ``0..j-1`` in order
+   last event, ``seq_idx = j``, ``history`` = the positive items of chunks ``0..j-1`` in order
    (never of the current chunk).
 """
 
@@ -28,7 +28,7 @@ def build_records(
 
     ``users``: ``user_id, raw_id``; ``items``: ``item_id, raw_id`` — every user and item of the event
     table, including those whose events all fell in a dropped trailing chunk. ``max_history`` keeps only
-    the last ``max_history`` history items per record (``None``: the full history, as the spec asks).
+    the last ``max_history`` history items per record (``None``: the full history).
     """
     k = slate_size
     ev = events.select(

@@ -1,4 +1,4 @@
-"""Quality of a user-response model's probabilities: AUC, log-loss, calibration (spec §B.2).
+"""Quality of a user-response model's probabilities: AUC, log-loss, calibration.
 
 The simulator *samples* from the URM's probabilities, so calibration matters as much as ranking:
 besides the pooled AUC (the reference reports a per-position macro AUC — also given here) rlrec

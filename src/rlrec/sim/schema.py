@@ -1,4 +1,4 @@
-"""The list-record schema (spec-online §A.1) and the tables of a prepared list dataset.
+"""The list-record schema (P-HAC §3.1.1) and the tables of a prepared list dataset.
 
 One row of ``records`` is one request/response step of a user, in time order:
 

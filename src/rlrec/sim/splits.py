@@ -1,4 +1,4 @@
-"""Train/test splits of list records (spec-online §A.5).
+"""Train/test splits of list records (P-HAC §3.1.4).
 
 * ``time`` (P-HAC §3.1.4): all records sorted globally by ``(timestamp, user_id, seq_idx)``; the first
   ``floor(train_frac·R)`` train, the rest test. Histories were built on the full timeline before the

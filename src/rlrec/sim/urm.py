@@ -1,4 +1,4 @@
-"""The user-response model (URM, spec-online §B.1): per-item click probabilities for a slate.
+"""The user-response model (URM, P-HAC §3.1.2, A.2): per-item click probabilities for a slate.
 
 Inputs per user: static features ``u`` ``(d_u,)``, the history's item features ``(H, d_i)`` with a
 mask, and the ``K`` exposed items' features ``(K, d_i)``.
@@ -13,8 +13,8 @@ mask, and the ``K`` exposed items' features ``(K, d_i)``.
 
 ``key_padding_mask`` (default) keeps padded history slots out of both attentions and returns a zero
 cross-attention output for an empty history; the reference has no mask (padding enters as ``E(0)``).
-``item_ids`` adds a learnable per-item embedding to ``E(x)`` (spec §A.7 ``id_embedding``; off in the
-reference, whose items are known only through fixed random codes).
+``item_ids`` adds a learnable per-item embedding to ``E(x)`` (off in the reference, whose items are
+known only through fixed random codes).
 The attention math lives in :mod:`rlrec.sim.functional`; the simulator reuses it with per-item tables
 (:meth:`URM.item_tables`), so training and simulation compute the same function.
 """

@@ -1,8 +1,8 @@
-"""Training a user-response model on list records (spec-online §B.2): config → ``URMTrainer.fit``.
+"""Training a user-response model on list records (P-HAC A.2): config → ``URMTrainer.fit``.
 
 Loss: mean per-item BCE over the ``B·K`` items of a batch plus ``l2_coef · Σ_P mean(P²)`` over the
 user encoder, item embedding and both attentions; Adam without weight decay, shuffled batches of 128.
-``urm_legacy_double_sigmoid`` restores the reference's BCE on ``σ(s)`` (spec §H.2).
+``urm_legacy_double_sigmoid`` restores the reference's BCE on ``σ(s)`` (docs/online.md).
 
 Every epoch the model is validated **in eval mode** (the reference keeps dropout on): pooled AUC,
 per-position macro AUC, log-loss, mean probability vs positive rate and ECE. The best-AUC epoch is
@@ -105,7 +105,7 @@ def predict_logits(
 
 @torch.no_grad()
 def check_urm(urm: Path, data: Path, split: str = "test", seed: int = 0) -> dict[str, float]:
-    """Quality of a saved URM on a dataset split (the reference's ``eval_env.py``, spec §B.2):
+    """Quality of a saved URM on a dataset split (what the reference's ``eval_env.py`` checks):
     AUC, log-loss, calibration, and the mean number of positives per list in one Bernoulli draw
     next to the logged one. Refuses a dataset of another item catalogue."""
     from rlrec.sim.urm_store import check_catalogue, load_urm

@@ -17,14 +17,15 @@ from rlrec.train.stability import StabilityConfig
 
 
 class LoopConfig(StrictModel):
-    """The optimisation loop (spec-offline §D.1 defaults).
+    """The optimisation loop (defaults: P-SA2C §4.1.4).
 
     Batches are drawn from a seeded permutation of the training transitions per epoch; the last
     partial batch is dropped, so an epoch is ``floor(#transitions / batch_size)`` steps, as in the
     reference. ``eval_every`` counts optimiser steps; the validation split selects the checkpoint
     (``select_metric``, higher is better); the ``keep_top`` best validation checkpoints are kept and
-    evaluated on the test split at the end (the best one is the run's result; the others serve the
-    top-k protocols of spec-offline §E.6). ``stability`` flags divergence (:mod:`.stability`).
+    evaluated on the test split at the end (the best one is the run's result; the others serve
+    P-CCQL's "top 5 checkpoints" protocol, §4.1). ``stability`` flags divergence
+    (:mod:`.stability`).
     """
 
     batch_size: int = Field(256, ge=1)

@@ -1,4 +1,4 @@
-"""Training-stability monitoring (P-CCQL §4.3, spec-offline §F.20).
+"""Training-stability monitoring (P-CCQL §4.3; docs/conservative.md).
 
 RL objectives for recommendation can reach a good validation score early and then degrade as
 Q-learning diverges; P-CCQL asks for training dynamics to be reported beside tables. The trainer

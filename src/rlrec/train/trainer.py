@@ -1,6 +1,6 @@
 """One training loop for every offline objective (CleanRL-style: read it top to bottom).
 
-``Trainer(cfg).fit()`` builds the networks (one, or the double-Q pair of spec-offline §C.0.4, or an
+``Trainer(cfg).fit()`` builds the networks (one, or the double-Q pair of P-SA2C Algorithm 1, or an
 online net with a Polyak target), then for each optimiser step:
 
 1. re-seeds the step's random streams from ``(seed, step)`` (dropout, negatives, network roles), so a
@@ -8,7 +8,7 @@ online net with a Polyak target), then for each optimiser step:
 2. cuts the batch from the epoch's seeded permutation of training transitions;
 3. picks main/target networks, samples negatives, computes the objective's loss;
 4. stops with a clear error on a non-finite loss (the last good checkpoint stays);
-5. steps the main network's Adam for the current phase (a fresh Adam per phase, spec §F.13);
+5. steps the main network's Adam for the current phase (a fresh Adam per phase, as the reference code does);
 6. every ``log_every`` steps logs the window's averages and checks them for divergence
    (:mod:`.stability`);
 7. every ``eval_every`` steps evaluates the validation split, keeps the ``keep_top`` best
@@ -164,7 +164,7 @@ class Trainer:
             self.beta = torch.as_tensor(pop, dtype=torch.float32, device=self.device)
 
         self._eval_data: dict[str, Transitions] = {}
-        self._eval_beta = item_popularity(self.ds, "train", 1.0)  # NG_off's β (spec-offline §E.4)
+        self._eval_beta = item_popularity(self.ds, "train", 1.0)  # NG_off's β (P-SA2C Eq. 11)
         self.step = 0
         self.stopped = False  # stopped early (patience, a stability flag) at ``step``
         self.best: dict[str, Any] = {"metric": None, "step": None, "evals_since": 0}
@@ -341,7 +341,7 @@ class Trainer:
         return self.nets[min(self.cfg.eval_network, len(self.nets) - 1)]
 
     def evaluate_split(self, split: str) -> dict[str, float]:
-        """Metrics of the evaluated network on ``split`` (spec-offline §E)."""
+        """Metrics of the evaluated network on ``split`` (docs/offline.md, Evaluation)."""
         if split not in self._eval_data:
             self._eval_data[split] = Transitions(
                 self.ds.split(split), self.state_size, self.ds.pad_id, device=self.device

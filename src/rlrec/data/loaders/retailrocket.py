@@ -1,10 +1,10 @@
 """RetailRocket (Kaggle "retailrocket/ecommerce-dataset") ``events.csv``.
 
-Raw format (spec-offline §A.1): header ``timestamp,visitorid,event,itemid,transactionid``; timestamp in
+Raw format (docs/data.md): header ``timestamp,visitorid,event,itemid,transactionid``; timestamp in
 Unix milliseconds; ``event`` ∈ {view, addtocart, transaction}; ``transactionid`` empty except on
 transaction rows.
 
-Pipeline of Xin et al. (spec-offline §A.3): the *visitor* is the session (a whole multi-month history,
+Pipeline of Xin et al. (WSDM'22 §4.1.1): the *visitor* is the session (a whole multi-month history,
 no time-gap sessionisation); ``view`` = click and ``addtocart`` = purchase; **transaction rows are
 dropped** (the reference keeps rows with an empty ``transactionid``), so the papers' "purchases" are
 add-to-cart events. ``purchase_event: transaction`` gives the true-purchase variant instead: views are

@@ -1,11 +1,11 @@
 """YooChoose / RC15 (RecSys Challenge 2015): ``yoochoose-clicks.dat`` + ``yoochoose-buys.dat``.
 
-Raw format (spec-offline §A.1), no header, comma separated:
+Raw format (docs/data.md), no header, comma separated:
 
 * clicks: ``session_id,timestamp,item_id,category`` e.g. ``1,2014-04-07T10:51:09.277Z,214536502,0``
 * buys: ``session_id,timestamp,item_id,price,quantity``
 
-Pipeline of Xin et al. (spec-offline §A.2), with the reference code's defects fixed:
+Pipeline of Xin et al. (WSDM'22 §4.1.1), with the reference code's defects fixed:
 
 1. keep sessions with at least ``min_clicks`` click rows (clicks only, duplicates count, buys ignored);
 2. sample ``sample_sessions`` of them uniformly without replacement — seeded here

@@ -1,4 +1,4 @@
-"""Sequential state encoders ``G(·)`` (spec-offline §B): GRU, Caser, NextItNet, SASRec.
+"""Sequential state encoders ``G(·)`` (P-SA2C §3, §4.1.3): GRU, Caser, NextItNet, SASRec.
 
 All implement :class:`Encoder`: ``forward(state [B, L] int64, len_state [B] int64) → [B, out_dim]``.
 Build one from its config with :func:`build_encoder`.

@@ -1,4 +1,4 @@
-"""The interface every sequential state encoder implements (spec-offline §B).
+"""The interface every sequential state encoder implements (``G(·)`` of P-SA2C §3).
 
 ``forward(state [B, L] int64 item ids (pad = n_items), len_state [B] int64) → [B, out_dim]``.
 
@@ -22,11 +22,11 @@ from rlrec.config import StrictModel
 
 EncoderKind = Literal["gru", "caser", "nextitnet", "sasrec"]
 WITHOUT_DROPOUT = ("gru", "nextitnet")
-"""The papers' GRU and NextItNet encoders have no dropout (Xin et al., WSDM'22 §5.1.3)."""
+"""The papers' GRU and NextItNet encoders have no dropout (Xin et al., WSDM'22 §4.1.4)."""
 
 
 class EncoderConfig(StrictModel):
-    """Architecture of the state encoder; defaults are the papers' (spec-offline §B, §D.1)."""
+    """Architecture of the state encoder; defaults are the papers' (P-SA2C §4.1.4)."""
 
     kind: EncoderKind = "sasrec"
     hidden: int = Field(64, ge=1, description="item embedding / hidden size d")

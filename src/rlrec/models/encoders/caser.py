@@ -1,4 +1,4 @@
-"""Caser state encoder as in the TF SNQN/SA2C code (spec-offline §B.2; model ``Caser``).
+"""Caser state encoder as in the TF SNQN/SA2C code (P-SA2C §4.1.3–§4.1.4; model ``Caser``).
 
 The ``L × d`` embedding matrix of the history (pad positions zeroed) is read as a one-channel
 image and convolved two ways:

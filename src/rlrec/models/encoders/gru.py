@@ -1,4 +1,4 @@
-"""GRU state encoder (spec-offline §B.1; TF ``QNetwork`` with model ``GRU``).
+"""GRU state encoder (P-SA2C §4.1.3; TF ``QNetwork`` with model ``GRU``).
 
 A single-layer GRU (tanh), hidden size ``d = cfg.hidden``, reads the **unmasked** item embeddings
 ``[B, L, d]`` — pads included, so the trainable pad row matters here and only here — and the state
@@ -8,8 +8,8 @@ is its output at position ``len_state − 1``. The reference runs ``dynamic_rnn`
 fused call. For the empty history (``len_state = 1``) the GRU consumes one pad embedding.
 No dropout. ``out_dim = d``.
 
-Initialisation: item embeddings normal(0, 0.01) (§B.0); GRU weights keep PyTorch's default (the
-spec does not fix them; TF's GRUCell would use Glorot-uniform kernels and gate bias 1).
+Initialisation: item embeddings normal(0, 0.01) (the TF code's); GRU weights keep PyTorch's default
+(the papers do not fix them; TF's GRUCell would use Glorot-uniform kernels and gate bias 1).
 """
 
 from __future__ import annotations

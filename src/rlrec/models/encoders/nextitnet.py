@@ -1,4 +1,5 @@
-"""NextItNet state encoder as in the TF SNQN/SA2C code (spec-offline §B.3; ``NextItNetModules.py``).
+"""NextItNet state encoder as in the TF SNQN/SA2C code (P-SA2C §4.1.3–§4.1.4;
+``NextItNetModules.py``).
 
 Item embeddings ``[B, L, d]`` with pad positions zeroed go through ``len(cfg.nextitnet_dilations)``
 residual blocks. A block with base dilation ``δ`` and kernel ``k``::
@@ -54,7 +55,7 @@ def causal_conv(
 
 
 class NextItNetBlock(nn.Module):
-    """One residual block (§B.3): ``[B, L, d] → [B, L, d]`` (before the pad mask).
+    """One residual block: ``[B, L, d] → [B, L, d]`` (before the pad mask).
 
     ``conv1``/``conv2`` are ``nn.Conv1d`` only to hold the weights in the usual layout; they are
     applied through :func:`causal_conv` (their own ``forward`` would not pad causally).

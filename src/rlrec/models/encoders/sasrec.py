@@ -1,11 +1,11 @@
-"""SASRec state encoder in the two flavours of the reference code (spec-offline §B.4, §B.5, §F.19).
+"""SASRec state encoder in the two flavours of the reference code (docs/offline.md).
 
 ``sasrec_variant="xin_tf"`` follows the TF SNQN/SA2C code (``SASRecModules.py``); ``"ccql_torch"``
 follows the CCQL PyTorch code (``SASRecnetwork`` + ``utils.MultiheadAttention``). Both share one
 block structure; the variant switches four things:
 
 ============================  ==========================  ===============================
-                              ``xin_tf`` (§B.4)           ``ccql_torch`` (§B.5)
+                              ``xin_tf``                  ``ccql_torch``
 ============================  ==========================  ===============================
 item-embedding scale          1                           √d
 query residual weight         1 (``Attn + LN1(x)``)       2 (``2·LN1(x) + Attn``)
@@ -70,7 +70,7 @@ LN_EPS = 1e-8
 
 
 class SASRecBlock(nn.Module):
-    """One self-attention block (§B.4 step 2 / §B.5) on ``[B, L, d]``.
+    """One self-attention block on ``[B, L, d]`` (the formulas of the module docstring).
 
     :meth:`forward` computes every position; :meth:`forward_last` computes one query row per
     sequence (keys/values from the whole window, projections folded onto the query).
@@ -164,7 +164,7 @@ class SASRecBlock(nn.Module):
 
 
 class SASRecEncoder(Encoder):
-    """SASRec over the last ``L`` items → state ``[B, d]`` (§B.4 ``xin_tf`` / §B.5 ``ccql_torch``).
+    """SASRec over the last ``L`` items → state ``[B, d]`` (``xin_tf`` or ``ccql_torch``).
 
     Parameters: ``item_emb`` ``(n_items + 1) × d`` and ``pos_emb`` ``L × d`` (both normal(0, 0.01)),
     ``cfg.sasrec_blocks`` :class:`SASRecBlock`, a final LayerNorm ``ln_final``.
@@ -208,7 +208,7 @@ class SASRecEncoder(Encoder):
         return cast(list[SASRecBlock], list(self.blocks))
 
     def _embed(self, state: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-        """``[B, L, d]``: ``scale·E[item] + P``, dropout, pads zeroed (§B.4 step 1 / §B.5)."""
+        """``[B, L, d]``: ``scale·E[item] + P``, dropout, pads zeroed."""
         x = torch.add(self.pos_emb, self.item_emb(state), alpha=self.emb_scale)
         keep = real.unsqueeze(-1).to(x.dtype)
         if self.training and self.cfg.dropout > 0.0:  # one multiply for dropout and pad mask

@@ -1,5 +1,5 @@
-"""A2C: policy gradient on the effect action with a value critic (spec-online §D.4; P-HAC Table 3,
-"synchronized A3C")."""
+"""A2C: policy gradient on the effect action with a value critic (P-HAC §3.1.3, "synchronized A3C";
+Table 3)."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ class A2CConfig(AgentConfig, ActorLR, TDSettings):
 
     ``mode``: ``on_policy`` (rlrec, the paper's description: each update uses the transitions just
     collected, never a buffer) or ``replay`` (the reference: samples of the 100k replay buffer
-    without importance weights, §H.21). ``rollout_length`` ``m`` (on-policy only): collect ``m``
+    without importance weights). ``rollout_length`` ``m`` (on-policy only): collect ``m``
     steps of the ``num_envs`` users, then one update on the ``m · num_envs`` transitions with n-step
     targets (:func:`~rlrec.online.functional.n_step_targets`); ``m = 1`` is the 1-step A2C.
     Defaults: the reference script (actor lr 3e-5, entropy 0, advantage bias 0).

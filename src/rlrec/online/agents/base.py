@@ -2,12 +2,12 @@
 
 An agent owns the hyper-actor (:class:`~rlrec.online.policy.HyperActor`), its networks and their
 Adam optimisers (one per loss family, each with its own moments; weight decay is Adam's coupled L2,
-spec §D.0). ``act`` picks slates for a batch of observations; ``update`` performs one gradient
-update on a batch and returns the logged values. An optimiser whose learning rate is 0 is not
-created, and its step is skipped entirely (spec §D.9).
+as in the reference code). ``act`` picks slates for a batch of observations; ``update`` performs one
+gradient update on a batch and returns the logged values. An optimiser whose learning rate is 0 is
+not created, and its step is skipped entirely.
 
 Networks are in train mode except while acting and computing targets, where they are in eval mode
-(spec §C.5) unless ``dropout_when_acting`` (the reference never calls ``eval()``, §H.3).
+unless ``dropout_when_acting`` (the reference never calls ``eval()``; docs/online.md).
 """
 
 from __future__ import annotations
@@ -44,9 +44,9 @@ Logs = dict[str, torch.Tensor]
 class AgentConfig(StrictModel):
     """Settings of every agent: the policy, how it explores, two parity flags.
 
-    ``dropout_when_acting``: dropout stays on while acting and computing targets (reference, §H.3).
+    ``dropout_when_acting``: dropout stays on while acting and computing targets (the reference).
     ``buffer_pad_lookup``: ``hac_last_item`` turns padding id 0 of replayed histories into the last
-    item's features (reference ``table[id − 1]``, §H.7); ``zero`` keeps the padding the agent acted on.
+    item's features (reference ``table[id − 1]``); ``zero`` keeps the padding the agent acted on.
     """
 
     policy: PolicyConfig = PolicyConfig()
@@ -107,9 +107,10 @@ class BehaviorLR(StrictModel):
 
 
 class TDSettings(StrictModel):
-    """Critic learning. ``legacy_done_mask``: bootstrap with ``d`` instead of ``1 − d`` (§H.4).
+    """Critic learning. ``legacy_done_mask``: bootstrap with ``d`` instead of ``1 − d`` (the
+    reference; P-HAC Eq. 7 has ``1 − d``).
     ``critic_state_source``: ``Q(s_t, ·)`` on the state recomputed by the current actor without
-    gradient (rlrec) or the one stored at acting time (``buffer``, reference, §H.6)."""
+    gradient (rlrec) or the one stored at acting time (``buffer``, the reference)."""
 
     gamma: float = Field(0.9, ge=0.0, le=1.0)
     tau: float = Field(0.01, ge=0.0, le=1.0)
@@ -255,7 +256,7 @@ class Agent:
         replayed: bool = True,
     ) -> torch.Tensor:
         """``L_BCE = mean BCE(σ(⟨Φ(x_{a_k}), Z⟩), y_k)`` on a slate and its labels; one step of
-        ``opt`` (P-HAC Eq. 10, spec §D.1 step 4)."""
+        ``opt`` (P-HAC Eq. 10, Algorithm 1 line 9)."""
         phi = self.actor.kernel_table()
         _, z = self.encode(self.actor, user, history, phi, replayed)
         loss = Fn.slate_bce(Fn.slate_logits(phi, slate, z), labels)

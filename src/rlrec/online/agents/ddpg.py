@@ -1,4 +1,4 @@
-"""DDPG in the hyper-action space (spec-online §D.2; P-HAC Table 3, the reference ``BehaviorDDPG``)."""
+"""DDPG in the hyper-action space (P-HAC §3.1.3, Table 3; the reference ``BehaviorDDPG``)."""
 
 from __future__ import annotations
 

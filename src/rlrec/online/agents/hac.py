@@ -1,4 +1,4 @@
-"""HAC, the Hyper-Actor Critic (spec-online §D.1; P-HAC §2, Algorithm 1)."""
+"""HAC, the Hyper-Actor Critic (P-HAC §2.2–§2.6, Algorithm 1)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ class HACConfig(DDPGConfig):
     the paper's most stable choice) or ``mlp_mean_pool`` (KuaiSim's: a learned MLP
     ``d → inverse_hidden → d`` on each kernel embedding, then the mean, ``Ẑ = (1/K) Σ_k g(Φ(x_{a_k}))``;
     trained by ``L_Hyper`` with the actor optimiser at ``actor_lr`` — KuaiSim's learning rate
-    ``hyper_actor_coef`` is a bug, spec §F.2).
+    ``hyper_actor_coef`` is a bug).
     """
 
     kind: Literal["hac"] = "hac"  # type: ignore[assignment]

@@ -1,5 +1,5 @@
-"""Offline SL (spec-online §D.7): the policy trained only by the per-item BCE of P-HAC Eq. 10 on the
-logged exposures and labels."""
+"""Offline SL (P-HAC §3.1.3, A.3): the policy trained only by the per-item BCE of P-HAC Eq. 10 on
+the logged exposures and labels."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ class OfflineSLConfig(AgentConfig, ActorLR):
     of 64 from seeded shuffled passes, a short last batch skipped); the environment is only stepped
     greedily (no noise, nothing stored) to log online metrics. P-HAC §3.1.3 and A.3: batch 64,
     lr ∈ {5e-4, 1e-4, 5e-5, 1e-5}; reference ``OfflineSLAgent``. ``data_split: all`` also fits the
-    test-period records (what the reference's environment file holds, §H.20).
+    test-period records (what the reference's environment file holds).
     """
 
     kind: Literal["offline_sl"] = "offline_sl"

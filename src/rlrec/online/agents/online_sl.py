@@ -1,4 +1,4 @@
-"""Online SL (spec-online §D.6): the policy trained only by the per-item BCE of P-HAC Eq. 10 on the
+"""Online SL (P-HAC §3.1.3, A.3): the policy trained only by the per-item BCE of P-HAC Eq. 10 on the
 slates and responses it collected itself."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""PG-RA / DDPG-RA: DDPG plus action-representation alignment (spec-online §D.5; P-HAC Table 3,
+"""PG-RA / DDPG-RA: DDPG plus action-representation alignment (P-HAC §3.1.3, Table 3,
 after Chandak et al. 2019)."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ class PGRAConfig(DDPGConfig):
     ``−E[ln P(a_t | s_t, s_{t+1})]``), one step of an Adam over ``g`` and the kernel Φ only; then Polyak.
 
     Defaults: the reference scripts (inverse lr 1e-5, hidden [256], dropout 0.1, actor lr 1e-5);
-    ``log_softmax`` instead of the reference's ``log`` of probabilities (§H.22).
+    ``log_softmax`` instead of the reference's ``log`` of probabilities.
     """
 
     kind: Literal["pgra"] = "pgra"  # type: ignore[assignment]

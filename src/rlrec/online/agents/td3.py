@@ -1,4 +1,4 @@
-"""TD3 in the hyper-action space (spec-online §D.3; P-HAC Table 3 and Fujimoto et al. 2018).
+"""TD3 in the hyper-action space (P-HAC §3.1.3, Table 3; Fujimoto et al. 2018).
 Not in the reference code: written from the paper."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ class TD3Config(AgentConfig, ActorLR, TDSettings):
     * every ``policy_delay``-th update: actor on ``−mean min(Q1, Q2)(s, Z)`` (P-HAC Table 3,
       ``actor_objective: min``) or ``−mean Q1`` (Fujimoto), then Polyak on all targets.
 
-    rlrec choices for what the paper leaves open (spec §I.9): ``σ_T = 0.2``, ``c_T = 0.5``,
+    rlrec choices for what the paper leaves open (docs/online.md): ``σ_T = 0.2``, ``c_T = 0.5``,
     ``policy_delay = 2``; the rest as DDPG.
     """
 

@@ -1,4 +1,4 @@
-"""List-data sources (spec-online §A), one module each; ``ListSource`` is their tagged union."""
+"""List-data sources (P-HAC §3.1.1, A.1), one module each; ``ListSource`` is their tagged union."""
 
 from __future__ import annotations
 

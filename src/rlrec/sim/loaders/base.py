@@ -36,9 +36,9 @@ class ListSourceConfig(StrictModel):
 
 
 class EventListSource(ListSourceConfig):
-    """A per-item interaction log cut into lists of ``slate_size`` (spec-online §A.2).
+    """A per-item interaction log cut into lists of ``slate_size`` (P-HAC A.1).
 
-    ``features``: ``random_codes`` (reference, §A.7: i.i.d. N(0, 1) codes of ``feature_dim``) or
+    ``features``: ``random_codes`` (the reference: i.i.d. N(0, 1) codes of ``feature_dim``) or
     ``side_info`` (the source's own user/item attributes, where it has them).
     """
 

@@ -1,7 +1,7 @@
-"""KuaiRand-1K as list data (spec-online §A.3).
+"""KuaiRand-1K as list data (P-HAC A.1).
 
 Raw files (comma-separated, with header): ``log_standard_*.csv`` (read in name order and concatenated;
-``include_random_log`` also adds ``log_random_*.csv``, spec §I.5). Columns used: ``user_id``,
+``include_random_log`` also adds ``log_random_*.csv``). Columns used: ``user_id``,
 ``video_id``, ``time_ms``, ``play_time_ms``, ``duration_ms`` (the others are ignored, in any order).
 
 Pipeline: videos occurring fewer than ``min_item_count`` (50) times in the concatenated log are

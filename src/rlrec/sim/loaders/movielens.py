@@ -1,4 +1,4 @@
-"""MovieLens as list data (spec-online §A.2): ML-1M ``.dat`` files and RecBole atomic files (ML-100K).
+"""MovieLens as list data (P-HAC A.1): ML-1M ``.dat`` files and RecBole atomic files (ML-100K).
 
 Label ``y = 1[rating > positive_above]`` (default 3: ratings 4 and 5 are positive); each user's
 ratings, stably sorted by timestamp, are cut into lists of ``slate_size`` (10) as in
@@ -48,7 +48,8 @@ class MovieLensListSource(EventListSource):
 
     ``path``: ``ratings.dat``/``u.data`` or the directory holding it (side information is read from
     ``users.dat`` and ``movies.dat`` beside it). ``drop_first_row`` reproduces the reference's
-    ``skiprows=1`` on the headerless file (1,000,208 ratings instead of 1,000,209; spec §H.17).
+    ``skiprows=1`` on the headerless file (1,000,208 ratings instead of 1,000,209, as in P-HAC
+    Table 1).
     """
 
     kind: Literal["movielens"] = "movielens"

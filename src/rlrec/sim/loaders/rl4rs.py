@@ -1,4 +1,4 @@
-"""RL4RS dataset B (sequential slates) as list data (spec-online §A.4).
+"""RL4RS dataset B (sequential slates) as list data (P-HAC §3.1.1, Table 1).
 
 Raw file (``@``-separated, header line)::
 
