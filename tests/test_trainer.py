@@ -358,3 +358,22 @@ def test_degenerate_scores_are_flagged_in_the_log_and_summary(
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
     warnings = [r for r in records if r["kind"] == "warning"]
     assert warnings and "degenerate scores" in warnings[0]["message"]
+
+
+def test_ng_off_popularity_follows_the_eval_options(tiny_dataset: Path, tmp_path: Path) -> None:
+    """NG_off's β has SA2C's options (scope, smoothing); the default is the train split, +1."""
+    import numpy as np
+
+    from rlrec.data.popularity import item_popularity
+
+    ds = PreparedDataset.load(tiny_dataset)
+    default = Trainer(tiny_train_config(tiny_dataset, tmp_path / "a"))
+    np.testing.assert_array_equal(default._eval_beta, item_popularity(ds, "train", 1.0))
+    cfg = tiny_train_config(
+        tiny_dataset, tmp_path / "b", eval={"ng_off_pop_scope": "all", "ng_off_pop_smoothing": 5.0}
+    )
+    custom = Trainer(cfg)
+    np.testing.assert_array_equal(custom._eval_beta, item_popularity(ds, "all", 5.0))
+    assert not np.array_equal(custom._eval_beta, default._eval_beta)
+    default.claim.close()
+    custom.claim.close()

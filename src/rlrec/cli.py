@@ -221,13 +221,12 @@ def evaluate_run(
 ) -> None:
     """Evaluate a run's checkpoint on a split (HR/NDCG@k for clicks and purchases, reward, NG_off)."""
     from rlrec.data.dataset import PreparedDataset
-    from rlrec.data.popularity import item_popularity
     from rlrec.data.transitions import Transitions
     from rlrec.eval.metrics import degenerate_warning
     from rlrec.fsutil import atomic_write_json
     from rlrec.outputs import check_output_file
     from rlrec.serve.inference import load_run
-    from rlrec.train.trainer import evaluate_network
+    from rlrec.train.trainer import evaluate_network, ng_off_beta
 
     if split not in ("val", "test"):
         raise RlrecError(f"--split must be val or test, got '{split}'")
@@ -241,7 +240,7 @@ def evaluate_run(
         )
     device = next(net.parameters()).device
     transitions = Transitions(ds.split(split), meta["state_size"], ds.pad_id, device=device)
-    metrics = evaluate_network(net, cfg, transitions, item_popularity(ds, "train", 1.0))
+    metrics = evaluate_network(net, cfg, transitions, ng_off_beta(ds, cfg))
     _print_metrics(f"{run_dir} [{checkpoint}] on {split}", metrics)
     degenerate = degenerate_warning(metrics)
     if degenerate is not None:

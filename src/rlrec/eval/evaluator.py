@@ -25,6 +25,7 @@ import torch
 from pydantic import Field, field_validator
 
 from rlrec.config import StrictModel
+from rlrec.data.popularity import PopScope
 from rlrec.data.transitions import Transitions, history_window
 from rlrec.eval.metrics import MetricAccumulator, Ties, target_rank_stats
 
@@ -42,6 +43,9 @@ class EvalConfig(StrictModel):
     ``"pessimistic"`` — the target loses every tie (a lower bound); ``"optimistic"`` — it wins every
     tie, as an unstable sort may happen to give (an upper bound that scores a constant model
     HR = NDCG = 1; for comparison only).
+
+    ``ng_off_pop_scope`` / ``ng_off_pop_smoothing``: the item popularity β of ``NG_off`` (P-SA2C
+    Eq. 11), with the same options as SA2C's β (the train split with add-one smoothing by default).
     """
 
     ks: tuple[int, ...] = (5, 10, 20)
@@ -49,6 +53,8 @@ class EvalConfig(StrictModel):
     r_click: float = 0.2
     r_buy: float = 1.0
     ng_off_k: int = Field(default=10, gt=0)
+    ng_off_pop_scope: PopScope = "train"
+    ng_off_pop_smoothing: float = Field(default=1.0, ge=0.0)
     batch_size: int = Field(default=1024, gt=0)
     max_score_elements: int = Field(default=2**26, gt=0)
 

@@ -164,7 +164,7 @@ class Trainer:
             self.beta = torch.as_tensor(pop, dtype=torch.float32, device=self.device)
 
         self._eval_data: dict[str, Transitions] = {}
-        self._eval_beta = item_popularity(self.ds, "train", 1.0)  # NG_off's β (P-SA2C Eq. 11)
+        self._eval_beta = ng_off_beta(self.ds, cfg)
         self.step = 0
         self.stopped = False  # stopped early (patience, a stability flag) at ``step``
         self.best: dict[str, Any] = {"metric": None, "step": None, "evals_since": 0}
@@ -534,6 +534,11 @@ class Trainer:
                 kind,
                 {k: v if isinstance(v, str) else float(v) for k, v in values.items()},
             )
+
+
+def ng_off_beta(ds: PreparedDataset, cfg: TrainConfig) -> np.ndarray:
+    """The item popularity β of ``NG_off`` (P-SA2C Eq. 11) under ``cfg.eval``'s options."""
+    return item_popularity(ds, cfg.eval.ng_off_pop_scope, cfg.eval.ng_off_pop_smoothing)
 
 
 def check_select_metric(cfg: TrainConfig) -> None:
