@@ -1,9 +1,9 @@
 """Data parallelism under ``torchrun``: gloo on CPU, NCCL on GPU.
 
-Each rank trains on its slice of every global batch; gradients are averaged across ranks with one
-all-reduce per parameter before the optimiser step, which is what DDP does. (The double-Q pair updates
-one of two networks per step and the methods leave a head unused, which DDP's hooks handle poorly;
-the explicit all-reduce keeps the semantics plain.) Rank 0 alone evaluates, logs and checkpoints.
+Each rank trains on its slice of every global batch; gradients are averaged across ranks before the
+optimiser step with one all-reduce of the network's flattened gradients, as DDP's buckets do. (The
+double-Q pair updates one of two networks per step and the methods leave a head unused, which DDP's
+hooks handle poorly; the explicit all-reduce keeps the semantics plain.) Rank 0 alone evaluates, logs and checkpoints.
 """
 
 from __future__ import annotations
@@ -40,14 +40,20 @@ def init_world(device_type: str) -> World:
 
 
 def average_gradients(module: nn.Module, world: World) -> None:
-    """All-reduce and average the gradients of ``module`` across ranks."""
+    """Average the gradients of ``module`` across ranks with one all-reduce over all of them,
+    flattened into a single buffer (a parameter without a gradient on this rank counts as zero)."""
     if world.size == 1:
         return
-    for p in module.parameters():
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-        dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
-        p.grad.div_(world.size)
+    params = list(module.parameters())
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat.div_(world.size)
+    offset = 0
+    for p in params:
+        n = p.numel()
+        p.grad = flat[offset : offset + n].view_as(p).clone()
+        offset += n
 
 
 def barrier(world: World) -> None:
