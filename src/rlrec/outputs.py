@@ -31,7 +31,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -473,7 +473,8 @@ class RunClaim:
             self._lock = OutputLock(self.out).acquire()
             recover_stale(self.out)
             if resume:
-                remove_partial(self.out)
+                if marker_kind(self.out) == kind:  # deletes only inside a run rlrec marked
+                    remove_partial(self.out)
                 return
             check_output(self.out, kind, overwrite=overwrite, inputs=inputs)
             if self.out.exists() and any(self.out.iterdir()):
@@ -487,6 +488,14 @@ class RunClaim:
     def replacing(self) -> bool:
         """True while the run is built beside an old one that it will replace."""
         return self._tmp is not None
+
+    def setup(self, steps: Callable[[], None]) -> None:
+        """Run the command's set-up after the claim; if it fails, :meth:`abort` and re-raise."""
+        try:
+            steps()
+        except BaseException:
+            self.abort()
+            raise
 
     def start(self, write_files: Any) -> None:
         """Write a new run's first files: ``write_files(directory)`` fills a marked temporary

@@ -132,11 +132,7 @@ class OnlineTrainer:
             overwrite=overwrite,
             inputs=[cfg.data, cfg.urm, cfg.eval_urm],
         )
-        try:
-            self._setup(resume)
-        except BaseException:
-            self.claim.abort()
-            raise
+        self.claim.setup(lambda: self._setup(resume))
 
     def _setup(self, resume: bool) -> None:
         """Everything after the run directory is claimed: a failure here removes what it made."""

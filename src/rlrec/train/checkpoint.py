@@ -158,10 +158,6 @@ def load_checkpoint(
             else {}
         )
         state = json.loads((path / "state.json").read_text())
-    except FileNotFoundError as exc:
-        raise DataFormatError(
-            path, f"incomplete checkpoint: {Path(exc.filename or '').name} missing"
-        ) from None
     except (SafetensorError, json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
         raise DataFormatError(path, f"corrupted checkpoint ({exc})") from None
     return model, optim, state

@@ -124,11 +124,7 @@ class Trainer:
             inputs=[cfg.data],
             lock=self.world.is_main,
         )
-        try:
-            self._setup(resume)
-        except BaseException:
-            self.claim.abort()
-            raise
+        self.claim.setup(lambda: self._setup(resume))
 
     def _setup(self, resume: bool) -> None:
         """Everything after the run directory is claimed: a failure here removes what it made."""
