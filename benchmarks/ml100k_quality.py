@@ -9,6 +9,7 @@ used for any choice. SAC's warm-up and SA2C's pre-training are ``--switch`` step
 is longer than this whole run; ML-100K has ≈ 310 steps per epoch).
 
     .venv/bin/python benchmarks/ml100k_quality.py              # run everything (resumes finished runs)
+    .venv/bin/python benchmarks/ml100k_quality.py --encoders gru   # only the GRU rows
     .venv/bin/python benchmarks/ml100k_quality.py --report     # print the table from finished runs
 """
 
@@ -47,12 +48,12 @@ def objective(method: str, switch: int) -> dict:
     return obj
 
 
-def run_all(epochs: int, switch: int, seeds: list[int], threads: int) -> None:
+def run_all(epochs: int, switch: int, seeds: list[int], threads: int, encoders: list[str]) -> None:
     data = WORK / "data"
     if not (data / "manifest.json").exists():
         prepare(PrepareConfig(source=RecBoleSource(path=ML100K), seed=0), data, overwrite=True)
     torch.set_num_threads(threads)
-    for encoder in ENCODERS:
+    for encoder in encoders:
         for method in METHODS:
             for seed in seeds:
                 out = WORK / "runs" / f"{encoder}_{method}_s{seed}"
@@ -117,10 +118,11 @@ def main() -> None:
     parser.add_argument("--switch", type=int, default=2000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads per run")
+    parser.add_argument("--encoders", nargs="+", choices=ENCODERS, default=list(ENCODERS))
     parser.add_argument("--report", action="store_true")
     args = parser.parse_args()
     if not args.report:
-        run_all(args.epochs, args.switch, args.seeds, args.threads)
+        run_all(args.epochs, args.switch, args.seeds, args.threads, args.encoders)
     report()
 
 

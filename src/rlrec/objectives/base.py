@@ -17,7 +17,7 @@ computes them in training mode, available as ``target_dropout: true``.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
@@ -26,8 +26,10 @@ from pydantic import Field, model_validator
 
 from rlrec.config import StrictModel
 from rlrec.data.transitions import TransitionBatch
+from rlrec.models.dropout import global_rows
 from rlrec.models.network import QNetwork
 from rlrec.objectives.functional import double_q_target, td_loss
+from rlrec.objectives.sharding import BatchShard
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,9 @@ class LossInputs:
     """Everything a loss may use for one batch.
 
     ``negatives``: ``[B, K]`` sampled items or ``None``; ``beta``: ``[n]`` item popularity or
-    ``None``; ``rng``: the step's seeded CPU generator for the objective's own draws (augmentations).
+    ``None``; ``rng``: the step's seeded CPU generator for the objective's own draws (augmentations),
+    the same on every process; ``shard``: set in data-parallel training, where ``batch`` is this
+    process's slice of ``shard.full`` (:mod:`rlrec.objectives.sharding`).
     """
 
     main: QNetwork
@@ -53,6 +57,18 @@ class LossInputs:
     step: int
     beta: torch.Tensor | None = None
     rng: torch.Generator | None = None
+    shard: BatchShard | None = None
+
+    def batch_mean(self, x: torch.Tensor) -> torch.Tensor:
+        """Detached mean of a per-sample ``[B]`` tensor over the (global) batch."""
+        return x.detach().mean() if self.shard is None else self.shard.mean(x)
+
+    def stacked(self, copies: int) -> AbstractContextManager[None]:
+        """Context for a forward pass on ``copies`` stacked copies of the batch (``[s'; s]``): its
+        dropout masks are this process's rows of the global stack's."""
+        if self.shard is None:
+            return nullcontext()
+        return global_rows(copies * self.shard.size, self.shard.rows(copies))
 
 
 @dataclass
@@ -213,11 +229,15 @@ def q_terms(
     assert inputs.target is not None
     s = inputs.main(b.state, b.len_state)
     q = inputs.main.q(s)
-    with torch.no_grad(), eval_mode(inputs.main, inputs.target, enabled=not cfg.target_dropout):
-        state, lengths = b.next_state, b.len_next_state
-        if r_negative is not None:
-            state = torch.cat([b.next_state, b.state])
-            lengths = torch.cat([b.len_next_state, b.len_state])
+    state, lengths = b.next_state, b.len_next_state
+    if r_negative is not None:
+        state = torch.cat([b.next_state, b.state])
+        lengths = torch.cat([b.len_next_state, b.len_state])
+    with (
+        torch.no_grad(),
+        eval_mode(inputs.main, inputs.target, enabled=not cfg.target_dropout),
+        inputs.stacked(1 if r_negative is None else 2),
+    ):
         q_sel = inputs.main.q(inputs.main(state, lengths))
         q_val = inputs.target.q(inputs.target(state, lengths))
     n = b.action.shape[0]

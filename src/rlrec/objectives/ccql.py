@@ -74,7 +74,7 @@ class CCQLConfig(COConfig, NegativeSampling):
         logs.update(t.logs())
         if self.cql_variant == "sampled" and "q_neg" not in logs:
             logs["q_neg"] = q_neg.mean().detach()
-        actor = self.actor_loss(t, ce, inputs.step, logs)
+        actor = self.actor_loss(t, ce, inputs, logs)
         loss = (
             actor
             + t.td(self.td_weight).mean()

@@ -9,6 +9,7 @@ import torch
 from pydantic import Field
 
 from rlrec.config import StrictModel
+from rlrec.models.dropout import global_rows
 from rlrec.objectives.augment import Augmentation, augment, real_count
 from rlrec.objectives.base import LossInputs, LossOutput, q_terms
 from rlrec.objectives.functional import cross_entropy, nt_xent, ts2vec_legacy
@@ -53,32 +54,45 @@ def contrastive_loss(cfg: ContrastiveConfig, inputs: LossInputs, s: torch.Tensor
     Empty histories are left out (except with ``permutation_legacy``, which keeps the reference's
     batch): their views are identical constants that carry no information, and at initialisation
     that constant is the zero vector, whose cosine similarity has an unbounded gradient.
+
+    In data-parallel training every process augments the *global* batch (the same draws as one
+    process would make), encodes the views of its own samples and gathers everyone's views, so the
+    negatives are the other states of the global batch and the loss is the single-process one.
     """
     if cfg.weight == 0:
         return s.new_zeros(())
     if inputs.rng is None:
         raise RuntimeError("the trainer must pass a seeded generator for the augmentations")
-    b, net = inputs.batch, inputs.main
-    state, len_state = b.state, b.len_state
+    net, shard = inputs.main, inputs.shard
+    everyone = inputs.batch if shard is None else shard.full
+    state, len_state = everyone.state, everyone.len_state
+    keep = torch.ones_like(len_state, dtype=torch.bool)
     if cfg.augmentation != "permutation_legacy":
         keep = real_count(state, len_state, net.encoder.pad_id) > 0
-        if int(keep.sum()) < 2:
-            return s.new_zeros(())
-        if not bool(keep.all()):
-            state, len_state, s = state[keep], len_state[keep], s[keep]
+    if int(keep.sum()) < 2:
+        return s.new_zeros(())
     n_views = 2 if cfg.both_views_augmented else 1
-    state, len_state = state.repeat(n_views, 1), len_state.repeat(n_views)
     state, len_state = augment(
         cfg.augmentation,
-        state,
-        len_state,
+        state[keep].repeat(n_views, 1),
+        len_state[keep].repeat(n_views),
         pad_id=net.encoder.pad_id,
         ratio=cfg.effective_ratio,
         gen=inputs.rng,
         mask_id=net.encoder.mask_id,
     )
-    views = net.project(net(state, len_state))  # one pass for the augmented views
+    if shard is None:
+        views = net.project(net(state, len_state))  # one pass for the augmented views
+        s = s[keep]
+    else:
+        own = shard.owns(keep)[keep].repeat(n_views).nonzero().squeeze(1)  # my rows of the views
+        with global_rows(state.shape[0], own):
+            views = net.project(net(state[own], len_state[own]))
+        s = s[keep[shard.start : shard.stop]]
     z1, z2 = views.chunk(2) if n_views == 2 else (net.project(s), views)
+    if shard is not None:
+        counts = shard.counts(keep)
+        z1, z2 = shard.gather(z1, counts), shard.gather(z2, counts)
     if cfg.loss == "nt_xent":
         return nt_xent(z1, z2, cfg.temperature)
     return ts2vec_legacy(z1, z2)
@@ -112,6 +126,6 @@ class COConfig(SACConfig):
         ce = cross_entropy(inputs.main.logits(t.s), inputs.batch.action)
         co = contrastive_loss(self.contrastive, inputs, t.s)
         logs = {"ce": ce.mean().detach(), "contrastive": co.detach(), **t.logs()}
-        actor = self.actor_loss(t, ce, inputs.step, logs)
+        actor = self.actor_loss(t, ce, inputs, logs)
         loss = actor + t.td(self.td_weight).mean() + self.contrastive.weight * co
         return LossOutput(loss, logs)

@@ -33,20 +33,21 @@ class SACConfig(QLearningConfig):
         return [Phase(0, self.lr), Phase(self.warmup_steps, self.lr_phase2 or self.lr)]
 
     def actor_loss(
-        self, t: QTerms, ce: torch.Tensor, step: int, logs: dict[str, torch.Tensor]
+        self, t: QTerms, ce: torch.Tensor, inputs: LossInputs, logs: dict[str, torch.Tensor]
     ) -> torch.Tensor:
-        """``mean_b CE_b`` during warm-up, then the Q-weighted CE (per sample or legacy batch mean)."""
-        if step < self.warmup_steps:
+        """``mean_b CE_b`` during warm-up, then the Q-weighted CE (per sample, or the legacy product
+        of the batch means, the weight's mean taken over the global batch in data-parallel runs)."""
+        if inputs.step < self.warmup_steps:
             return ce.mean()
         weight = t.q_pos.detach()
         logs["actor_weight"] = weight.mean()
         if self.sac_weighting == "per_sample":
             return (weight * ce).mean()
-        return weight.mean() * ce.mean()
+        return inputs.batch_mean(weight) * ce.mean()
 
     def compute_loss(self, inputs: LossInputs) -> LossOutput:
         t = q_terms(self, inputs)
         ce = cross_entropy(inputs.main.logits(t.s), inputs.batch.action)
         logs = {"ce": ce.mean().detach(), **t.logs()}
-        loss = self.actor_loss(t, ce, inputs.step, logs) + t.td(self.td_weight).mean()
+        loss = self.actor_loss(t, ce, inputs, logs) + t.td(self.td_weight).mean()
         return LossOutput(loss, logs)

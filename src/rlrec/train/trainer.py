@@ -47,6 +47,7 @@ from rlrec.models.network import QNetwork
 from rlrec.objectives import LossInputs
 from rlrec.objectives.base import QLearningConfig
 from rlrec.objectives.functional import sample_negatives
+from rlrec.objectives.sharding import BatchShard
 from rlrec.seeding import derive_seed, generator, seed_everything
 from rlrec.train.checkpoint import (
     latest_checkpoint,
@@ -57,7 +58,14 @@ from rlrec.train.checkpoint import (
     save_weights,
 )
 from rlrec.train.config import TrainConfig
-from rlrec.train.distributed import World, average_gradients, barrier, init_world, shutdown
+from rlrec.train.distributed import (
+    World,
+    average_gradients,
+    barrier,
+    init_world,
+    shutdown,
+    window_across,
+)
 from rlrec.train.rundir import claim_run_dir, json_safe, run_files
 from rlrec.train.stability import Flag, StabilityMonitor, q_value_bound
 from rlrec.train.tracking import Tracker
@@ -249,6 +257,7 @@ class Trainer:
                     elapsed = time.perf_counter() - t0
                     rate = (self.step - step0) * cfg.batch_size / max(elapsed, 1e-9)
                     window = {k: v / counts[k] for k, v in sums.items()}
+                    window = window_across(window, self.world, frozenset({"q_abs_max"}))
                     self._log(
                         "train",
                         {
@@ -284,40 +293,47 @@ class Trainer:
     def _train_step(self, global_pos: torch.Tensor) -> dict[str, torch.Tensor]:
         cfg, obj = self.cfg, self.cfg.objective
         step = self.step
-        torch.manual_seed(derive_seed(cfg.seed, "dropout", step, self.world.rank))
+        # Every process seeds rank 0's streams and draws for the whole global batch (dropout masks,
+        # negatives, augmentations), so each sample's randomness does not depend on the split.
+        torch.manual_seed(derive_seed(cfg.seed, "dropout", step, 0))
         gen = generator(cfg.seed, "step", step)
         phase = obj.phase_index(step)
         main_index = int(torch.randint(0, 2, (1,), generator=gen)) if len(self.nets) == 2 else 0
         main = self.nets[main_index]
         target = self.nets[1 - main_index] if len(self.nets) == 2 else self.target
 
-        local = global_pos.shape[0] // self.world.size
-        mine = slice(self.world.rank * local, (self.world.rank + 1) * local)
+        world = self.world
+        local = global_pos.shape[0] // world.size
+        start, stop = world.rank * local, (world.rank + 1) * local
+        exclude_history = bool(getattr(obj, "exclude_history", False))
+        full = None
+        if world.size > 1 or (obj.n_negatives and exclude_history):
+            full = self.train_data.batch(global_pos)
+        shard = None if world.size == 1 else BatchShard(full, start, stop, world.rank, world.size)
         negatives = None
         if obj.n_negatives:
-            exclude = (
-                self.train_data.batch(global_pos).state
-                if getattr(obj, "exclude_history", False)
-                else None
-            )
+            exclude = full.state if exclude_history and full is not None else None
             actions = self.train_data.items[global_pos]
-            negatives = sample_negatives(actions, self.n_items, obj.n_negatives, gen, exclude)[mine]
-        batch = self.train_data.batch(global_pos[mine])
+            negatives = sample_negatives(actions, self.n_items, obj.n_negatives, gen, exclude)
+            negatives = negatives[start:stop]
+        batch = self.train_data.batch(global_pos[start:stop])
 
         main.train()
-        rng = generator(cfg.seed, "objective", step, self.world.rank)
-        out = obj.compute_loss(LossInputs(main, target, batch, negatives, step, self.beta, rng))
-        if not torch.isfinite(out.loss):
-            raise TrainingDiverged(
-                f"loss became {out.loss.item()} at step {step} ({obj.kind}); {self._last_good()}. "
-                "Try a lower objective.lr, train.grad_clip_norm, or td_loss_scale."
-            )
+        rng = generator(cfg.seed, "objective", step, 0)
+        inputs = LossInputs(main, target, batch, negatives, step, self.beta, rng, shard)
+        with inputs.stacked(1):
+            out = obj.compute_loss(inputs)
         opt = self._optimizer(main_index, phase)
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
-        average_gradients(main, self.world)
+        loss = average_gradients(main, world, out.loss.detach())
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(
+                f"loss became {loss.item()} at step {step} ({obj.kind}); {self._last_good()}. "
+                "Try a lower objective.lr, train.grad_clip_norm, or td_loss_scale."
+            )
         logs = dict(out.logs)
-        logs["loss"] = out.loss.detach()
+        logs["loss"] = loss
         # The norm before any clipping is logged every step (a divergence symptom).
         max_norm = self.cfg.train.grad_clip_norm or math.inf
         logs["grad_norm"] = torch.nn.utils.clip_grad_norm_(main.parameters(), max_norm)

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rlrec.models.dropout import bernoulli_dropout
 from rlrec.models.encoders.base import Encoder, EncoderConfig
 
 CONV_STD = 0.1
@@ -76,4 +77,4 @@ class CaserEncoder(Encoder):
         pooled = [F.relu(conv(sequence)).amax(dim=-1) for conv in self.horizontal]  # each [B, F]
         vertical = F.relu(torch.matmul(self.v_weight, x) + self.v_bias)  # [B, d]
         out = torch.cat([*pooled, vertical], dim=1)
-        return F.dropout(out, self.cfg.dropout, self.training)
+        return bernoulli_dropout(out, self.cfg.dropout, self.training)
