@@ -43,7 +43,11 @@ class LoopConfig(StrictModel):
     log_every: int = Field(100, ge=1)
     eval_every: int = Field(2_500, ge=1)
     keep_last: int = Field(1, ge=1, description="resumable checkpoints kept")
-    num_threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's)")
+    num_threads: int | None = Field(
+        None,
+        ge=1,
+        description="torch CPU threads (default: torch's, capped by the CPUs this process may use)",
+    )
     tensorboard: bool = False
     stability: StabilityConfig = StabilityConfig(val_drop=None)
 

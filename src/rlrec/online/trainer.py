@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from rlrec import __version__
-from rlrec.device import resolve_device
+from rlrec.device import keep_freed_memory, resolve_device, set_threads
 from rlrec.errors import ConfigError
 from rlrec.fsutil import atomic_write_json
 from rlrec.online.agents import Action
@@ -109,8 +109,8 @@ class OnlineTrainer:
         self.on_log = on_log
         self.run_dir = Path(cfg.out)
         self.device = resolve_device(cfg.device)
-        if cfg.train.num_threads:
-            torch.set_num_threads(cfg.train.num_threads)
+        set_threads(cfg.train.num_threads)
+        keep_freed_memory()
         self.worlds = build_worlds(cfg)
         assert self.worlds.train is not None
         self.sim = self.worlds.train

@@ -30,7 +30,7 @@ import torch
 from pydantic import Field
 
 from rlrec.config import StrictModel, dump_config
-from rlrec.device import resolve_device
+from rlrec.device import keep_freed_memory, resolve_device, set_threads
 from rlrec.errors import ConfigError
 from rlrec.fsutil import atomic_write_bytes
 from rlrec.outputs import check_output, new_output
@@ -135,8 +135,8 @@ class URMTrainer:
         self.on_epoch = on_epoch or (lambda _e, _n, _m: None)
         check_output(cfg.out, "urm", overwrite=overwrite, inputs=[cfg.data])
         self.device = resolve_device(cfg.device)
-        if cfg.num_threads:
-            torch.set_num_threads(cfg.num_threads)
+        set_threads(cfg.num_threads)
+        keep_freed_memory()
         self.dataset = ListDataset.load(cfg.data)
         fit_split = "train" if cfg.role == "train" else "all"
         h = cfg.urm.max_history

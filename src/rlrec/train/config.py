@@ -54,7 +54,16 @@ class LoopConfig(StrictModel):
     grad_clip_value: float | None = Field(
         None, gt=0, description="element-wise clamp (CCQL code: 1.0)"
     )
-    num_threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's)")
+    num_threads: int | None = Field(
+        None,
+        ge=1,
+        description="torch CPU threads (default: torch's, capped by the CPUs this process may use)",
+    )
+    fused_adam: bool = Field(
+        False,
+        description="torch's fused Adam kernel: the same update, faster, but rounded differently "
+        "(weights agree to ~1e-6, not bit for bit, with the default per-parameter arithmetic)",
+    )
     tensorboard: bool = True
     stability: StabilityConfig = StabilityConfig()
 

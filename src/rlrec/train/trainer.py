@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 import re
 import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ from rlrec import __version__
 from rlrec.data.dataset import PreparedDataset
 from rlrec.data.popularity import item_popularity
 from rlrec.data.transitions import Transitions
-from rlrec.device import resolve_device
+from rlrec.device import keep_freed_memory, resolve_device, set_threads
 from rlrec.errors import ConfigError, RlrecError
 from rlrec.eval.evaluator import evaluate, metric_names
 from rlrec.eval.metrics import degenerate_warning
@@ -57,6 +56,7 @@ from rlrec.train.checkpoint import (
     save_checkpoint,
     save_weights,
 )
+from rlrec.train.clock import StepClock, window_means
 from rlrec.train.config import TrainConfig
 from rlrec.train.distributed import (
     World,
@@ -94,6 +94,9 @@ def build_network(cfg: TrainConfig, n_items: int, state_size: int) -> QNetwork:
     )
 
 
+Q_MAXIMA = frozenset({"q_abs_max"})  # logged values whose window is reduced by max over ranks
+
+
 class Trainer:
     """Trains ``cfg.objective`` on ``cfg.data`` into the run directory ``cfg.out``."""
 
@@ -113,8 +116,8 @@ class Trainer:
         self.world: World = init_world(self.device.type)
         if self.world.size > 1 and self.device.type == "cuda":
             self.device = torch.device("cuda", self.world.local_rank)
-        if cfg.train.num_threads:
-            torch.set_num_threads(cfg.train.num_threads)
+        set_threads(cfg.train.num_threads)
+        keep_freed_memory()
         if cfg.train.batch_size % self.world.size:
             raise ConfigError(
                 f"train.batch_size {cfg.train.batch_size} is not divisible by {self.world.size} processes"
@@ -219,7 +222,11 @@ class Trainer:
         name = f"net{net}.phase{phase}"
         if name not in self.optimizers:
             lr = self.cfg.objective.phases()[phase].lr
-            self.optimizers[name] = torch.optim.Adam(self.nets[net].parameters(), lr=lr)
+            params = self.nets[net].parameters()
+            # foreach: the same arithmetic as torch's per-parameter loop (bit for bit), in fewer
+            # kernel calls; fused: one kernel, different rounding (train.fused_adam)
+            kernel = {"fused": True} if self.cfg.train.fused_adam else {"foreach": True}
+            self.optimizers[name] = torch.optim.Adam(params, lr=lr, **kernel)
         return self.optimizers[name]
 
     def _modules(self) -> dict[str, torch.nn.Module]:
@@ -233,9 +240,9 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         """Train to the end (or early stop), then evaluate the best checkpoint on test."""
         cfg = self.cfg.train
-        sums: dict[str, float] = {}
-        counts: dict[str, int] = {}
-        t0, step0 = time.perf_counter(), self.step
+        window: list[dict[str, torch.Tensor]] = []  # this log window's per-step values
+        clock = StepClock(self.device)
+        step0 = self.step
         order, order_epoch = None, -1
         stop = self.stopped  # a resumed run that had stopped early stays stopped
         try:
@@ -246,32 +253,29 @@ class Trainer:
                     order = torch.randperm(len(self.train_data), generator=gen).to(self.device)
                     order_epoch = epoch
                 assert order is not None
-                logs = self._train_step(
-                    order[index * cfg.batch_size : (index + 1) * cfg.batch_size]
+                window.append(
+                    self._train_step(order[index * cfg.batch_size : (index + 1) * cfg.batch_size])
                 )
                 self.step += 1
-                for key, value in logs.items():  # each value averaged over the steps that logged it
-                    sums[key] = sums.get(key, 0.0) + float(value)
-                    counts[key] = counts.get(key, 0) + 1
                 if self.step % cfg.log_every == 0 or self.step == self.total_steps:
-                    elapsed = time.perf_counter() - t0
-                    rate = (self.step - step0) * cfg.batch_size / max(elapsed, 1e-9)
-                    window = {k: v / counts[k] for k, v in sums.items()}
-                    window = window_across(window, self.world, frozenset({"q_abs_max"}))
+                    clock.lap("train")
+                    train_s = clock.take_window()
+                    values = window_across(window_means(window), self.world, Q_MAXIMA)
                     self._log(
                         "train",
                         {
-                            **window,
-                            "transitions_per_s": rate,
+                            **values,
+                            "transitions_per_s": len(window) * cfg.batch_size / train_s,
                             "epoch": self.step / self.steps_per_epoch,
                         },
                     )
-                    sums, counts = {}, {}
-                    stop = self._agree(self._flag(self.monitor.check_train(self.step, window)))
+                    window = []
+                    stop = self._agree(self._flag(self.monitor.check_train(self.step, values)))
                 if self.step % cfg.eval_every == 0 or self.step == self.total_steps:
-                    stop = self._validate_and_checkpoint(stop)
-            elapsed = time.perf_counter() - t0
-            summary = self._finish(elapsed, self.step - step0)
+                    clock.lap("train")
+                    stop = self._validate_and_checkpoint(stop, clock)
+            clock.lap("train")
+            summary = self._finish(clock, self.step - step0)
             self._close_tracker()
             if self.world.is_main:
                 self.claim.commit()
@@ -387,12 +391,13 @@ class Trainer:
             kept.update(int(h["step"]) for h in scored[: cfg.keep_top])
         return kept
 
-    def _validate_and_checkpoint(self, stop: bool) -> bool:
+    def _validate_and_checkpoint(self, stop: bool, clock: StepClock) -> bool:
         """Evaluate on validation, update the best checkpoint, save; returns True to stop early
         (``stop``: the training window already asked to). The decision is saved with the
         checkpoint, so a run resumed from it stops there too."""
         if self.world.is_main:
             metrics = self.evaluate_split("val")
+            clock.lap("validation")
             key = self.cfg.train.select_metric
             self._log("val", metrics)
             self._check_degenerate("val", metrics)
@@ -432,7 +437,9 @@ class Trainer:
                 },
                 keep_last=self.cfg.train.keep_last,
             )
-        return self._agree(stop)
+        stop = self._agree(stop)
+        clock.lap("checkpoint")  # other ranks: waiting for rank 0's evaluation and checkpoint
+        return stop
 
     def _update_top(self, weights: dict[str, Any]) -> None:
         """Save this step's weights if it is among the kept ones; drop those no longer kept."""
@@ -475,7 +482,10 @@ class Trainer:
         if self.tracker is not None:  # the test record of a finished run is logged again
             self.tracker.truncate_after(self.step, ends=("test",))
 
-    def _finish(self, elapsed: float, steps: int) -> dict[str, Any]:
+    def _finish(self, clock: StepClock, steps: int) -> dict[str, Any]:
+        """Test the kept checkpoints; write ``summary.json`` (this session's time: training alone
+        for ``transitions_per_s``, validation and checkpoints apart, all three per epoch)."""
+        train_s = clock.seconds["train"]
         summary: dict[str, Any] = {}
         if self.world.is_main:
             top = self._evaluate_top()
@@ -502,9 +512,13 @@ class Trainer:
                     "flagged": bool(self.degenerate),
                     "evaluations": self.degenerate,
                 },
-                "train_seconds_this_session": elapsed,
-                "seconds_per_epoch": elapsed / steps * self.steps_per_epoch if steps else None,
-                "transitions_per_s": steps * self.cfg.train.batch_size / elapsed if steps else None,
+                "train_seconds_this_session": train_s,
+                "validation_seconds_this_session": clock.seconds["validation"],
+                "checkpoint_seconds_this_session": clock.seconds["checkpoint"],
+                "seconds_per_epoch": clock.total() / steps * self.steps_per_epoch
+                if steps
+                else None,
+                "transitions_per_s": steps * self.cfg.train.batch_size / train_s if steps else None,
                 "world_size": self.world.size,
                 "device": str(self.device),
             }
