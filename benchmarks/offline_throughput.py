@@ -1,30 +1,41 @@
-"""Training and evaluation throughput of the offline objectives on MovieLens-100K.
+"""Training and evaluation throughput of the shipped offline configs on MovieLens-100K, as users get it.
 
-Measures, for SASRec (hidden 64, window 10, batch 256) on 2 CPU threads: transitions trained per
-second for supervised, SQN, SNQN, SA2C (after its switch, i.e. the actor-critic loss), SASRec-AC,
-SASRec-CO and SASRec-CCQL (paper form and the code's legacy form, with the configs' gradient clamp),
-full catalogue evaluation speed on the test split (scored events/s), and peak RSS of the process.
-Targets (issue "Offline RL"): supervised ≥ 15,000/s; SQN, SNQN, SA2C ≥ 8,000/s; evaluation
-≥ 50,000 events/s; peak training memory ≤ 1 GB. (Issue "Conservative"): SASRec-CCQL ≥ 3,000/s,
-SASRec-CO ≥ 4,000/s.
+For every shipped config (``configs/ccql/rc15/*``: SASRec ``ccql_torch``, paper and legacy forms;
+``configs/rc15/*``: GRU, Caser, NextItNet and SASRec ``xin_tf`` × supervised, SQN, SAC, SNQN, SA2C,
+DQN) with ``data`` set to ML-100K (batch 256, hidden 64, window 10 as shipped):
 
-Run from the repository root (prepares ML-100K into benchmarks/_work/ml100k on first use):
+* **CLI** — ``rlrec train`` as a child process, ``--warmup + --steps`` steps, a log record every
+  ``--log-every`` steps; the rate is the median of the windows after ``--warmup``
+  (``transitions_per_s`` of the train log: training time only, validation and checkpoints
+  excluded). Phase switches (SAC/CO/CCQL warm-up, SA2C pre-training) are moved to step 20, so the
+  windows measure the second, costlier phase;
+* **kernel** — the same trainer's step function in a loop in this process (no logging, evaluation
+  or checkpoints): the upper bound of the CLI rate;
+* **lean probe** — ``../shared/tools/lean_sasrec_bench.py --steps 100`` (a minimal plain-PyTorch
+  SASRec outside the project), run in the same invocation: speed claims are ratios to it;
+* **evaluation** — ``rlrec evaluate RUN --split test`` on a SASRec run (full catalogue), its own
+  scored events/s.
 
-    .venv/bin/python benchmarks/offline_throughput.py [--steps 300] [--encoder sasrec] [--only co ccql]
+    .venv/bin/python benchmarks/offline_throughput.py [--threads 2] [--steps 300] [--only rc15/sa2c]
+    .venv/bin/python benchmarks/offline_throughput.py --threads 1 --only ccql/rc15   # 1 vs 2 threads
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
-import shutil
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import torch
 
 from rlrec.config import build_config
-from rlrec.data.dataset import PreparedDataset
 from rlrec.data.loaders.recbole import RecBoleSource
 from rlrec.data.prepare import PrepareConfig, prepare
 from rlrec.train.config import TrainConfig
@@ -32,7 +43,15 @@ from rlrec.train.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 ML100K = ROOT.parent / "shared" / "datasets" / "ml-100k"
+PROBE = ROOT.parent / "shared" / "tools" / "lean_sasrec_bench.py"
 WORK = ROOT / "benchmarks" / "_work"
+SWITCH = {"sac": "warmup_steps", "co": "warmup_steps", "ccql": "warmup_steps"}
+SWITCH_AT = 20
+
+
+def label(config: Path) -> str:
+    """``ccql/rc15/sasrec``: the config's path under ``configs/`` without the suffix."""
+    return str(config.relative_to(ROOT / "configs").with_suffix(""))
 
 
 def ml100k() -> Path:
@@ -42,92 +61,145 @@ def ml100k() -> Path:
     return out
 
 
-def train_rate(
-    data: Path, encoder: str, objective: dict, steps: int, warmup: int, train: dict | None = None
-) -> tuple[float, float]:
-    """(training transitions/s over ``steps`` steps after ``warmup`` untimed ones, eval events/s)."""
-    out = WORK / "throughput_run"
-    cfg = build_config(
-        TrainConfig,
-        cli={
-            "data": str(data),
-            "out": str(out),
-            "encoder": {"kind": encoder},
-            "objective": objective,
-            "train": {
-                "batch_size": 256,
-                "max_steps": warmup + steps,
-                "eval_every": 10**9,
-                "log_every": 10**9,
-                "tensorboard": False,
-                "num_threads": 2,
-                **(train or {}),
-            },
-        },
+def shipped_configs() -> list[Path]:
+    ccql = sorted((ROOT / "configs" / "ccql" / "rc15").glob("*.yaml"))
+    rc15 = sorted(
+        p
+        for p in (ROOT / "configs" / "rc15").glob("*.yaml")
+        if re.fullmatch(r"(supervised|sqn|sac|snqn|sa2c)_\w+|table4_dqn_gru_qhead", p.stem)
     )
-    trainer = Trainer(cfg, overwrite=True)
+    return ccql + rc15
+
+
+def overrides(config: Path, data: Path, out: Path, steps: int, log_every: int, threads: int):
+    """``--set`` overrides: ML-100K, a bounded run, no evaluation before the end, phase 2 early."""
+    kind = build_config(TrainConfig, path=config, overrides=[f"data={data}"]).objective.kind
+    sets = {
+        "data": data,
+        "out": out,
+        "train.max_steps": steps,
+        "train.log_every": log_every,
+        "train.eval_every": 10**9,
+        "train.tensorboard": "false",
+        "train.num_threads": threads,
+    }
+    if kind in SWITCH:
+        sets[f"objective.{SWITCH[kind]}"] = SWITCH_AT
+    if kind == "sa2c":
+        sets["objective.pretrain_steps"] = SWITCH_AT
+    return [f"{k}={v}" for k, v in sets.items()]
+
+
+def cli_rate(config: Path, data: Path, args: argparse.Namespace) -> tuple[float, Path]:
+    """Median ``transitions_per_s`` of ``rlrec train``'s windows after the warm-up."""
+    out = WORK / "throughput" / label(config).replace("/", "_")
+    sets = overrides(config, data, out, args.warmup + args.steps, args.log_every, args.threads)
+    command = [sys.executable, "-m", "rlrec", "train", "--config", str(config), "--overwrite"]
+    for item in sets:
+        command += ["--set", item]
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    proc = subprocess.run(command, env=env, capture_output=True, text=True)
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(command)} failed:\n{proc.stderr[-3000:]}")
+    records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    rates = [
+        r["transitions_per_s"] for r in records if r["kind"] == "train" and r["step"] > args.warmup
+    ]
+    return statistics.median(rates), out
+
+
+def kernel_rate(config: Path, data: Path, args: argparse.Namespace) -> float:
+    """The trainer's step function alone, in a loop (same config, same threads)."""
+    out = WORK / "throughput" / "kernel"
+    sets = overrides(config, data, out, 10**6, 10**9, args.threads)
+    trainer = Trainer(build_config(TrainConfig, path=config, overrides=sets), overwrite=True)
+    batch = trainer.cfg.train.batch_size
     order = torch.randperm(len(trainer.train_data), generator=torch.Generator().manual_seed(0))
-    for i in range(warmup):
-        trainer.step = i
-        trainer._train_step(order[i * 256 : (i + 1) * 256])
+    order = order.to(trainer.device)
+
+    def run(first: int, last: int) -> None:
+        for i in range(first, last):
+            trainer.step = SWITCH_AT + i
+            j = i % trainer.steps_per_epoch
+            trainer._train_step(order[j * batch : (j + 1) * batch])
+
+    run(0, args.warmup)
     t0 = time.perf_counter()
-    for i in range(warmup, warmup + steps):
-        trainer.step = i
-        trainer._train_step(
-            order[(i % trainer.steps_per_epoch) * 256 : (i % trainer.steps_per_epoch + 1) * 256]
-        )
-    elapsed = time.perf_counter() - t0
-    rate = steps * 256 / elapsed
-    eval_t0 = time.perf_counter()
-    metrics = trainer.evaluate_split("test")
-    eval_rate = metrics["n_events"] / (time.perf_counter() - eval_t0)
-    trainer.tracker.close()  # type: ignore[union-attr]
-    shutil.rmtree(out, ignore_errors=True)
-    return rate, eval_rate
+    run(args.warmup, args.warmup + args.steps)
+    rate = args.steps * batch / (time.perf_counter() - t0)
+    trainer.claim.fail()  # leave no half-made run behind
+    trainer.claim.close()
+    return rate
+
+
+def lean_probe(threads: int) -> dict[str, float]:
+    text = subprocess.run(
+        [sys.executable, str(PROBE), "--steps", "100", "--threads", str(threads)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    print(text.strip())
+    return {m[1]: float(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+) transitions/s", text, re.M)}
+
+
+def yardstick(config: Path, data: Path) -> str:
+    """The lean-probe row a config is compared with (issue targets: supervised / SQN / SNQN)."""
+    kind = build_config(TrainConfig, path=config, overrides=[f"data={data}"]).objective.kind
+    return {"supervised": "supervised", "sqn": "sqn", "sac": "sqn"}.get(kind, "snqn")
+
+
+def eval_rate(run: Path) -> float:
+    report = WORK / "throughput" / "evaluate.json"
+    subprocess.run(
+        [sys.executable, "-m", "rlrec", "evaluate", str(run), "--out", str(report), "--overwrite"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return float(json.loads(report.read_text())["events_per_s"])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--encoder", default="sasrec")
-    parser.add_argument("--only", nargs="+", help="run only the cases whose name starts with these")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=300, help="measured steps per config")
+    parser.add_argument("--warmup", type=int, default=60, help="untimed steps first")
+    parser.add_argument("--log-every", type=int, default=60)
+    parser.add_argument("--only", nargs="+", help="configs whose dir/stem starts with these")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     data = ml100k()
-    ds = PreparedDataset.load(data)
-    print(
-        f"ML-100K train transitions: {ds.manifest['splits']['train']['events']}, items {ds.n_items}"
-    )
-    legacy = {"sac_weighting": "legacy_batch_mean", "target_dropout": True}
-    legacy_co = {"loss": "ts2vec_legacy", "augmentation": "permutation_legacy"}
-    clamp = {"grad_clip_value": 1.0}
-    cases: dict[str, tuple[dict, dict]] = {
-        "supervised": ({"kind": "supervised"}, {}),
-        "sqn": ({"kind": "sqn"}, {}),
-        "snqn": ({"kind": "snqn"}, {}),
-        "sa2c (actor-critic phase)": ({"kind": "sa2c", "pretrain_steps": 0}, {}),
-        "sasrec-ac (sac, actor phase)": ({"kind": "sac", "warmup_steps": 0}, {}),
-        "co (paper: NT-Xent, reorder)": ({"kind": "co", "warmup_steps": 0}, {}),
-        "co (legacy: TS2Vec, permutation)": (
-            {"kind": "co", "warmup_steps": 0, "contrastive": legacy_co} | legacy,
-            {},
-        ),
-        "ccql (paper: sampled CQL, K=10)": ({"kind": "ccql", "warmup_steps": 0}, clamp),
-        "ccql (legacy: index CQL, TS2Vec)": (
-            {"kind": "ccql", "warmup_steps": 0, "cql_variant": "legacy", "contrastive": legacy_co}
-            | legacy,
-            clamp,
-        ),
-    }
+    configs = shipped_configs()
     if args.only:
-        cases = {k: v for k, v in cases.items() if k.startswith(tuple(args.only))}
-    print(f"| {args.encoder} objective | transitions/s | eval events/s |")
-    print("|---|---:|---:|")
-    for name, (objective, train) in cases.items():
-        rate, eval_rate = train_rate(data, args.encoder, objective, args.steps, 20, train)
-        print(f"| {name} | {rate:,.0f} | {eval_rate:,.0f} |", flush=True)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-    print(f"peak RSS of this process: {peak:.2f} GB")
+        configs = [c for c in configs if label(c).startswith(tuple(args.only))]
+    print(
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
+        f"{torch.__version__}, {args.threads} threads; ML-100K, {args.steps} steps after {args.warmup}"
+    )
+    probe = lean_probe(args.threads)
+    print("| config | CLI transitions/s | kernel | CLI/kernel | × lean probe (row) |")
+    print("|---|---:|---:|---:|---:|")
+    sasrec_run = None
+    for config in configs:
+        cli, run = cli_rate(config, data, args)
+        kernel = kernel_rate(config, data, args)
+        row = yardstick(config, data)
+        name = label(config)
+        print(
+            f"| {name} | {cli:,.0f} | {kernel:,.0f} | {cli / kernel:.2f} | "
+            f"{cli / probe[row]:.2f} ({row}) |",
+            flush=True,
+        )
+        if name == "ccql/rc15/sasrec":
+            sasrec_run = run
+    if sasrec_run is not None:
+        rate = eval_rate(sasrec_run)
+        print(
+            f"rlrec evaluate (SASRec, full catalogue, test split): {rate:,.0f} events/s = "
+            f"{rate / probe['supervised']:.1f} × lean supervised"
+        )
+    probe_after = lean_probe(args.threads)
+    print("lean probe after: " + ", ".join(f"{k} {v:,.0f}" for k, v in probe_after.items()))
 
 
 if __name__ == "__main__":

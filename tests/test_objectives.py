@@ -51,6 +51,9 @@ class TableNet(nn.Module):
     def q(self, s: torch.Tensor) -> torch.Tensor:
         return s @ self.q_table
 
+    def q_at(self, s: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return self.q(s).gather(1, items)
+
     def logits(self, s: torch.Tensor) -> torch.Tensor:
         return s @ self.ce_table
 

@@ -161,3 +161,78 @@ def test_threads_follow_affinity_and_cgroup_quota(
         assert set_threads(2) == 2 and torch.get_num_threads() == 2  # asked for: honoured
     finally:
         torch.set_num_threads(before)
+
+
+RL_OBJECTIVES = {
+    "sqn": {"kind": "sqn"},
+    "dqn": {"kind": "dqn"},
+    "snqn": {"kind": "snqn"},
+    "sac": {"kind": "sac", "warmup_steps": 0},
+    "sa2c": {"kind": "sa2c", "pretrain_steps": 0},
+    "co": {"kind": "co", "warmup_steps": 0},
+    "ccql_sampled": {"kind": "ccql", "warmup_steps": 0, "negative_td": True},
+    "ccql_full": {"kind": "ccql", "warmup_steps": 0, "cql_variant": "full"},
+    "ccql_legacy": {"kind": "ccql", "warmup_steps": 0, "cql_variant": "legacy"},
+}
+
+
+@pytest.mark.parametrize("name", list(RL_OBJECTIVES))
+def test_q_at_the_used_items_equals_the_full_head(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """The TD and conservative terms read Q at a few items (``QNetwork.q_at``); loss and gradients
+    equal those of the full catalogue head followed by a gather, to float rounding."""
+    from rlrec.objectives import LossInputs
+    from rlrec.objectives.functional import sample_negatives
+    from rlrec.seeding import generator
+
+    cfg = tiny_train_config(
+        tiny_dataset, tmp_path / "run", encoder=SASREC, objective=RL_OBJECTIVES[name]
+    )
+    trainer = Trainer(cfg)
+    obj, data = cfg.objective, trainer.train_data
+    batch = data.batch(torch.arange(64))
+    negatives = None
+    if obj.n_negatives:
+        gen = generator(0, "test")
+        negatives = sample_negatives(batch.action, trainer.n_items, obj.n_negatives, gen)
+    main, target = trainer.nets[0], trainer.nets[-1] if len(trainer.nets) > 1 else trainer.target
+    with torch.no_grad():  # non-zero biases (they start at zero), so each one counts
+        for net in (main, target):
+            if net.q_head is not None:
+                net.q_head.bias.normal_(0.0, 0.5)
+
+    def loss_and_grads(stats: bool) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:
+        torch.manual_seed(3)  # the same dropout masks for both computations
+        main.zero_grad()
+        out = obj.compute_loss(
+            LossInputs(
+                main,
+                target,
+                batch,
+                negatives,
+                0,
+                trainer.beta,
+                generator(0, "aug"),
+                catalogue_stats=stats,
+            )
+        )
+        out.loss.backward()
+        grads = [
+            p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in main.parameters()
+        ]
+        return {"loss": out.loss.detach(), **out.logs}, grads
+
+    fast, fast_grads = loss_and_grads(stats=False)
+    assert "q_mean" not in fast  # catalogue statistics only when asked for
+    from rlrec.models.network import QNetwork
+
+    monkeypatch.setattr(QNetwork, "q_at", lambda self, s, items: self.q(s).gather(1, items))
+    full, full_grads = loss_and_grads(stats=True)
+    assert {"q_mean", "q_max", "q_abs_max"} <= full.keys()
+    for key, value in fast.items():
+        assert value.item() == pytest.approx(full[key].item(), rel=1e-5, abs=1e-6), key
+    for a, b in zip(fast_grads, full_grads, strict=True):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+    trainer.claim.fail()
+    trainer.claim.close()

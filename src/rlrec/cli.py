@@ -11,6 +11,7 @@ import json
 import math
 import re
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Annotated, Any
@@ -240,8 +241,13 @@ def evaluate_run(
         )
     device = next(net.parameters()).device
     transitions = Transitions(ds.split(split), meta["state_size"], ds.pad_id, device=device)
-    metrics = evaluate_network(net, cfg, transitions, ng_off_beta(ds, cfg))
+    beta = ng_off_beta(ds, cfg)
+    t0 = time.perf_counter()
+    metrics = evaluate_network(net, cfg, transitions, beta)
+    seconds = time.perf_counter() - t0
     _print_metrics(f"{run_dir} [{checkpoint}] on {split}", metrics)
+    events = int(metrics.get("n_events", len(transitions)))
+    out.print(f"scored {events:,} events in {seconds:.2f} s ({events / seconds:,.0f} events/s)")
     degenerate = degenerate_warning(metrics)
     if degenerate is not None:
         err.print(Text.assemble(("warning: ", "yellow"), degenerate))
@@ -254,6 +260,8 @@ def evaluate_run(
                 "split": split,
                 "metrics": {k: _json_number(v) for k, v in metrics.items()},
                 "degenerate_scores": degenerate,
+                "seconds": seconds,
+                "events_per_s": events / seconds,
             },
         )
 

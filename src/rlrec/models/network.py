@@ -67,6 +67,18 @@ class QNetwork(nn.Module):
             raise RuntimeError("this network has no Q head")
         return self.q_head(s)
 
+    def q_at(self, s: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Q-values ``[B, M]`` of an encoded state ``[B, H]`` at ``items [B, M]`` only.
+
+        ``M`` dot products per row instead of :meth:`q`'s ``n`` (and a sparse gradient for the
+        head): what the TD and conservative terms use, the logged action and a few sampled ones.
+        Equal to ``q(s).gather(1, items)`` up to float rounding (another summation order).
+        """
+        if self.q_head is None:
+            raise RuntimeError("this network has no Q head")
+        bias = self.q_head.bias[items].unsqueeze(2)  # [B, M, 1]
+        return torch.baddbmm(bias, self.q_head.weight[items], s.unsqueeze(2)).squeeze(2)
+
     def logits(self, s: torch.Tensor) -> torch.Tensor:
         """Supervised logits ``[B, n]`` of an encoded state."""
         if self.ce_head is None:

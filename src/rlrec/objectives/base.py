@@ -28,7 +28,7 @@ from rlrec.config import StrictModel
 from rlrec.data.transitions import TransitionBatch
 from rlrec.models.dropout import global_rows
 from rlrec.models.network import QNetwork
-from rlrec.objectives.functional import double_q_target, td_loss
+from rlrec.objectives.functional import bootstrap_target, td_loss
 from rlrec.objectives.sharding import BatchShard
 
 
@@ -47,7 +47,8 @@ class LossInputs:
     ``negatives``: ``[B, K]`` sampled items or ``None``; ``beta``: ``[n]`` item popularity or
     ``None``; ``rng``: the step's seeded CPU generator for the objective's own draws (augmentations),
     the same on every process; ``shard``: set in data-parallel training, where ``batch`` is this
-    process's slice of ``shard.full`` (:mod:`rlrec.objectives.sharding`).
+    process's slice of ``shard.full`` (:mod:`rlrec.objectives.sharding`); ``catalogue_stats``:
+    whether this step logs statistics of ``Q(s, ·)`` over the whole catalogue (an extra head pass).
     """
 
     main: QNetwork
@@ -58,6 +59,7 @@ class LossInputs:
     beta: torch.Tensor | None = None
     rng: torch.Generator | None = None
     shard: BatchShard | None = None
+    catalogue_stats: bool = True
 
     def batch_mean(self, x: torch.Tensor) -> torch.Tensor:
         """Detached mean of a per-sample ``[B]`` tensor over the (global) batch."""
@@ -165,14 +167,15 @@ def eval_mode(*nets: QNetwork | None, enabled: bool = True) -> Iterator[None]:
 class QTerms:
     """One training-mode pass of the main net on ``s`` and its TD terms (all ``[B]`` unless noted).
 
-    ``s``: ``[B, H]`` encoded state; ``q``: ``[B, n]`` Q-values of the main net (with gradient);
-    ``best_next``: ``argmax_a Q_main(s', a)``, the selector's choice for the positive target.
-    ``q_neg``/``td_neg``/``target_neg`` are set when negative actions are trained (``[B, K]``,
-    ``[B]`` reduced over K, ``[B]``).
+    ``net``/``s``: the main network and its encoded state ``[B, H]`` (with gradient), for the Q-values
+    a loss needs beyond these (:meth:`q_at`, :meth:`full_q`); ``best_next``: ``argmax_a Q_main(s', a)``,
+    the selector's choice for the positive target. ``q_neg``/``td_neg``/``target_neg`` are set when
+    negative actions are trained (``[B, K]``, ``[B]`` reduced over K, ``[B]``). ``catalogue``: the
+    detached ``Q(s, ·)`` ``[B, n]`` on the steps that log catalogue statistics, else ``None``.
     """
 
+    net: QNetwork
     s: torch.Tensor
-    q: torch.Tensor
     q_pos: torch.Tensor
     td_pos: torch.Tensor
     target_pos: torch.Tensor
@@ -180,6 +183,15 @@ class QTerms:
     q_neg: torch.Tensor | None = None
     td_neg: torch.Tensor | None = None
     target_neg: torch.Tensor | None = None
+    catalogue: torch.Tensor | None = None
+
+    def q_at(self, items: torch.Tensor) -> torch.Tensor:
+        """``Q_main(s, items)`` ``[B, M]`` with gradient, for ``items [B, M]``."""
+        return self.net.q_at(self.s, items)
+
+    def full_q(self) -> torch.Tensor:
+        """``Q_main(s, ·)`` ``[B, n]`` over the whole catalogue, with gradient."""
+        return self.net.q(self.s)
 
     def td(self, weight: float) -> torch.Tensor:
         """``w·(ℓ⁺ + ℓ⁻)`` per sample (``ℓ⁻ = 0`` without negatives)."""
@@ -188,19 +200,22 @@ class QTerms:
     def logs(self) -> dict[str, torch.Tensor]:
         """Detached scalars for the stability log: TD losses, targets and Q-value statistics.
 
-        ``q_pos``: mean Q of the logged actions; ``q_neg``: of the sampled negatives; ``q_mean``:
-        of the whole catalogue (= the expected Q of a uniformly sampled action); ``q_max``: mean
-        over the batch of ``max_a Q(s, a)`` (what bootstraps); ``q_abs_max``: the largest ``|Q|``.
+        ``q_pos``: mean Q of the logged actions; ``q_neg``: of the sampled negatives; and on the
+        steps with ``catalogue``: ``q_mean`` of the whole catalogue (= the expected Q of a uniformly
+        sampled action), ``q_max`` the mean over the batch of ``max_a Q(s, a)`` (what bootstraps),
+        ``q_abs_max`` the largest ``|Q|``.
         """
-        q = self.q.detach()
         logs = {
             "td_pos": self.td_pos.mean(),
             "q_pos": self.q_pos.mean(),
             "target_pos": self.target_pos.mean(),
-            "q_mean": q.mean(),
-            "q_max": q.amax(dim=1).mean(),
-            "q_abs_max": torch.maximum(q.amax(), -q.amin()),
         }
+        if (q := self.catalogue) is not None:
+            logs.update(
+                q_mean=q.mean(),
+                q_max=q.amax(dim=1).mean(),
+                q_abs_max=torch.maximum(q.amax(), -q.amin()),
+            )
         if self.td_neg is not None and self.q_neg is not None and self.target_neg is not None:
             logs.update(
                 td_neg=self.td_neg.mean(),
@@ -224,41 +239,48 @@ def q_terms(
     one target per sample shared by its K negatives) and ``ℓ⁻ = Σ_j`` (or mean)
     ``scale·(y⁻ − Q_m(s, a⁻_j))²``. Targets come from one no-grad pass per network over ``[s'; s]``
     (``[s']`` without negatives).
+
+    Only the Q-values the terms use are computed: the selector's over the catalogue (its argmax),
+    the target network's at that argmax, the main network's at ``a⁺`` and the negatives
+    (:meth:`QNetwork.q_at`) — the same values as the full heads up to float rounding.
     """
     b = inputs.batch
     assert inputs.target is not None
-    s = inputs.main(b.state, b.len_state)
-    q = inputs.main.q(s)
+    main, target = inputs.main, inputs.target
+    s = main(b.state, b.len_state)
     state, lengths = b.next_state, b.len_next_state
     if r_negative is not None:
         state = torch.cat([b.next_state, b.state])
         lengths = torch.cat([b.len_next_state, b.len_state])
     with (
         torch.no_grad(),
-        eval_mode(inputs.main, inputs.target, enabled=not cfg.target_dropout),
+        eval_mode(main, target, enabled=not cfg.target_dropout),
         inputs.stacked(1 if r_negative is None else 2),
     ):
-        q_sel = inputs.main.q(inputs.main(state, lengths))
-        q_val = inputs.target.q(inputs.target(state, lengths))
+        best = main.q(main(state, lengths)).argmax(dim=1)
+        q_boot = target.q_at(target(state, lengths), best.unsqueeze(1)).squeeze(1)
+        catalogue = main.q(s) if inputs.catalogue_stats else None
     n = b.action.shape[0]
-    best_next = q_sel[:n].argmax(dim=1)
-    y_pos = double_q_target(
-        q_sel[:n], q_val[:n], b.reward(cfg.r_click, cfg.r_buy), cfg.gamma, b.done
-    )
-    q_pos = q.gather(1, b.action.unsqueeze(1)).squeeze(1)
+    y_pos = bootstrap_target(q_boot[:n], b.reward(cfg.r_click, cfg.r_buy), cfg.gamma, b.done)
+    items = b.action.unsqueeze(1)
+    if r_negative is not None:
+        assert inputs.negatives is not None, "the trainer must sample negatives"
+        items = torch.cat([items, inputs.negatives], dim=1)
+    q_taken = main.q_at(s, items)  # [B, 1] or [B, 1 + K]
+    q_pos = q_taken[:, 0]
     terms = QTerms(
+        net=main,
         s=s,
-        q=q,
         q_pos=q_pos,
         td_pos=td_loss(q_pos, y_pos, cfg.td_loss_scale),
         target_pos=y_pos,
-        best_next=best_next,
+        best_next=best[:n],
+        catalogue=catalogue,
     )
     if r_negative is None:
         return terms
-    assert inputs.negatives is not None, "the trainer must sample negatives"
-    y_neg = double_q_target(q_sel[n:], q_val[n:], torch.full_like(y_pos, r_negative), cfg.gamma)
-    q_neg = q.gather(1, inputs.negatives)
+    y_neg = bootstrap_target(q_boot[n:], torch.full_like(y_pos, r_negative), cfg.gamma)
+    q_neg = q_taken[:, 1:]
     td_neg = td_loss(q_neg, y_neg.unsqueeze(1).expand_as(q_neg), cfg.td_loss_scale)
     terms.q_neg = q_neg
     terms.td_neg = td_neg.sum(dim=1) if neg_reduction == "sum" else td_neg.mean(dim=1)

@@ -63,12 +63,12 @@ class CCQLConfig(COConfig, NegativeSampling):
         tau = self.cql_temperature
         if self.cql_variant == "sampled":
             assert inputs.negatives is not None, "the trainer must sample negatives"
-            q_neg = t.q_neg if t.q_neg is not None else t.q.gather(1, inputs.negatives)
+            q_neg = t.q_neg if t.q_neg is not None else t.q_at(inputs.negatives)
             cql = cql_sampled(t.q_pos, q_neg, tau)
         elif self.cql_variant == "full":
-            cql = cql_full(t.q, b.action, tau)
+            cql = cql_full(t.full_q(), b.action, tau)
         else:
-            q_best = t.q.gather(1, t.best_next.unsqueeze(1)).squeeze(1)
+            q_best = t.q_at(t.best_next.unsqueeze(1)).squeeze(1)
             cql = cql_legacy(q_best, t.q_pos, t.best_next, tau)
         logs = {"ce": ce.mean().detach(), "contrastive": co.detach(), "cql": cql.mean().detach()}
         logs.update(t.logs())

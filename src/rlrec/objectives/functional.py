@@ -26,10 +26,17 @@ def double_q_target(
     bool or ``None`` (negative-action targets are never masked). Returns ``[B]``.
     """
     best = q_select.argmax(dim=1, keepdim=True)
-    bootstrap = q_value.gather(1, best).squeeze(1)
+    return bootstrap_target(q_value.gather(1, best).squeeze(1), reward, gamma, done)
+
+
+def bootstrap_target(
+    q_next: torch.Tensor, reward: torch.Tensor, gamma: float, done: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``y = r + γ·(1 − done)·q_next`` with ``q_next [B]`` the bootstrapped value (for double Q:
+    ``Q_val(s', argmax_a Q_sel(s', a))``, computed by the caller at that one item)."""
     if done is not None:
-        bootstrap = bootstrap * (~done).to(bootstrap.dtype)
-    return reward + gamma * bootstrap
+        q_next = q_next * (~done).to(q_next.dtype)
+    return reward + gamma * q_next
 
 
 def td_loss(q_taken: torch.Tensor, target: torch.Tensor, scale: float = 0.5) -> torch.Tensor:

@@ -38,6 +38,12 @@ class StabilityConfig(StrictModel):
     warmup_windows: int = Field(3, ge=0, description="log windows before td_rise is checked")
     val_drop: float | None = Field(0.2, gt=0.0, lt=1.0)
     stop_on_flag: bool = False
+    catalogue_stats_every: int = Field(
+        10,
+        ge=1,
+        description="log q_mean, q_max and q_abs_max (statistics of Q(s, ·) over the whole "
+        "catalogue, one extra head pass) every this many steps",
+    )
 
 
 @dataclass(frozen=True)

@@ -324,7 +324,8 @@ class Trainer:
 
         main.train()
         rng = generator(cfg.seed, "objective", step, 0)
-        inputs = LossInputs(main, target, batch, negatives, step, self.beta, rng, shard)
+        stats = step % cfg.train.stability.catalogue_stats_every == 0
+        inputs = LossInputs(main, target, batch, negatives, step, self.beta, rng, shard, stats)
         with inputs.stacked(1):
             out = obj.compute_loss(inputs)
         opt = self._optimizer(main_index, phase)
