@@ -92,7 +92,7 @@ def overrides(config: Path, data: Path, out: Path, steps: int, log_every: int, t
 
 def cli_rate(config: Path, data: Path, args: argparse.Namespace) -> tuple[float, Path]:
     """Median ``transitions_per_s`` of ``rlrec train``'s windows after the warm-up."""
-    out = WORK / "throughput" / label(config).replace("/", "_")
+    out = WORK / "throughput" / args.tag / label(config).replace("/", "_")
     sets = overrides(config, data, out, args.warmup + args.steps, args.log_every, args.threads)
     command = [sys.executable, "-m", "rlrec", "train", "--config", str(config), "--overwrite"]
     for item in sets:
@@ -110,7 +110,7 @@ def cli_rate(config: Path, data: Path, args: argparse.Namespace) -> tuple[float,
 
 def kernel_rate(config: Path, data: Path, args: argparse.Namespace) -> float:
     """The trainer's step function alone, in a loop (same config, same threads)."""
-    out = WORK / "throughput" / "kernel"
+    out = WORK / "throughput" / args.tag / "kernel"
     sets = overrides(config, data, out, 10**6, 10**9, args.threads)
     trainer = Trainer(build_config(TrainConfig, path=config, overrides=sets), overwrite=True)
     batch = trainer.cfg.train.batch_size
@@ -150,7 +150,7 @@ def yardstick(config: Path, data: Path) -> str:
 
 
 def eval_rate(run: Path) -> float:
-    report = WORK / "throughput" / "evaluate.json"
+    report = run.parent / "evaluate.json"
     subprocess.run(
         [sys.executable, "-m", "rlrec", "evaluate", str(run), "--out", str(report), "--overwrite"],
         check=True,
@@ -166,6 +166,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=60, help="untimed steps first")
     parser.add_argument("--log-every", type=int, default=60)
     parser.add_argument("--only", nargs="+", help="configs whose dir/stem starts with these")
+    parser.add_argument("--tag", default="main", help="work subdirectory (for concurrent runs)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     data = ml100k()

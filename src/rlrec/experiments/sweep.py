@@ -12,7 +12,8 @@ A sweep file names a training config and what to vary (several seeds, mean ± st
     jobs: 2                                     # processes at a time
 
 Each run is ``python -m rlrec train --config BASE --set KEY=VALUE …`` in its own process, with
-``train.num_threads`` set so that ``jobs`` runs share the machine's cores. Runs go to
+``train.num_threads`` set so that ``jobs`` runs share the machine's cores (by default one 1-thread
+run per usable CPU, the fastest way through several seeds). Runs go to
 ``out/seed_<s>`` (no grid) or ``out/point_<i>/seed_<s>`` — hyper-parameters are not encoded in
 directory names; ``out/sweep.json`` maps every run to its grid point, command, status and time, and
 ``out/logs/`` keeps each run's output. Every run's config is validated before anything starts. A
@@ -40,6 +41,7 @@ from pydantic import Field
 
 from rlrec.config import StrictModel, build_config
 from rlrec.data.dataset import PreparedDataset
+from rlrec.device import available_cpus
 from rlrec.errors import ConfigError, RlrecError
 from rlrec.fsutil import atomic_write_json
 from rlrec.outputs import reusable_output
@@ -57,8 +59,10 @@ class SweepConfig(StrictModel):
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4], min_length=1)
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     overrides: dict[str, Any] = Field(default_factory=dict)
-    jobs: int | None = Field(None, ge=1, description="processes at a time (default: cores // 2)")
-    threads_per_job: int | None = Field(None, ge=1, description="default: cores // jobs")
+    jobs: int | None = Field(
+        None, ge=1, description="processes at a time (default: one per usable CPU)"
+    )
+    threads_per_job: int | None = Field(None, ge=1, description="default: CPUs // jobs")
 
 
 @dataclass
@@ -116,8 +120,11 @@ def plan(cfg: SweepConfig) -> list[RunSpec]:
 
 
 def _threads(cfg: SweepConfig) -> tuple[int, int]:
-    cores = os.cpu_count() or 1
-    jobs = cfg.jobs or max(1, cores // (cfg.threads_per_job or 2))
+    """(processes at a time, threads each). By default one single-threaded run per usable CPU:
+    on 2 cores, two 1-thread runs train 1.3–2.1× the transitions of one 2-thread run
+    (benchmarks/README.md, "Threads")."""
+    cores = available_cpus()
+    jobs = cfg.jobs or max(1, cores // (cfg.threads_per_job or 1))
     return jobs, cfg.threads_per_job or max(1, cores // jobs)
 
 
