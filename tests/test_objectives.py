@@ -19,7 +19,7 @@ from rlrec.data.transitions import TransitionBatch
 from rlrec.objectives import LossInputs
 from rlrec.objectives.dqn import DQNConfig
 from rlrec.objectives.functional import (
-    double_q_target,
+    bootstrap_target,
     ips_weight,
     sa2c_advantage,
     sample_negatives,
@@ -85,11 +85,11 @@ MAIN_Q = [[1.0, 4.0, 0.0], [0.5, 3.0, 4.0]]
 # CE head all zeros → CE = log 3
 
 
-def test_double_q_target_with_and_without_done() -> None:
-    q_sel = torch.tensor([[1.0, 3.0, 2.0], [1.0, 3.0, 2.0]])
-    q_val = torch.tensor([[10.0, 20.0, 30.0], [10.0, 20.0, 30.0]])
-    y = double_q_target(q_sel, q_val, torch.tensor([1.0, 1.0]), 0.5, torch.tensor([False, True]))
-    assert y.tolist() == [11.0, 1.0]  # selector picks item 1, value net gives 20; done drops it
+def test_bootstrap_target_with_and_without_done() -> None:
+    q_next = torch.tensor([20.0, 20.0])  # the value net at the selector's argmax
+    y = bootstrap_target(q_next, torch.tensor([1.0, 1.0]), 0.5, torch.tensor([False, True]))
+    assert y.tolist() == [11.0, 1.0]  # r + γ·20; done drops the bootstrap
+    assert bootstrap_target(q_next, torch.tensor([0.0, 1.0]), 0.5).tolist() == [10.0, 11.0]
 
 
 def test_td_loss_scale_and_gradient_only_into_q() -> None:

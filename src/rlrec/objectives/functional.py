@@ -11,29 +11,15 @@ import torch
 import torch.nn.functional as F
 
 
-def double_q_target(
-    q_select: torch.Tensor,
-    q_value: torch.Tensor,
-    reward: torch.Tensor,
-    gamma: float,
-    done: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Double-Q target ``y = r + γ·(1 − done)·Q_val(s', argmax_a Q_sel(s', a))``.
-
-    P-SA2C Algorithm 1, lines 10–12: the selector is the main network, the value the target one.
-
-    ``q_select``, ``q_value``: ``[B, n]`` (no gradient expected); ``reward``: ``[B]``; ``done``: ``[B]``
-    bool or ``None`` (negative-action targets are never masked). Returns ``[B]``.
-    """
-    best = q_select.argmax(dim=1, keepdim=True)
-    return bootstrap_target(q_value.gather(1, best).squeeze(1), reward, gamma, done)
-
-
 def bootstrap_target(
     q_next: torch.Tensor, reward: torch.Tensor, gamma: float, done: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """``y = r + γ·(1 − done)·q_next`` with ``q_next [B]`` the bootstrapped value (for double Q:
-    ``Q_val(s', argmax_a Q_sel(s', a))``, computed by the caller at that one item)."""
+    """``y = r + γ·(1 − done)·q_next`` with ``q_next [B]`` the bootstrapped value.
+
+    For double Q (P-SA2C Algorithm 1, lines 10–12) ``q_next = Q_val(s', argmax_a Q_sel(s', a))``:
+    the selector is the main network, the value the target one, read by the caller at that one item.
+    ``done``: ``[B]`` bool or ``None`` (negative-action targets are never masked). Returns ``[B]``.
+    """
     if done is not None:
         q_next = q_next * (~done).to(q_next.dtype)
     return reward + gamma * q_next

@@ -320,7 +320,10 @@ class Trainer:
             actions = self.train_data.items[global_pos]
             negatives = sample_negatives(actions, self.n_items, obj.n_negatives, gen, exclude)
             negatives = negatives[start:stop]
-        batch = self.train_data.batch(global_pos[start:stop])
+        if world.size == 1 and full is not None:
+            batch = full  # the whole batch is this process's: gathered once
+        else:
+            batch = self.train_data.batch(global_pos[start:stop])
 
         main.train()
         rng = generator(cfg.seed, "objective", step, 0)
