@@ -10,7 +10,8 @@ DQN) with ``data`` set to ML-100K (batch 256, hidden 64, window 10 as shipped):
   excluded). Phase switches (SAC/CO/CCQL warm-up, SA2C pre-training) are moved to step 20, so the
   windows measure the second, costlier phase;
 * **kernel** — the same trainer's step function in a loop (no logging, evaluation or checkpoints),
-  in a fresh child process like the CLI's: the upper bound of the CLI rate. CLI and kernel runs
+  in a fresh child process like the CLI's, timed in windows of ``--log-every`` steps and given as
+  the median window like the CLI's: the upper bound of the CLI rate. CLI and kernel runs
   alternate ``--repeats`` times and each rate is the median of its runs, so a drift of the machine
   hits both alike;
 * **breakdown** (``--breakdown``) — where a kernel step's time goes, from the torch profiler:
@@ -149,18 +150,21 @@ def kernel_child(config: Path, data: Path, args: argparse.Namespace) -> None:
     trainer = kernel_trainer(config, data, args)
     run = kernel_steps(trainer)
     run(0, args.warmup)
-    t0 = time.perf_counter()
-    run(args.warmup, args.warmup + args.steps)
-    rate = args.steps * trainer.cfg.train.batch_size / (time.perf_counter() - t0)
+    rates = []  # windows of --log-every steps, as the CLI's log records
+    for first in range(args.warmup, args.warmup + args.steps, args.log_every):
+        t0 = time.perf_counter()
+        run(first, first + args.log_every)
+        rates.append(args.log_every * trainer.cfg.train.batch_size / (time.perf_counter() - t0))
     discard(trainer)
-    print(json.dumps({"kernel_rate": rate}))
+    print(json.dumps({"kernel_rate": statistics.median(rates)}))
 
 
 def in_child(config: Path, args: argparse.Namespace) -> dict[str, float]:
     """:func:`kernel_child` in a fresh process (same config and threads)."""
     command = [sys.executable, __file__, "--kernel-child", str(config), "--tag", args.tag]
     command += ["--threads", str(args.threads), "--steps", str(args.steps)]
-    command += ["--warmup", str(args.warmup)] + (["--breakdown"] if args.breakdown else [])
+    command += ["--warmup", str(args.warmup), "--log-every", str(args.log_every)]
+    command += ["--breakdown"] if args.breakdown else []
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     proc = subprocess.run(command, env=env, capture_output=True, text=True)
     if proc.returncode:

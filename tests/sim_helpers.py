@@ -48,7 +48,8 @@ def controlled_sim(
     for r, hist in enumerate(histories):
         if hist:
             h[r, max_history - len(hist) :] = torch.tensor(hist)
-    pool = StartPool(torch.arange(len(histories)), h, h > 0)
+    counts = torch.tensor([float(len(x)) for x in histories])  # as if every item shown was liked
+    pool = StartPool(torch.arange(len(histories)), h, h > 0, counts, counts.clone())
     users = torch.zeros((len(histories), 1))
     return ListRecSimulator(
         urm, items, users, pool, num_envs=num_envs, slate_size=slate_size, cfg=cfg

@@ -372,7 +372,10 @@ def test_online_and_offline_sl_train_only_the_actor_by_bce() -> None:
     assert set(logs) == {"behavior_loss"} and changed(online.actor, before)
     offline = make("offline_sl")
     b = batch()
-    logged = ListTensors(b.user, b.history, b.history > 0, b.slate, b.response, b.user)
+    zeros = torch.zeros(len(b.user))
+    logged = ListTensors(
+        b.user, b.history, b.history > 0, b.slate, b.response, b.user, zeros, zeros
+    )
     assert set(offline.update(logged, 0, torch.Generator())) == {"behavior_loss"}
     assert offline.cfg.data_source == "logged"
 

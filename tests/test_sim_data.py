@@ -433,6 +433,8 @@ def test_prepare_is_atomic_deterministic_and_loads(ml1m_dir: Path, tmp_path: Pat
     t = ds.tensors("all", max_history=2)
     assert t.history.tolist() == [[0, 0], [0, 0], [2, 3]]
     assert t.exposure.tolist() == [[1, 2, 3], [2, 3, 1], [5, 4, 6]]
+    # response counts before each list: user 1's second list follows 3 shown, 2 liked
+    assert t.seen.tolist() == [0, 0, 3] and t.positives.tolist() == [0, 0, 2]
     assert ds.item_features().shape == (8, 32) and float(ds.item_features()[0].abs().sum()) == 0
     (tmp_path / "a" / "test.parquet").write_bytes(b"garbage")
     with pytest.raises(DataFormatError, match="does not match the manifest"):

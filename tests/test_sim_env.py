@@ -11,8 +11,9 @@ from sim_helpers import TINY_SYNTH, controlled_sim, single_thread
 import rlrec.sim  # noqa: F401  (registers rlrec/ListRec-v0)
 from rlrec.sim import functional as Fn
 from rlrec.sim.build import evaluation_starts, make_simulator, rollout_fixed_users
-from rlrec.sim.env import EnvConfig
+from rlrec.sim.env import EnvConfig, ListRecSimulator
 from rlrec.sim.gym_env import ListRecEnv, ListRecVectorEnv
+from rlrec.sim.urm import URM
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -180,6 +181,61 @@ def test_probabilities_equal_the_urm_forward(planted_sim_args: dict) -> None:
         sim.urm(obs["user_features"], x[obs["history"]], obs["history_mask"], x[slate])
     )
     torch.testing.assert_close(sim.probabilities(slate), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_urm_options_in_the_simulator_track_the_response_counts(planted_sim_args: dict) -> None:
+    """With item offsets, user ids and the engagement term on, the simulator's probabilities are
+    still the URM's forward, fed the counts the simulator keeps: the start record's, plus K shown
+    and the positives drawn at every step."""
+    base = make_simulator(num_envs=5, cfg=EnvConfig(auto_reset=False), **planted_sim_args)
+    cfg = base.urm.cfg.model_copy(update={"item_bias": True, "user_ids": True, "engagement": True})
+    n_users = base.user_features.shape[0]
+    urm = URM(cfg, base.user_features.shape[1], base.item_features.shape[1], base.n_items, n_users)
+    urm.load_state_dict(base.urm.state_dict(), strict=False)
+    with torch.no_grad():
+        gen = torch.Generator().manual_seed(0)
+        urm.item_offset.weight.copy_(torch.randn(urm.item_offset.weight.shape, generator=gen))
+        urm.user_id_embed.weight.copy_(torch.randn(urm.user_id_embed.weight.shape, generator=gen))
+        urm.engagement_weight.fill_(0.8)
+        urm.prior_rate.fill_(0.4)
+    pool = base.pool
+    pool = type(pool)(pool.user, pool.history, pool.history_mask, pool.seen + 7, pool.positives)
+    sim = ListRecSimulator(
+        urm.eval(),
+        base.item_features,
+        base.user_features,
+        pool,
+        num_envs=5,
+        slate_size=5,
+        cfg=EnvConfig(auto_reset=False),
+    )
+    obs = sim.reset(seed=3)
+    start = sim.start.clone()
+    seen, positives = pool.seen[start].clone(), pool.positives[start].clone()
+    x = sim.item_features
+    for _ in range(3):
+        slate = policy(obs)
+        torch.testing.assert_close(sim.seen, seen)
+        torch.testing.assert_close(sim.positives, positives)
+        expected = torch.sigmoid(
+            urm(
+                obs["user_features"],
+                x[obs["history"]],
+                obs["history_mask"],
+                x[slate],
+                obs["history"],
+                slate,
+                obs["user"],
+                seen,
+                positives,
+            )
+        )
+        torch.testing.assert_close(sim.probabilities(slate), expected, rtol=1e-5, atol=1e-6)
+        out = sim.step(slate)
+        seen = seen + 5 * out.active
+        positives = positives + out.response.sum(1)
+        obs = out.obs
+    assert float(positives.sum()) > float(pool.positives[start].sum())  # responses were counted
 
 
 def test_vector_env_equals_single_user_runs(planted_sim_args: dict) -> None:

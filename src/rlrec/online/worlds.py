@@ -52,10 +52,6 @@ class Worlds:
         return self.dataset.slate_size
 
 
-def _subset(pool: StartPool, idx: torch.Tensor) -> StartPool:
-    return StartPool(pool.user[idx], pool.history[idx], pool.history_mask[idx])
-
-
 def build_worlds(cfg: OnlineTrainConfig, *, train: bool = True, evaluation: bool = True) -> Worlds:
     """The simulators of ``cfg`` (``train=False`` skips training and validation, ``evaluation=False``
     the evaluation environment)."""
@@ -76,7 +72,7 @@ def build_worlds(cfg: OnlineTrainConfig, *, train: bool = True, evaluation: bool
                 f"'{cfg.env.start_split}' records; lower it"
             )
         order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(cfg.eval.seed))
-        train_pool = _subset(pool, order[n_val:].sort().values)
+        train_pool = pool.index(order[n_val:].sort().values)
         train_sim = _simulator(
             urm,
             user_x,
@@ -87,7 +83,7 @@ def build_worlds(cfg: OnlineTrainConfig, *, train: bool = True, evaluation: bool
             derive_seed(cfg.seed, "train_env"),
         )
         if n_val:
-            val_pool = _subset(pool, order[:n_val].sort().values)
+            val_pool = pool.index(order[:n_val].sort().values)
             val_sim = _simulator(
                 urm, user_x, val_pool, dataset, env_cfg, cfg.eval.batch_size, cfg.eval.seed
             )

@@ -12,15 +12,16 @@ import torch
 from rlrec.config import build_config
 from rlrec.errors import ConfigError
 from rlrec.seeding import generator
-from rlrec.sim.dataset import ListDataset, pad_left
+from rlrec.sim.dataset import ListDataset, pad_left, response_counts
 from rlrec.sim.env import EnvConfig, ListRecSimulator, StartPool
 from rlrec.sim.features import features_matrix
 from rlrec.sim.loaders.synthetic import SyntheticListSource
 from rlrec.sim.prepare import PLANTED
-from rlrec.sim.schema import HISTORY, USER
+from rlrec.sim.schema import HISTORY, SEQ, USER
 from rlrec.sim.splits import ListSplitConfig, split_records
 from rlrec.sim.urm_store import LoadedURM, check_catalogue, load_urm
 
+COUNTS = ("seen", "positives")
 Policy = Callable[[dict[str, torch.Tensor]], torch.Tensor]
 
 
@@ -29,7 +30,7 @@ def start_pool(dataset: ListDataset, split: str, max_history: int) -> StartPool:
     data = dataset.tensors(split, max_history)
     if len(data) == 0:
         raise ConfigError(f"{dataset.path}: the '{split}' split has no records to start users from")
-    return StartPool(data.user, data.history, data.history_mask)
+    return StartPool(data.user, data.history, data.history_mask, data.seen, data.positives)
 
 
 def make_simulator(
@@ -93,10 +94,14 @@ def _synthetic_simulator(
     parts = split_records(tables.records, tables.users, ListSplitConfig())
     records = parts[cfg.start_split] if cfg.start_split != "all" else tables.records
     hist, mask = pad_left(records.get_column(HISTORY), urm_cfg.max_history)
+    counts = records.select(USER, SEQ).join(
+        response_counts(tables.records), on=[USER, SEQ], how="left", maintain_order="left"
+    )
     pool = StartPool(
         torch.from_numpy(records.get_column(USER).to_numpy().astype("int64")),
         torch.from_numpy(hist),
         torch.from_numpy(mask),
+        *(torch.from_numpy(counts.get_column(c).to_numpy().astype("float32")) for c in COUNTS),
     )
     item_x = features_matrix(tables.items)
     items = torch.cat([torch.zeros(1, item_x.shape[1]), torch.from_numpy(item_x)])

@@ -99,11 +99,30 @@ def train_urm(
 
     summary = URMTrainer(cfg, overwrite=overwrite, on_epoch=on_epoch).fit()
     sel = summary["selected"]
+    if summary.get("baselines") and "val_auc" in sel:
+        err.print(_baseline_table(summary))
     auc = f", val AUC {sel['val_auc']:.4f}" if "val_auc" in sel else ""
     out.print(
         f"wrote {cfg.out}: URM ({cfg.role} environment, fit on {summary['fit_split']}), "
         f"epoch {summary['selected_epoch']} kept{auc}"
     )
+
+
+def _baseline_table(summary: dict) -> str:
+    """The kept URM epoch beside the baselines, on the validation split."""
+    sel = summary["selected"]
+    rows = [(f"URM (epoch {summary['selected_epoch']})", {k[4:]: v for k, v in sel.items()})]
+    rows += list(summary["baselines"].items())
+    lines = [
+        f"{summary['val_split']} split: {'model':<22} {'AUC':>7} {'per pos.':>8} "
+        f"{'log-loss':>8} {'ECE':>6}"
+    ]
+    for name, m in rows:
+        lines.append(
+            f"{'':<{len(summary['val_split']) + 7}} {name:<22} {m['auc']:>7.4f} "
+            f"{m['auc_per_position']:>8.4f} {m['log_loss']:>8.4f} {m['ece']:>6.3f}"
+        )
+    return "\n".join(lines)
 
 
 def _headline(m: dict[str, float]) -> str:

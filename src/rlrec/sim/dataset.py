@@ -2,8 +2,11 @@
 
 :meth:`ListDataset.tensors` gives the loader output for a whole split at once:
 histories clipped to the last ``H`` items and **left**-padded with 0 (reference ``padding_and_clip``),
-a mask that is True on real items, exposures and labels. Item features are looked up from
-:meth:`ListDataset.item_features`, whose row 0 (padding) is the zero vector.
+a mask that is True on real items, exposures and labels, and the user's response counts before the
+list — how many items the user was shown and responded to positively in the earlier lists of the
+data set (any split, by ``seq_idx``): what the positive-only history hides, the user's own rate.
+Item features are looked up from :meth:`ListDataset.item_features`, whose row 0 (padding) is the
+zero vector.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from rlrec.errors import DataFormatError
 from rlrec.manifest import read_manifest
 from rlrec.sim.features import features_matrix
 from rlrec.sim.prepare import FORMAT, FORMAT_VERSION, ITEMS, USERS
-from rlrec.sim.schema import EXPOSURE, HISTORY, LABELS, TIME, USER
+from rlrec.sim.schema import EXPOSURE, HISTORY, LABELS, SEQ, TIME, USER
 from rlrec.sim.splits import ORDER, SPLITS
 
 REQUIRED_KEYS = ("format", "format_version", "slate_size", "n_items", "n_users", "files")
@@ -31,7 +34,8 @@ REQUIRED_KEYS = ("format", "format_version", "slate_size", "n_items", "n_users",
 class ListTensors:
     """A split as tensors. ``user`` ``(R,)``; ``history`` ``(R, H)`` left-padded ids;
     ``history_mask`` ``(R, H)`` bool; ``exposure`` ``(R, K)``; ``labels`` ``(R, K)`` float32;
-    ``timestamp`` ``(R,)``."""
+    ``timestamp`` ``(R,)``; ``seen`` and ``positives`` ``(R,)`` float32: items shown to the user and
+    positive responses in the user's earlier lists."""
 
     user: torch.Tensor
     history: torch.Tensor
@@ -39,6 +43,8 @@ class ListTensors:
     exposure: torch.Tensor
     labels: torch.Tensor
     timestamp: torch.Tensor
+    seen: torch.Tensor
+    positives: torch.Tensor
 
     def __len__(self) -> int:
         return int(self.user.shape[0])
@@ -64,6 +70,23 @@ def pad_left(lists: pl.Series, width: int) -> tuple[np.ndarray, np.ndarray]:
     ids[rows, cols] = flat
     mask[rows, cols] = True
     return ids, mask
+
+
+def response_counts(records: pl.DataFrame) -> pl.DataFrame:
+    """``user_id, seq_idx, seen, positives``: per record, the exposures and positive labels of the
+    same user's records with a smaller ``seq_idx``."""
+    per = records.select(
+        pl.col(USER),
+        pl.col(SEQ),
+        pl.col(EXPOSURE).list.len().cast(pl.Float64).alias("_n"),
+        pl.col(LABELS).list.sum().cast(pl.Float64).alias("_pos"),
+    ).sort([USER, SEQ])
+    return per.select(
+        USER,
+        SEQ,
+        (pl.col("_n").cum_sum().over(USER) - pl.col("_n")).alias("seen"),
+        (pl.col("_pos").cum_sum().over(USER) - pl.col("_pos")).alias("positives"),
+    )
 
 
 def _fixed(lists: pl.Series, dtype: np.dtype) -> np.ndarray:
@@ -135,6 +158,9 @@ class ListDataset:
     def tensors(self, split: str, max_history: int) -> ListTensors:
         """The split as :class:`ListTensors` with histories clipped/padded to ``max_history``."""
         df = self.records(split)
+        counts = df.select(USER, SEQ).join(
+            self._counts, on=[USER, SEQ], how="left", maintain_order="left"
+        )
         hist, mask = pad_left(df.get_column(HISTORY), max_history)
         return ListTensors(
             user=torch.from_numpy(df.get_column(USER).to_numpy().astype(np.int64)),
@@ -143,4 +169,12 @@ class ListDataset:
             exposure=torch.from_numpy(_fixed(df.get_column(EXPOSURE), np.int64)),
             labels=torch.from_numpy(_fixed(df.get_column(LABELS), np.float32)),
             timestamp=torch.from_numpy(df.get_column(TIME).to_numpy().astype(np.int64)),
+            seen=torch.from_numpy(counts.get_column("seen").to_numpy().astype(np.float32)),
+            positives=torch.from_numpy(
+                counts.get_column("positives").to_numpy().astype(np.float32)
+            ),
         )
+
+    @cached_property
+    def _counts(self) -> pl.DataFrame:
+        return response_counts(self.records("all"))

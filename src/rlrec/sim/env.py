@@ -24,7 +24,7 @@ numbers), whatever the slate order, batch size or slot.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 import torch
@@ -50,6 +50,8 @@ SLOT_STATE = (
     "temper",
     "depth",
     "ret",
+    "seen",
+    "positives",
     "active",
     "e_user",
     "query",
@@ -75,11 +77,21 @@ class EnvConfig(StrictModel):
 @dataclass(frozen=True)
 class StartPool:
     """Start states: the logged records users are drawn from. ``user`` ``(R,)``; ``history``
-    ``(R, H)`` left-padded ids; ``history_mask`` ``(R, H)`` bool."""
+    ``(R, H)`` left-padded ids; ``history_mask`` ``(R, H)`` bool; ``seen`` and ``positives``
+    ``(R,)`` float32: the user's items shown and positive responses before the record."""
 
     user: torch.Tensor
     history: torch.Tensor
     history_mask: torch.Tensor
+    seen: torch.Tensor
+    positives: torch.Tensor
+
+    def index(self, idx: torch.Tensor) -> StartPool:
+        """The records ``idx``."""
+        return StartPool(*(getattr(self, f.name)[idx] for f in fields(self)))
+
+    def to(self, device: torch.device | str) -> StartPool:
+        return StartPool(*(getattr(self, f.name).to(device) for f in fields(self)))
 
     def __len__(self) -> int:
         return int(self.user.shape[0])
@@ -163,9 +175,7 @@ class ListRecSimulator:
         self.max_history = urm.cfg.max_history
         self.item_features = item_features.to(self.device)
         self.user_features = user_features.to(self.device)
-        self.pool = StartPool(
-            *(t.to(self.device) for t in (pool.user, pool.history, pool.history_mask))
-        )
+        self.pool = pool.to(self.device)
         with torch.no_grad():
             self.item_emb, self.item_qkv = self.urm.item_tables(self.item_features)
         self._default_seed = seed
@@ -183,6 +193,8 @@ class ListRecSimulator:
         self.temper = torch.zeros(b, dtype=torch.float64, device=dev)
         self.depth = torch.zeros(b, dtype=torch.int64, device=dev)
         self.ret = torch.zeros(b, dtype=torch.float64, device=dev)
+        self.seen = torch.zeros(b, device=dev)
+        self.positives = torch.zeros(b, device=dev)
         self.active = torch.zeros(b, dtype=torch.bool, device=dev)
         f = urm.cfg.dim
         self.e_user = torch.zeros((b, f), device=dev)
@@ -248,8 +260,11 @@ class ListRecSimulator:
         self.temper[rows] = self.cfg.initial_temper
         self.depth[rows] = 0
         self.ret[rows] = 0.0
+        self.seen[rows] = self.pool.seen[starts]
+        self.positives[rows] = self.pool.positives[starts]
         self.active[rows] = True
-        e = self.urm.user_encoder(self.user_features[self.user[rows]])
+        users = self.user[rows]
+        e = self.urm.encode_user(self.user_features[users], users)
         self.e_user[rows] = e
         self.query[rows] = self.urm.cross_query(e)
         if refresh:
@@ -329,7 +344,7 @@ class ListRecSimulator:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive_seed(self._seed, "urm_dropout", self._steps))
             self.urm.user_encoder.train()
-            self.e_user = self.urm.user_encoder(self.user_features[self.user])
+            self.e_user = self.urm.encode_user(self.user_features[self.user], self.user)
             self.urm.user_encoder.eval()
         self.query = self.urm.cross_query(self.e_user)
         self._refresh_interest(None)
@@ -337,7 +352,8 @@ class ListRecSimulator:
     @torch.no_grad()
     def probabilities(self, slate: torch.Tensor) -> torch.Tensor:
         """Response probabilities ``(B, K)`` of the current users for ``slate`` (no state change)."""
-        return torch.sigmoid(Fn.slate_logits(self.item_emb[slate], self.z))
+        logits = self.urm.score(self.item_emb[slate], self.z, slate, self.seen, self.positives)
+        return torch.sigmoid(logits)
 
     @torch.no_grad()
     def step(self, slate: torch.Tensor) -> StepOutput:
@@ -365,6 +381,8 @@ class ListRecSimulator:
         )
         self.depth = self.depth + active.long()
         self.ret = self.ret + reward
+        self.seen = self.seen + active * float(self.slate_size)
+        self.positives = self.positives + response.sum(1)
         terminated = active & (self.temper < 1.0)
         truncated = active & ~terminated & (self.depth >= cfg.max_depth)
         done = terminated | truncated

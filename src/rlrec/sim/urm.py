@@ -14,7 +14,16 @@ mask, and the ``K`` exposed items' features ``(K, d_i)``.
 ``key_padding_mask`` (default) keeps padded history slots out of both attentions and returns a zero
 cross-attention output for an empty history; the reference has no mask (padding enters as ``E(0)``).
 ``item_ids`` adds a learnable per-item embedding to ``E(x)`` (off in the reference, whose items are
-known only through fixed random codes).
+known only through fixed random codes). Two more options, off in the paper's architecture, let the
+model say what the simplest baselines know (:mod:`rlrec.sim.baselines`): ``item_bias`` adds a
+learnable offset per item and a global one, ``s_j = ⟨E(x_j), z⟩ + b_j + b₀`` (item popularity need
+not be coded into the dot product), and ``user_ids`` adds a learnable per-user embedding to the
+encoded user, ``e = g(u) + U_u`` (a user's own tendency, for the users the records hold).
+``engagement`` adds ``w · (logit r_u − logit p̄)`` with the user's positive rate so far smoothed
+towards the training rate ``p̄``, ``r_u = (positives + α p̄) / (seen + α)`` (α =
+:data:`ENGAGEMENT_PRIOR`): the positive-only history does not tell a user who likes most of what
+they are shown from one who likes little, the counts do. The simulator keeps both counts per user
+(:class:`rlrec.sim.env.ListRecSimulator`), so training and simulation see the same feature.
 The attention math lives in :mod:`rlrec.sim.functional`; the simulator reuses it with per-item tables
 (:meth:`URM.item_tables`), so training and simulation compute the same function.
 """
@@ -30,6 +39,8 @@ from torch import nn
 from rlrec.config import StrictModel
 from rlrec.sim import functional as Fn
 
+ENGAGEMENT_PRIOR = 10.0
+
 
 class URMConfig(StrictModel):
     """Architecture of the user-response model (reference defaults for ML-1M/KuaiRand)."""
@@ -42,6 +53,9 @@ class URMConfig(StrictModel):
     key_padding_mask: bool = True
     max_history: int = Field(50, ge=1)
     item_ids: bool = False
+    item_bias: bool = False
+    user_ids: bool = False
+    engagement: bool = False
 
     @model_validator(mode="after")
     def _heads_divide(self) -> URMConfig:
@@ -62,10 +76,13 @@ class Attention(nn.Module):
 class URM(nn.Module):
     """The user-response model; ``forward`` returns slate logits ``(B, K)``."""
 
-    def __init__(self, cfg: URMConfig, user_dim: int, item_dim: int, n_items: int = 0) -> None:
+    def __init__(
+        self, cfg: URMConfig, user_dim: int, item_dim: int, n_items: int = 0, n_users: int = 0
+    ) -> None:
         super().__init__()
         self.cfg = cfg
-        self.user_dim, self.item_dim, self.n_items = user_dim, item_dim, n_items
+        self.user_dim, self.item_dim = user_dim, item_dim
+        self.n_items, self.n_users = n_items, n_users
         layers: list[nn.Module] = []
         width = user_dim
         for hidden in cfg.hidden_dims:
@@ -79,6 +96,24 @@ class URM(nn.Module):
             if n_items < 1:
                 raise ValueError("item_ids needs the catalogue size (n_items)")
             self.item_id_embed = nn.Embedding(n_items + 1, cfg.dim, padding_idx=0)
+        self.item_offset: nn.Embedding | None = None
+        self.global_offset: nn.Parameter | None = None
+        if cfg.item_bias:
+            if n_items < 1:
+                raise ValueError("item_bias needs the catalogue size (n_items)")
+            self.item_offset = nn.Embedding(n_items + 1, 1, padding_idx=0)
+            nn.init.zeros_(self.item_offset.weight)
+            self.global_offset = nn.Parameter(torch.zeros(()))
+        self.user_id_embed: nn.Embedding | None = None
+        if cfg.user_ids:
+            if n_users < 1:
+                raise ValueError("user_ids needs the number of users (n_users)")
+            self.user_id_embed = nn.Embedding(n_users, cfg.dim)
+            nn.init.zeros_(self.user_id_embed.weight)
+        self.engagement_weight: nn.Parameter | None = None
+        if cfg.engagement:
+            self.engagement_weight = nn.Parameter(torch.zeros(()))
+            self.register_buffer("prior_rate", torch.tensor(0.5))  # set from the training labels
         self.self_attn = Attention(cfg.dim)
         self.cross_attn = Attention(cfg.dim)
         self.fuse = nn.Linear(2 * cfg.dim, cfg.dim) if cfg.fuse_user == "concat_linear" else None
@@ -88,9 +123,44 @@ class URM(nn.Module):
     def regularised(self) -> list[torch.Tensor]:
         """Parameters under the L2 term: user encoder, item embedding, both attentions (not fuse)."""
         mods = [self.user_encoder, self.item_embed, self.self_attn, self.cross_attn]
-        if self.item_id_embed is not None:
-            mods.append(self.item_id_embed)
+        for extra in (self.item_id_embed, self.item_offset, self.user_id_embed):
+            if extra is not None:
+                mods.append(extra)
         return [p for m in mods for p in m.parameters()]
+
+    def encode_user(self, features: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
+        """``e = g(u)`` ``(B, f)`` of user features ``(B, d_u)`` (plus ``U_u`` if enabled)."""
+        e = self.user_encoder(features)
+        if self.user_id_embed is not None:
+            if ids is None:
+                raise ValueError("this URM embeds user ids: pass them along with the features")
+            e = e + self.user_id_embed(ids)
+        return e
+
+    def score(
+        self,
+        item_repr: torch.Tensor,
+        z: torch.Tensor,
+        ids: torch.Tensor | None = None,
+        seen: torch.Tensor | None = None,
+        positives: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Logits ``(B, K)`` of items ``E(x)`` ``(B, K, f)`` for interests ``z`` ``(B, f)``, plus
+        the item and global offsets when ``item_bias`` is on (``ids`` ``(B, K)`` then needed) and
+        the engagement term when ``engagement`` is (``seen``, ``positives`` ``(B,)``)."""
+        logits = Fn.slate_logits(item_repr, z)
+        if self.item_offset is not None and self.global_offset is not None:
+            if ids is None:
+                raise ValueError("this URM has item offsets: pass the item ids")
+            logits = logits + self.item_offset(ids).squeeze(-1) + self.global_offset
+        if self.engagement_weight is not None:
+            if seen is None or positives is None:
+                raise ValueError("this URM reads the users' response counts: pass seen/positives")
+            p = self.prior_rate
+            rate = (positives + ENGAGEMENT_PRIOR * p) / (seen + ENGAGEMENT_PRIOR)
+            lift = torch.logit(rate) - torch.logit(p)
+            logits = logits + (self.engagement_weight * lift)[:, None]
+        return logits
 
     def item_repr(self, features: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
         """``E(x)`` ``(..., f)`` of item features ``(..., d_i)`` (plus the id embedding if enabled)."""
@@ -156,10 +226,16 @@ class URM(nn.Module):
         exposure_features: torch.Tensor,
         history_ids: torch.Tensor | None = None,
         exposure_ids: torch.Tensor | None = None,
+        user_ids: torch.Tensor | None = None,
+        seen: torch.Tensor | None = None,
+        positives: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits ``(B, K)`` from ``u`` ``(B, d_u)``, ``X_h`` ``(B, H, d_i)``, mask ``(B, H)`` and
-        ``X_a`` ``(B, K, d_i)`` (and the item ids ``(B, H)``, ``(B, K)`` when ``item_ids`` is on)."""
-        e = self.user_encoder(user_features)
+        ``X_a`` ``(B, K, d_i)`` (and the item ids ``(B, H)``, ``(B, K)`` when ``item_ids`` or
+        ``item_bias`` is on, the user ids ``(B,)`` when ``user_ids`` is, the response counts
+        ``(B,)`` when ``engagement`` is)."""
+        e = self.encode_user(user_features, user_ids)
         qkv = self.self_attn.in_proj(self.item_repr(history_features, history_ids))
         z = self.interest(e, self.cross_query(e), qkv, history_mask)
-        return Fn.slate_logits(self.item_repr(exposure_features, exposure_ids), z)
+        items = self.item_repr(exposure_features, exposure_ids)
+        return self.score(items, z, exposure_ids, seen, positives)

@@ -105,7 +105,7 @@ def load_urm(path: Path, device: torch.device | str = "cpu") -> LoadedURM:
             path / META, f"URM format version {meta.get('format_version')} is not supported"
         )
     cfg = URMConfig.model_validate(meta["config"])
-    model = URM(cfg, meta["user_dim"], meta["item_dim"], meta["n_items"])
+    model = URM(cfg, meta["user_dim"], meta["item_dim"], meta["n_items"], meta["n_users"])
     state = {k[4:]: v for k, v in tensors.items() if k.startswith("urm.")}
     try:
         model.load_state_dict(state, strict=True)

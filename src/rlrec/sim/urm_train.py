@@ -11,6 +11,10 @@ lowest validation log-loss — the choice for very sparse labels, where AUC rest
 positives and may select an uncalibrated epoch whose sampled responses are far too frequent). The output directory
 (:mod:`rlrec.sim.urm_store` format plus ``config.yaml`` and ``metrics.jsonl``) is written atomically.
 
+Beside the URM, the simple response models of :mod:`rlrec.sim.baselines` (global rate, item rate,
+user + item biases, logistic MF) are fitted on the same records and reported on the same validation
+split (``baselines`` in ``urm.json``), so a URM that knows no more than item popularity shows.
+
 ``role``: ``train`` fits the training environment's URM on the ``train`` split; ``eval`` fits the
 evaluation environment's URM on ``all`` records (paper). Validation defaults to the ``test`` split,
 which is held out for ``train`` and in-sample for ``eval``.
@@ -36,6 +40,7 @@ from rlrec.fsutil import atomic_write_bytes
 from rlrec.outputs import check_output, new_output
 from rlrec.seeding import generator, seed_everything
 from rlrec.sim import functional as Fn
+from rlrec.sim.baselines import baseline_reports
 from rlrec.sim.dataset import ListDataset, ListTensors
 from rlrec.sim.metrics import response_report
 from rlrec.sim.urm import URM, URMConfig
@@ -58,6 +63,7 @@ class URMTrainConfig(StrictModel):
     epochs: int = Field(2, ge=1)
     keep: Literal["best", "best_log_loss", "last"] = "best"
     urm_legacy_double_sigmoid: bool = False
+    baselines: bool = True
     eval_batch_size: int = Field(2048, ge=1)
     seed: int = 0
     device: str = "auto"
@@ -80,6 +86,9 @@ def urm_loss(
         item_x[batch.exposure],
         batch.history,
         batch.exposure,
+        batch.user,
+        batch.seen,
+        batch.positives,
     )
     loss = Fn.urm_bce(logits, batch.labels, legacy_double_sigmoid)
     if l2_coef:
@@ -98,7 +107,8 @@ def predict_logits(
     for start in range(0, len(data), batch_size):
         b = data.index(torch.arange(start, min(start + batch_size, len(data))))
         x_h, x_a = item_x[b.history], item_x[b.exposure]
-        out.append(model(user_x[b.user], x_h, b.history_mask, x_a, b.history, b.exposure).cpu())
+        ids = (b.history, b.exposure, b.user, b.seen, b.positives)
+        out.append(model(user_x[b.user], x_h, b.history_mask, x_a, *ids).cpu())
     model.train(was_training)
     return torch.cat(out) if out else torch.zeros(0, 0)
 
@@ -148,8 +158,14 @@ class URMTrainer:
         self.user_x = self.dataset.user_features().to(self.device)
         seed_everything(cfg.seed)
         self.model = URM(
-            cfg.urm, self.user_x.shape[1], self.item_x.shape[1], self.dataset.n_items
+            cfg.urm,
+            self.user_x.shape[1],
+            self.item_x.shape[1],
+            self.dataset.n_items,
+            self.dataset.n_users,
         ).to(self.device)
+        if cfg.urm.engagement:
+            self.model.prior_rate.fill_(float(self.train_data.labels.double().mean()))
 
     def fit(self) -> dict[str, Any]:
         cfg = self.cfg
@@ -211,6 +227,10 @@ class URMTrainer:
             "dataset": str(cfg.data),
             "urm_legacy_double_sigmoid": cfg.urm_legacy_double_sigmoid,
         }
+        if cfg.baselines:
+            train, val = self.train_data.to("cpu"), self.val_data.to("cpu")
+            n_users, n_items = self.dataset.n_users, self.dataset.n_items
+            summary["baselines"] = baseline_reports(train, val, n_users, n_items, cfg.seed)
         with new_output(cfg.out, "urm", overwrite=self.overwrite, inputs=[cfg.data]) as tmp:
             save_urm(
                 tmp,
