@@ -1,10 +1,12 @@
-"""P-HAC Table 2 on real-data simulators: HAC and its baselines on MovieLens-100K and the Open Bandit
-Dataset, 3 seeds, total reward / depth / reward variance with the ranking beside the paper's.
+"""P-HAC Table 2 on a real-data simulator: HAC and its baselines on MovieLens-100K, 3 seeds, total
+reward / depth / reward variance with the ranking beside the paper's.
 
-Per data set the script (re)uses, under ``benchmarks/_work/hac_table2/``:
+(The Open Bandit Dataset is not simulator data — 37 clicks in its logged slates are too few to fit a
+user-response model — so it is no longer a column here; see docs/online.md for what it is good for.)
 
-1. the list data (``configs/sim/data/{ml100k,obd}.yaml``; ML-100K from ``../shared/datasets/ml-100k``,
-   OBD from the ``obp==0.4.1`` wheel: ``.venv/bin/pip download --no-deps obp==0.4.1 -d /tmp/obp``);
+The script (re)uses, under ``benchmarks/_work/hac_table2/``:
+
+1. the list data (``configs/sim/data/ml100k.yaml``, from ``../shared/datasets/ml-100k``);
 2. the training environment's URM (fit on train) and the evaluation environment's URM (fit on all
    records), ``configs/sim/urm/``;
 3. every column of Table 2 plus the two ablations (``configs/sim/agents/``: HAC, DDPG, TD3, A2C,
@@ -20,8 +22,8 @@ URMs differ from the paper's), and beside it the reference code's training-time 
 (docs/online.md: training environment, exploration on, last 10 sessions, smoothed over 300 report
 lines), the protocol of the paper's own numbers. Learning curves go to ``report/<data set>/``.
 
-    .venv/bin/python benchmarks/hac_table2.py --obd-wheel /tmp/obp/obp-0.4.1-py3-none-any.whl \\
-        [--iterations 50000] [--seeds 0 1 2] [--jobs 2] [--datasets ml100k obd] [--agents hac ddpg]
+    .venv/bin/python benchmarks/hac_table2.py [--iterations 50000] [--seeds 0 1 2] [--jobs 2] \\
+        [--agents hac ddpg]
     .venv/bin/python benchmarks/hac_table2.py --timing [--iterations 300] [--threads 2]
 
 ``--timing`` trains HAC on the ML-100K simulator in this process for ``--iterations`` iterations
@@ -82,7 +84,6 @@ PAPER = {
 PAPER_COLUMNS = ("RL4RS", "ML1M", "KuaiRand")
 DATASETS: dict[str, dict[str, Any]] = {  # data config, raw path, URM configs, evaluation users
     "ml100k": {"users": 1600, "urm_train": "ml100k_train.yaml", "urm_eval": "ml100k_eval.yaml"},
-    "obd": {"users": 600, "urm_train": "obd_train.yaml", "urm_eval": "obd_train.yaml"},
 }
 
 
@@ -254,7 +255,7 @@ def table(dataset: str, runs: dict[str, list[Path]]) -> dict[str, Any]:
 
 
 def benchmark(args: argparse.Namespace) -> None:
-    raws = {"ml100k": ML100K, "obd": args.obd_wheel}
+    raws = {"ml100k": ML100K}
     report: dict[str, Any] = {"iterations": args.iterations, "seeds": args.seeds}
     for dataset in args.datasets:
         if raws[dataset] is None or not Path(raws[dataset]).exists():
@@ -365,7 +366,6 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--agents", nargs="+", default=list(AGENTS), choices=list(AGENTS))
-    parser.add_argument("--obd-wheel", type=Path, default=None, help="obp-0.4.1 wheel (or folder)")
     parser.add_argument("--timing", action="store_true", help="measure HAC iterations/s only")
     args = parser.parse_args()
     if args.iterations is None:

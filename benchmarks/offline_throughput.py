@@ -20,7 +20,7 @@ DQN) with ``data`` set to ML-100K (batch 256, hidden 64, window 10 as shipped):
 * **lean probe** — ``../shared/tools/lean_sasrec_bench.py --steps 100`` (a minimal plain-PyTorch
   SASRec outside the project), run in the same invocation: speed claims are ratios to it;
 * **evaluation** — ``rlrec evaluate RUN --split test`` on a SASRec run (full catalogue), its own
-  scored events/s.
+  scored events/s, the median of 5 processes.
 
     .venv/bin/python benchmarks/offline_throughput.py [--threads 2] [--steps 300] [--only rc15/sa2c]
     .venv/bin/python benchmarks/offline_throughput.py --threads 1 --only ccql/rc15   # 1 vs 2 threads
@@ -237,14 +237,15 @@ def yardstick(config: Path, data: Path) -> str:
     return {"supervised": "supervised", "sqn": "sqn", "sac": "sqn"}.get(kind, "snqn")
 
 
-def eval_rate(run: Path) -> float:
+def eval_rate(run: Path, repeats: int = 5) -> float:
+    """Median scored events/s of ``repeats`` ``rlrec evaluate`` processes (one takes ≈ 0.1 s)."""
     report = run.parent / "evaluate.json"
-    subprocess.run(
-        [sys.executable, "-m", "rlrec", "evaluate", str(run), "--out", str(report), "--overwrite"],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    return float(json.loads(report.read_text())["events_per_s"])
+    command = [sys.executable, "-m", "rlrec", "evaluate", str(run), "--out", str(report)]
+    rates = []
+    for _ in range(repeats):
+        subprocess.run([*command, "--overwrite"], check=True, stdout=subprocess.DEVNULL)
+        rates.append(float(json.loads(report.read_text())["events_per_s"]))
+    return statistics.median(rates)
 
 
 def print_breakdowns(configs: list[Path], args: argparse.Namespace) -> None:

@@ -147,3 +147,13 @@ def test_the_parity_agent_trains_in_worlds_of_parity_urms() -> None:
         urm = urms[path]
         assert urm.urm_legacy_double_sigmoid and urm.keep == "last"
         assert not urm.urm.key_padding_mask
+        assert urm.data == agent.data  # the reference's world: random codes, the paper's URM
+        assert not (urm.urm.item_bias or urm.urm.engagement or urm.urm.item_ids)
+    from rlrec.sim.prepare import ListPrepareConfig
+
+    parity = build_config(
+        ListPrepareConfig,
+        path=SIM / "data" / "ml100k_parity.yaml",
+        cli={"source": {"path": "raw"}},
+    )
+    assert parity.source.features == "random_codes"

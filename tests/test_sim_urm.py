@@ -262,3 +262,77 @@ def test_check_urm_report(synth_data: Path) -> None:
     # the planted URM generated these labels: well calibrated and informative
     assert report["auc"] > 0.7 and report["ece"] < 0.1
     assert abs(report["sampled_positives_per_list"] - report["logged_positives_per_list"]) < 0.5
+
+
+def test_item_bias_user_ids_and_engagement_by_hand() -> None:
+    """``s_j = ⟨E(x_j), z⟩ + b_j + b₀ + w·(logit r_u − logit p̄)``, ``e = g(u) + U_u``."""
+    torch.manual_seed(5)
+    cfg = URMConfig(dim=4, n_heads=1, hidden_dims=[], max_history=3)
+    plain = URM(cfg, 2, 3, n_items=6, n_users=4)
+    full_cfg = cfg.model_copy(update={"item_bias": True, "user_ids": True, "engagement": True})
+    full = URM(full_cfg, 2, 3, n_items=6, n_users=4)
+    full.load_state_dict(plain.state_dict(), strict=False)
+    u, x = torch.randn(2, 2), torch.randn(7, 3)
+    ids_h, ids_a, users = (
+        torch.tensor([[0, 2, 5], [1, 1, 3]]),
+        torch.tensor([[1, 6], [4, 2]]),
+        torch.tensor([0, 3]),
+    )
+    mask = ids_h > 0
+    seen, positives = torch.tensor([0.0, 30.0]), torch.tensor([0.0, 27.0])
+    with torch.no_grad():
+        # zero-initialised additions: the paper's function
+        args = (u, x[ids_h], mask, x[ids_a])
+        torch.testing.assert_close(full(*args, ids_h, ids_a, users, seen, positives), plain(*args))
+        full.item_offset.weight.copy_(torch.arange(7.0)[:, None] / 10)
+        full.global_offset.fill_(-0.3)
+        full.engagement_weight.fill_(0.5)
+        full.prior_rate.fill_(0.6)
+        got = full(*args, ids_h, ids_a, users, seen, positives)
+        rate = torch.tensor([0.6, (27 + 6) / (30 + 10)])  # (positives + 10 p̄) / (seen + 10)
+        lift = 0.5 * (torch.logit(rate) - torch.logit(torch.tensor(0.6)))
+        want = plain(*args) + ids_a / 10 - 0.3 + lift[:, None]
+        torch.testing.assert_close(got, want)
+        assert float(lift[0]) == 0.0  # no earlier lists: the prior's rate, no lift
+        full.user_id_embed.weight[3] = 1.0  # user 3's embedding moves only user 3's scores
+        moved = full(*args, ids_h, ids_a, users, seen, positives)
+        torch.testing.assert_close(moved[0], got[0])
+        assert not torch.allclose(moved[1], got[1])
+    with pytest.raises(ValueError, match="response counts"):
+        full(*args, ids_h, ids_a, users)
+
+
+def test_patience_stops_after_the_best_epoch(synth_data: Path, tmp_path: Path) -> None:
+    cfg = URMTrainConfig(
+        data=synth_data,
+        out=tmp_path / "urm",
+        urm=URMConfig(dim=8, n_heads=2, hidden_dims=[8], item_ids=True, max_history=10),
+        epochs=12,
+        lr=0.05,
+        patience=2,
+        keep="best_log_loss",
+        baselines=False,
+        device="cpu",
+    )
+    summary = URMTrainer(cfg).fit()
+    best, ran = summary["selected_epoch"], summary["epochs_run"]
+    assert ran == min(12, best + 2) and len(summary["history"]) == ran
+    assert ran < 12  # a learning rate this high overfits the tiny data early
+    losses = [h["val_log_loss"] for h in summary["history"]]
+    assert losses[best - 1] == min(losses)
+
+
+def test_baselines_are_reported_beside_the_urm(synth_data: Path, tmp_path: Path) -> None:
+    cfg = URMTrainConfig(
+        data=synth_data,
+        out=tmp_path / "urm",
+        urm=URMConfig(dim=8, n_heads=2, hidden_dims=[8], max_history=10),
+        epochs=1,
+        device="cpu",
+    )
+    URMTrainer(cfg).fit()
+    meta = json.loads((tmp_path / "urm" / "urm.json").read_text())
+    assert set(meta["baselines"]) == {"global_rate", "item_rate", "user_item_bias", "logistic_mf"}
+    for report in meta["baselines"].values():
+        assert {"auc", "auc_per_position", "log_loss", "ece"} <= set(report)
+    assert meta["baselines"]["global_rate"]["auc"] == 0.5

@@ -3,7 +3,8 @@
 
 ``rlrec sim prepare SOURCE --raw PATH --out DIR``, ``rlrec sim train-urm --config FILE``,
 ``rlrec sim train --config FILE [--agent hac] [--resume|--overwrite]`` and
-``rlrec sim evaluate RUN_DIR [--episodes N] [--out FILE]`` and
+``rlrec sim evaluate RUN_DIR [--episodes N] [--out FILE]``,
+``rlrec sim world-check --data DIR --urm DIR [--users N]`` and
 ``rlrec sim online-report RUN_DIR... [--window 300]``. User errors raise
 :class:`rlrec.errors.RlrecError`, which the root CLI prints on one line (exit 2). This module does
 not import :mod:`rlrec.cli`, so the root app can import ``sim_app`` at load time.
@@ -239,6 +240,50 @@ def evaluate(
         target = out_file.parent if out_file is not None else run_dir
         for path in write_curves({result["agent"]: [run_dir]}, target):
             out.print(f"wrote {path}")
+
+
+@sim_app.command("world-check")
+def world_check_cmd(
+    data: Annotated[
+        Path, typer.Option("--data", help="List dataset (rlrec sim prepare).", show_default=False)
+    ],
+    urm: Annotated[
+        Path | None,
+        typer.Option(
+            "--urm",
+            help="URM directory (default: the dataset's planted URM, synthetic data only).",
+            show_default=False,
+        ),
+    ] = None,
+    users: Annotated[int, typer.Option("--users", "-n", min=1, help="Start records.")] = 1000,
+    split: Annotated[
+        str, typer.Option("--split", help="Records users start from: train, test or all.")
+    ] = "test",
+    seed: Annotated[int, typer.Option("--seed", help="Users and response noise.")] = 0,
+    out_file: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Write the result as JSON.", show_default=False),
+    ] = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Random, most-popular and oracle slates on the same users: does the world tell them apart?"""
+    from rlrec.online.world_check import world_check
+
+    if split not in ("train", "test", "all"):
+        raise RlrecError(f"--split must be train, test or all, got '{split}'")
+    if out_file is not None:
+        check_output_file(out_file, overwrite=overwrite, inputs=[data])
+    result = world_check(data, urm, users=users, start_split=split, seed=seed)
+    out.print(f"{result['users']:,} '{split}' users, common random numbers (seed {seed}):")
+    for name, m in result["policies"].items():
+        out.print(f"  {name:8s} {_headline(m)}")
+    out.print(
+        f"  oracle − {result['oracle_minus']}: {result['oracle_margin']:+.3f} total reward "
+        f"({result['oracle_margin_in_se']:.1f} standard errors, paired)"
+    )
+    if out_file is not None:
+        atomic_write_json(out_file, result)
+        out.print(f"wrote {out_file}")
 
 
 @sim_app.command("online-report")

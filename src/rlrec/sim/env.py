@@ -356,6 +356,16 @@ class ListRecSimulator:
         return torch.sigmoid(logits)
 
     @torch.no_grad()
+    def catalogue_probabilities(self, chunk: int = 512) -> torch.Tensor:
+        """Response probabilities ``(B, N)`` of every item ``1..N`` (column ``i - 1``) for the
+        current users, in item chunks of ``chunk`` (no state change)."""
+        out = []
+        for lo in range(1, self.n_items + 1, chunk):
+            ids = torch.arange(lo, min(lo + chunk, self.n_items + 1), device=self.device)
+            out.append(self.probabilities(ids.expand(self.num_envs, -1)))
+        return torch.cat(out, dim=1)
+
+    @torch.no_grad()
     def step(self, slate: torch.Tensor) -> StepOutput:
         """Show ``slate`` ``(B, K)`` (item ids in ``1..N``) to every active user."""
         cfg = self.cfg

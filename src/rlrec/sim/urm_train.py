@@ -50,7 +50,14 @@ EpochLog = Callable[[int, int, dict[str, float]], None]
 
 
 class URMTrainConfig(StrictModel):
-    """``rlrec sim train-urm`` settings (reference RL4RS grid choice: lr 1e-3, λ 3e-4, 2 epochs)."""
+    """``rlrec sim train-urm`` settings (reference RL4RS grid choice: lr 1e-3, λ 3e-4, 2 epochs).
+
+    ``patience``: stop when the kept metric (``keep``: validation AUC or log-loss) has not improved
+    for that many epochs (early stopping; ``None`` trains all ``epochs``; ignored for ``keep:
+    last``). ``weight_decay`` > 0 trains with AdamW's decoupled decay of every parameter, a
+    regulariser that, unlike ``l2_coef``'s mean of squares per tensor, does not weaken with the
+    size of an embedding table. ``lr_decay`` multiplies the learning rate after every epoch
+    (1: constant), which steadies the late epochs' validation metrics."""
 
     data: Path
     out: Path
@@ -59,9 +66,12 @@ class URMTrainConfig(StrictModel):
     urm: URMConfig = URMConfig()
     lr: float = Field(1e-3, gt=0)
     l2_coef: float = Field(3e-4, ge=0)
+    weight_decay: float = Field(0.0, ge=0)
+    lr_decay: float = Field(1.0, gt=0, le=1)
     batch_size: int = Field(128, ge=1)
     epochs: int = Field(2, ge=1)
     keep: Literal["best", "best_log_loss", "last"] = "best"
+    patience: int | None = Field(None, ge=1)
     urm_legacy_double_sigmoid: bool = False
     baselines: bool = True
     eval_batch_size: int = Field(2048, ge=1)
@@ -169,7 +179,13 @@ class URMTrainer:
 
     def fit(self) -> dict[str, Any]:
         cfg = self.cfg
-        opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        params, lr = self.model.parameters(), cfg.lr
+        opt = (
+            torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
+            if cfg.weight_decay
+            else torch.optim.Adam(params, lr=lr)
+        )
+        schedule = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=cfg.lr_decay)
         history: list[dict[str, Any]] = []
         best: tuple[float, int, dict[str, torch.Tensor]] | None = None
         n = len(self.train_data)
@@ -193,7 +209,12 @@ class URMTrainer:
                 opt.step()
                 total += float(loss.detach())
                 batches += 1
-            metrics: dict[str, Any] = {"epoch": epoch, "train_loss": total / max(batches, 1)}
+            metrics: dict[str, Any] = {
+                "epoch": epoch,
+                "train_loss": total / max(batches, 1),
+                "lr": schedule.get_last_lr()[0],
+            }
+            schedule.step()
             if len(self.val_data):
                 logits = predict_logits(
                     self.model, self.val_data, self.item_x, self.user_x, cfg.eval_batch_size
@@ -212,6 +233,8 @@ class URMTrainer:
             score = -math.inf if value != value else sign * value
             if best is None or cfg.keep == "last" or score > best[0]:
                 best = (score, epoch, copy.deepcopy(self.model.state_dict()))
+            elif cfg.patience is not None and epoch - best[1] >= cfg.patience:
+                break
         assert best is not None
         self.model.load_state_dict(best[2])
         self.model.eval()
@@ -221,6 +244,7 @@ class URMTrainer:
             "fit_split": "train" if cfg.role == "train" else "all",
             "val_split": cfg.val_split,
             "selected_epoch": best[1],
+            "epochs_run": len(history),
             "selected": selected,
             "history": history,
             "dataset_content_hash": self.dataset.content_hash,

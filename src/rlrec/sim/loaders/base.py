@@ -38,12 +38,15 @@ class ListSourceConfig(StrictModel):
 class EventListSource(ListSourceConfig):
     """A per-item interaction log cut into lists of ``slate_size`` (P-HAC A.1).
 
-    ``features``: ``random_codes`` (the reference: i.i.d. N(0, 1) codes of ``feature_dim``) or
-    ``side_info`` (the source's own user/item attributes, where it has them).
+    ``features``: ``random_codes`` (the reference: i.i.d. N(0, 1) codes of ``feature_dim``),
+    ``side_info`` (the source's own user/item attributes, where it has them) or
+    ``side_info_and_codes`` (the attributes, and for items a random code beside them: the attributes
+    say what an item is, the code keeps items with equal attributes apart — for the URM and for the
+    agents, which embed items by their features; users keep their attributes alone).
     """
 
     slate_size: int = Field(10, ge=1)
-    features: Literal["random_codes", "side_info"] = "random_codes"
+    features: Literal["random_codes", "side_info", "side_info_and_codes"] = "random_codes"
     feature_dim: int = Field(32, ge=1)
 
     def events(self, say: Progress) -> tuple[pl.DataFrame, dict[str, Any]]:
@@ -63,6 +66,9 @@ class EventListSource(ListSourceConfig):
             item_x = random_codes(items.height, self.feature_dim, seed, "items")
         else:
             user_x, item_x = self.side_info(users, items)
+            if self.features == "side_info_and_codes":
+                codes = random_codes(items.height, self.feature_dim, seed, "items")
+                item_x = np.hstack([item_x, codes])
         return ListTables(
             records=records,
             users=users.with_columns(features_column(user_x)),

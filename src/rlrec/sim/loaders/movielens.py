@@ -62,7 +62,7 @@ class MovieLensListSource(EventListSource):
 
     def input_files(self) -> list[Path]:
         files = [self._ratings()]
-        if self.features == "side_info":
+        if self.features != "random_codes":
             files += [files[0].parent / "users.dat", files[0].parent / "movies.dat"]
         return files
 
@@ -113,7 +113,7 @@ class RecBoleListSource(EventListSource):
     def input_files(self) -> list[Path]:
         inter = self._inter()
         files = [inter]
-        if self.features == "side_info":
+        if self.features != "random_codes":
             files += [inter.with_suffix(".user"), inter.with_suffix(".item")]
         return files
 

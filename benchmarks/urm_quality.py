@@ -1,0 +1,135 @@
+"""User-response model quality on MovieLens-100K: the shipped URMs beside their baselines, 3 seeds.
+
+The simulator samples its users from the URM, so the URM has to know more than item popularity
+(issue "A simulator worth trusting"). On the training environment's setting (fit on the train
+split, validated on the later 20 % of lists, ``configs/sim/urm/ml100k_train.yaml``) this script
+
+1. prepares the ML-100K list data (``configs/sim/data/ml100k.yaml``: side information, and a random
+   code per item);
+2. ``--search``: trains the shipped URM for every learning rate × weight decay of the grid (seed
+   0) and prints validation log-loss, AUC and ECE per point — how the shipped values were chosen;
+3. trains, for ``--seeds``, the shipped URM and the paper's architecture (``urm.item_bias`` and
+   ``urm.engagement`` off, the reference's 2 epochs at lr 1e-3:
+   ``configs/sim/urm/ml100k_train_paper.yaml``) and prints mean ± std over seeds of AUC,
+   per-position AUC, log-loss and ECE, with the baselines fitted by ``train-urm`` on the same split,
+   and the learning curves (validation log-loss and AUC per epoch) of the shipped URM's seeds.
+
+    .venv/bin/python benchmarks/urm_quality.py [--seeds 0 1 2] [--search] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import statistics
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rlrec.config import build_config
+from rlrec.sim.prepare import ListPrepareConfig, prepare_lists
+from rlrec.sim.urm_train import URMTrainConfig, URMTrainer
+
+ROOT = Path(__file__).resolve().parents[1]
+ML100K = ROOT.parent / "shared" / "datasets" / "ml-100k"
+WORK = ROOT / "benchmarks" / "_work" / "urm_quality"
+URMS = {  # row name: (URM config, data features)
+    "URM, shipped (ml100k_train.yaml)": ("ml100k_train.yaml", "shipped"),
+    "URM, paper architecture (ml100k_train_paper.yaml)": (
+        "ml100k_train_paper.yaml",
+        "random_codes",
+    ),
+}
+GRID = {"lr": (0.003, 0.01, 0.03), "weight_decay": (0.0, 0.1, 1.0)}
+METRICS = ("auc", "auc_per_position", "log_loss", "ece")
+
+
+def data(features: str) -> Path:
+    """The list data: the shipped config's features, or ``features`` instead."""
+    out = WORK / f"data_{features}"
+    if not (out / "manifest.json").is_file():
+        source: dict[str, Any] = {"path": str(ML100K)}
+        if features != "shipped":
+            source["features"] = features
+        cfg = build_config(
+            ListPrepareConfig,
+            path=ROOT / "configs" / "sim" / "data" / "ml100k.yaml",
+            cli={"source": source},
+        )
+        prepare_lists(cfg, out, overwrite=True)
+    return out
+
+
+def fit(config: str, features: str, seed: int, threads: int, **sets: Any) -> dict[str, Any]:
+    tag = "_".join(f"{k}{v}" for k, v in sorted(sets.items())) or "shipped"
+    cli = {
+        "data": str(data(features)),
+        "out": str(WORK / "runs" / Path(config).stem / tag / f"seed_{seed}"),
+        "seed": seed,
+        "num_threads": threads,
+        **sets,
+    }
+    cfg = build_config(URMTrainConfig, path=ROOT / "configs" / "sim" / "urm" / config, cli=cli)
+    return URMTrainer(cfg, overwrite=True).fit()
+
+
+def search(threads: int) -> None:
+    print("| lr | weight decay | epochs run (kept) | val log-loss | val AUC | ECE |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for lr, wd in itertools.product(GRID["lr"], GRID["weight_decay"]):
+        s = fit("ml100k_train.yaml", "shipped", 0, threads, lr=lr, weight_decay=wd)
+        m = s["selected"]
+        print(
+            f"| {lr:g} | {wd:g} | {s['epochs_run']} ({s['selected_epoch']}) | "
+            f"{m['val_log_loss']:.4f} | {m['val_auc']:.4f} | {m['val_ece']:.3f} |",
+            flush=True,
+        )
+
+
+def mean_std(values: list[float]) -> str:
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.4f} ± {sd:.4f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--search", action="store_true", help="the lr × weight decay grid first")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.search:
+        search(args.threads)
+    rows: dict[str, dict[str, list[float]]] = {}
+    curves: list[str] = []
+    for name, (config, features) in URMS.items():
+        for seed in args.seeds:
+            s = fit(config, features, seed, args.threads)
+            row = rows.setdefault(name, {k: [] for k in METRICS})
+            for k in METRICS:
+                row[k].append(s["selected"][f"val_{k}"])
+            if config == "ml100k_train.yaml":  # its curves, and the baselines of the same split
+                curves.append(
+                    f"seed {seed} (kept epoch {s['selected_epoch']} of {s['epochs_run']}): "
+                    + ", ".join(
+                        f"{h['train_loss']:.3f}/{h['val_log_loss']:.3f}/{h['val_auc']:.3f}"
+                        for h in s["history"]
+                    )
+                )
+                for base, report in s["baselines"].items():
+                    brow = rows.setdefault(f"baseline: {base}", {k: [] for k in METRICS})
+                    for k in METRICS:
+                        brow[k].append(report[k])
+            print(f"[{name}] seed {seed}: val AUC {s['selected']['val_auc']:.4f}", flush=True)
+    print(f"\nvalidation (test split), mean ± std over seeds {args.seeds}")
+    print("| model | AUC | AUC per position | log-loss | ECE |")
+    print("|---|---:|---:|---:|---:|")
+    for name, row in rows.items():
+        print(f"| {name} | " + " | ".join(mean_std(row[k]) for k in METRICS) + " |")
+    print("\nshipped URM per epoch, train loss / validation log-loss / validation AUC:")
+    print("\n".join(curves))
+
+
+if __name__ == "__main__":
+    main()
