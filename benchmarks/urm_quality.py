@@ -12,7 +12,10 @@ split, validated on the later 20 % of lists, ``configs/sim/urm/ml100k_train.yaml
    ``urm.engagement`` off, the reference's 2 epochs at lr 1e-3:
    ``configs/sim/urm/ml100k_train_paper.yaml``) and prints mean ± std over seeds of AUC,
    per-position AUC, log-loss and ECE, with the baselines fitted by ``train-urm`` on the same split,
-   and the learning curves (validation log-loss and AUC per epoch) of the shipped URM's seeds.
+   and the learning curves (validation log-loss and AUC per epoch) of the shipped URM's seeds;
+4. a diagnostic of what the data holds: a logistic regression on two numbers only, the item's
+   smoothed positive rate and the user's smoothed positive rate over the items shown before the
+   list (``two_rates``).
 
     .venv/bin/python benchmarks/urm_quality.py [--seeds 0 1 2] [--search] [--threads 1]
 """
@@ -26,9 +29,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from rlrec.config import build_config
+from rlrec.sim.baselines import item_rate
+from rlrec.sim.dataset import ListDataset, ListTensors
+from rlrec.sim.metrics import response_report
 from rlrec.sim.prepare import ListPrepareConfig, prepare_lists
+from rlrec.sim.urm import ENGAGEMENT_PRIOR
 from rlrec.sim.urm_train import URMTrainConfig, URMTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,6 +95,36 @@ def search(threads: int) -> None:
         )
 
 
+def two_rates() -> dict[str, float]:
+    """Validation report of ``logit σ = w₁·logit(item rate) + w₂·logit(user rate) + b``."""
+    ds = ListDataset.load(data("shipped"))
+    train, val = ds.tensors("train", 1), ds.tensors("test", 1)
+    items = item_rate(train, ds.n_items)
+    prior = train.labels.double().mean()
+
+    def inputs(part: ListTensors) -> torch.Tensor:  # (R, K, 2)
+        rate = (part.positives.double() + ENGAGEMENT_PRIOR * prior) / (
+            part.seen.double() + ENGAGEMENT_PRIOR
+        )
+        user = torch.logit(rate)[:, None].expand_as(part.labels)
+        return torch.stack([items(part), user], dim=-1)
+
+    x, y = inputs(train), train.labels.double()
+    w = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+    b = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = F.binary_cross_entropy_with_logits(x @ w + b, y)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        return response_report(inputs(val) @ w + b, val.labels)
+
+
 def mean_std(values: list[float]) -> str:
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{statistics.mean(values):.4f} ± {sd:.4f}"
@@ -122,6 +160,10 @@ def main() -> None:
                     for k in METRICS:
                         brow[k].append(report[k])
             print(f"[{name}] seed {seed}: val AUC {s['selected']['val_auc']:.4f}", flush=True)
+    diagnostic = two_rates()
+    rows["diagnostic: two_rates (item rate, user rate so far)"] = {
+        k: [diagnostic[k]] for k in METRICS
+    }
     print(f"\nvalidation (test split), mean ± std over seeds {args.seeds}")
     print("| model | AUC | AUC per position | log-loss | ECE |")
     print("|---|---:|---:|---:|---:|")
