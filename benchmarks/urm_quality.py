@@ -15,9 +15,14 @@ split, validated on the later 20 % of lists, ``configs/sim/urm/ml100k_train.yaml
    and the learning curves (validation log-loss and AUC per epoch) of the shipped URM's seeds;
 4. a diagnostic of what the data holds: a logistic regression on two numbers only, the item's
    smoothed positive rate and the user's smoothed positive rate over the items shown before the
-   list (``two_rates``).
+   list (``two_rates``);
+5. the evaluation environment's URM (``ml100k_eval.yaml``, fit on all records): fitted again with
+   10 % of the users held out (``holdout_users: 0.1``) and scored on their test lists, beside the
+   baselines of the same split; and the agreement of the evaluation URM (fit on all) with the
+   training URM (seed 0) on the test lists — correlation of their probabilities, mean |Δp|.
 
     .venv/bin/python benchmarks/urm_quality.py [--seeds 0 1 2] [--search] [--threads 1]
+    .venv/bin/python benchmarks/urm_quality.py --eval-check   # step 5 (after a run of steps 1-3)
 """
 
 from __future__ import annotations
@@ -125,6 +130,53 @@ def two_rates() -> dict[str, float]:
         return response_report(inputs(val) @ w + b, val.labels)
 
 
+def agreement(a: Path, b: Path, split: str = "test") -> dict[str, float]:
+    """Pearson correlation and mean absolute difference of two URMs' probabilities on a split."""
+    from rlrec.sim.urm_store import load_urm
+    from rlrec.sim.urm_train import predict_logits
+
+    ds = ListDataset.load(data("shipped"))
+    probs = []
+    for path in (a, b):
+        loaded = load_urm(path)
+        records = ds.tensors(split, loaded.model.cfg.max_history)
+        logits = predict_logits(
+            loaded.model, records, loaded.item_features, ds.user_features(), 2048
+        )
+        probs.append(torch.sigmoid(logits.double()).reshape(-1))
+    corr = torch.corrcoef(torch.stack(probs))[0, 1]
+    return {"pearson": float(corr), "mean_abs_diff": float((probs[0] - probs[1]).abs().mean())}
+
+
+def eval_check(seeds: list[int], threads: int) -> None:
+    print("\nevaluation URM fitted without 10 % of the users, scored on their test lists:")
+    print("| model | AUC | log-loss | ECE |")
+    print("|---|---:|---:|---:|")
+    reports: dict[str, list[dict[str, float]]] = {}
+    for seed in seeds:
+        s = fit("ml100k_eval.yaml", "shipped", seed, threads, holdout_users=0.1)
+        sel = {k[4:]: v for k, v in s["selected"].items() if k.startswith("val_")}
+        reports.setdefault("evaluation URM (held-out users)", []).append(sel)
+        for base, report in s["baselines"].items():
+            reports.setdefault(f"baseline: {base}", []).append(report)
+    for name, runs in reports.items():
+        cells = [mean_std([r[k] for r in runs]) for k in ("auc", "log_loss", "ece")]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    runs = WORK / "runs"
+    train = runs / "ml100k_train" / "shipped" / "seed_0"
+    full = WORK / "runs" / "ml100k_eval_full" / "seed_0"
+    cli = {"data": str(data("shipped")), "out": str(full), "num_threads": threads}
+    cfg = build_config(
+        URMTrainConfig, path=ROOT / "configs" / "sim" / "urm" / "ml100k_eval.yaml", cli=cli
+    )
+    URMTrainer(cfg, overwrite=True).fit()
+    agree = agreement(train, full)
+    print(
+        f"evaluation URM (all records) vs training URM (seed 0) on the test lists: Pearson "
+        f"{agree['pearson']:.3f}, mean |Δp| {agree['mean_abs_diff']:.4f}"
+    )
+
+
 def mean_std(values: list[float]) -> str:
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{statistics.mean(values):.4f} ± {sd:.4f}"
@@ -135,8 +187,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--search", action="store_true", help="the lr × weight decay grid first")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--eval-check", action="store_true", help="only the evaluation URM checks")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.eval_check:
+        eval_check(args.seeds, args.threads)
+        return
     if args.search:
         search(args.threads)
     rows: dict[str, dict[str, list[float]]] = {}

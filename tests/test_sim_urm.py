@@ -336,3 +336,27 @@ def test_baselines_are_reported_beside_the_urm(synth_data: Path, tmp_path: Path)
     for report in meta["baselines"].values():
         assert {"auc", "auc_per_position", "log_loss", "ece"} <= set(report)
     assert meta["baselines"]["global_rate"]["auc"] == 0.5
+
+
+def test_holdout_users_are_left_out_of_the_fit(synth_data: Path, tmp_path: Path) -> None:
+    from rlrec.sim.urm_train import held_out_users
+
+    cfg = URMTrainConfig(
+        data=synth_data,
+        out=tmp_path / "urm",
+        role="eval",
+        holdout_users=0.25,
+        urm=URMConfig(dim=8, n_heads=2, hidden_dims=[8], max_history=10),
+        epochs=1,
+        baselines=False,
+        device="cpu",
+    )
+    trainer = URMTrainer(cfg)
+    held = held_out_users(trainer.dataset.n_users, 0.25, 0)
+    assert int(held.sum()) == round(0.25 * trainer.dataset.n_users)
+    assert not held[trainer.train_data.user].any()  # never fitted on
+    assert len(trainer.val_data) > 0 and held[trainer.val_data.user].all()  # validated on them only
+    everyone = trainer.dataset.tensors("all", 10)
+    assert len(trainer.train_data) == int((~held[everyone.user]).sum())
+    summary = trainer.fit()
+    assert summary["holdout_users"] == 0.25 and math.isfinite(summary["selected"]["val_auc"])

@@ -17,7 +17,10 @@ split (``baselines`` in ``urm.json``), so a URM that knows no more than item pop
 
 ``role``: ``train`` fits the training environment's URM on the ``train`` split; ``eval`` fits the
 evaluation environment's URM on ``all`` records (paper). Validation defaults to the ``test`` split,
-which is held out for ``train`` and in-sample for ``eval``.
+which is held out for ``train`` and in-sample for ``eval``. ``holdout_users: f`` checks a URM on
+users it has never seen: a seeded fraction ``f`` of the users is left out of the fit, and
+validation reads only their records of ``val_split`` (for an evaluation URM, whose own validation
+is in-sample).
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ class URMTrainConfig(StrictModel):
     batch_size: int = Field(128, ge=1)
     epochs: int = Field(2, ge=1)
     keep: Literal["best", "best_log_loss", "last"] = "best"
+    holdout_users: float = Field(0.0, ge=0.0, lt=1.0)
     patience: int | None = Field(None, ge=1)
     urm_legacy_double_sigmoid: bool = False
     baselines: bool = True
@@ -104,6 +108,15 @@ def urm_loss(
     if l2_coef:
         loss = loss + l2_coef * Fn.mean_square_sum(model.regularised())
     return loss, logits
+
+
+def held_out_users(n_users: int, fraction: float, seed: int) -> torch.Tensor:
+    """``(U,)`` bool: a seeded ``fraction`` of the users (at least one), for ``holdout_users``."""
+    n = max(1, round(fraction * n_users))
+    order = torch.randperm(n_users, generator=generator(seed, "holdout_users"))
+    held = torch.zeros(n_users, dtype=torch.bool)
+    held[order[:n]] = True
+    return held
 
 
 @torch.no_grad()
@@ -160,8 +173,11 @@ class URMTrainer:
         self.dataset = ListDataset.load(cfg.data)
         fit_split = "train" if cfg.role == "train" else "all"
         h = cfg.urm.max_history
-        self.train_data = self.dataset.tensors(fit_split, h).to(self.device)
-        self.val_data = self.dataset.tensors(cfg.val_split, h).to(self.device)
+        train, val = self.dataset.tensors(fit_split, h), self.dataset.tensors(cfg.val_split, h)
+        if cfg.holdout_users:
+            held = held_out_users(self.dataset.n_users, cfg.holdout_users, cfg.seed)
+            train, val = train.index(~held[train.user]), val.index(held[val.user])
+        self.train_data, self.val_data = train.to(self.device), val.to(self.device)
         if len(self.train_data) == 0:
             raise ConfigError(f"{cfg.data}: the '{fit_split}' split has no records to fit")
         self.item_x = self.dataset.item_features().to(self.device)
@@ -243,6 +259,7 @@ class URMTrainer:
             "role": cfg.role,
             "fit_split": "train" if cfg.role == "train" else "all",
             "val_split": cfg.val_split,
+            "holdout_users": cfg.holdout_users,
             "selected_epoch": best[1],
             "epochs_run": len(history),
             "selected": selected,
