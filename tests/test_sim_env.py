@@ -317,3 +317,15 @@ class TestGymnasium:
         assert finished > 0
         single = gym.make("rlrec/ListRec-v0", **planted_sim_args)
         assert single.reset(seed=1)[0] in single.observation_space
+
+
+def test_a_state_saved_without_response_counts_still_loads(planted_sim_args: dict) -> None:
+    sim = make_simulator(num_envs=4, **planted_sim_args)
+    sim.reset(seed=2)
+    sim.step(policy(sim.observation()))
+    state = sim.state_dict()
+    old = {k: v for k, v in state.items() if k not in ("seen", "positives")}
+    other = make_simulator(num_envs=4, **planted_sim_args)
+    other.load_state_dict(old)
+    torch.testing.assert_close(other.history, sim.history)
+    assert torch.equal(other.ret, sim.ret)

@@ -287,8 +287,13 @@ class ListRecSimulator:
         return state
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        """Restore a :meth:`state_dict` of a simulator with the same batch size and URM."""
+        """Restore a :meth:`state_dict` of a simulator with the same batch size and URM.
+
+        A state saved before the response counts existed has no ``seen``/``positives``; only a URM
+        with the engagement term (which such a run cannot have) reads them, so they are kept."""
         for name in SLOT_STATE:
+            if name in ("seen", "positives") and name not in state:
+                continue
             current = getattr(self, name)
             if state[name].shape != current.shape:
                 raise ValueError(f"simulator state '{name}' has shape {tuple(state[name].shape)}")
