@@ -41,7 +41,7 @@ from rlrec.sim.baselines import item_rate
 from rlrec.sim.dataset import ListDataset, ListTensors
 from rlrec.sim.metrics import response_report
 from rlrec.sim.prepare import ListPrepareConfig, prepare_lists
-from rlrec.sim.urm import ENGAGEMENT_PRIOR
+from rlrec.sim.urm import engagement_rate
 from rlrec.sim.urm_train import URMTrainConfig, URMTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,9 +108,7 @@ def two_rates() -> dict[str, float]:
     prior = train.labels.double().mean()
 
     def inputs(part: ListTensors) -> torch.Tensor:  # (R, K, 2)
-        rate = (part.positives.double() + ENGAGEMENT_PRIOR * prior) / (
-            part.seen.double() + ENGAGEMENT_PRIOR
-        )
+        rate = engagement_rate(part.seen.double(), part.positives.double(), prior)
         user = torch.logit(rate)[:, None].expand_as(part.labels)
         return torch.stack([items(part), user], dim=-1)
 

@@ -40,11 +40,6 @@ BASELINES = ("global_rate", "item_rate", "user_item_bias", "logistic_mf")
 Scorer = Callable[[ListTensors], torch.Tensor]
 
 
-def _logit(p: torch.Tensor) -> torch.Tensor:
-    p = p.clamp(1e-7, 1 - 1e-7)
-    return torch.log(p) - torch.log1p(-p)
-
-
 def _pairs(data: ListTensors) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Flattened ``(users (m,), items (m,), labels (m,) float64)`` of every exposed item."""
     k = data.exposure.shape[1]
@@ -54,7 +49,7 @@ def _pairs(data: ListTensors) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 def global_rate(train: ListTensors) -> Scorer:
     """Constant logit of the training positive rate."""
-    logit = _logit(train.labels.double().mean())
+    logit = torch.logit(train.labels.double().mean(), eps=1e-7)
     return lambda data: torch.full(data.labels.shape, float(logit), dtype=torch.float64)
 
 
@@ -64,7 +59,7 @@ def item_rate(train: ListTensors, n_items: int, prior: float = ITEM_PRIOR) -> Sc
     rate = labels.mean()
     pos = torch.bincount(items, weights=labels, minlength=n_items + 1)
     seen = torch.bincount(items, minlength=n_items + 1).double()
-    table = _logit((pos + prior * rate) / (seen + prior))
+    table = torch.logit((pos + prior * rate) / (seen + prior), eps=1e-7)
     return lambda data: table[data.exposure]
 
 
@@ -108,7 +103,7 @@ def fit_logistic(
 ) -> Scorer:
     """Full-batch L-BFGS on ``mean BCE + l2/2 · Σ θ² / m`` (see the module docstring)."""
     users, items, labels = _pairs(train)
-    model = _Logistic(n_users, n_items, dim, seed, float(_logit(labels.mean())))
+    model = _Logistic(n_users, n_items, dim, seed, float(torch.logit(labels.mean(), eps=1e-7)))
     opt = torch.optim.LBFGS(
         model.parameters(),
         max_iter=max_iter,

@@ -42,6 +42,14 @@ from rlrec.sim import functional as Fn
 ENGAGEMENT_PRIOR = 10.0
 
 
+def engagement_rate(
+    seen: torch.Tensor, positives: torch.Tensor, prior: torch.Tensor | float
+) -> torch.Tensor:
+    """The user's positive rate so far, smoothed towards ``prior`` by :data:`ENGAGEMENT_PRIOR`
+    pseudo-exposures: ``(positives + α p̄) / (seen + α)``, shape of ``seen``."""
+    return (positives + ENGAGEMENT_PRIOR * prior) / (seen + ENGAGEMENT_PRIOR)
+
+
 class URMConfig(StrictModel):
     """Architecture of the user-response model (reference defaults for ML-1M/KuaiRand)."""
 
@@ -157,8 +165,7 @@ class URM(nn.Module):
             if seen is None or positives is None:
                 raise ValueError("this URM reads the users' response counts: pass seen/positives")
             p = self.prior_rate
-            rate = (positives + ENGAGEMENT_PRIOR * p) / (seen + ENGAGEMENT_PRIOR)
-            lift = torch.logit(rate) - torch.logit(p)
+            lift = torch.logit(engagement_rate(seen, positives, p)) - torch.logit(p)
             logits = logits + (self.engagement_weight * lift)[:, None]
         return logits
 
