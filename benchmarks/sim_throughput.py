@@ -48,6 +48,8 @@ def build(num_envs: int, n_items: int, max_history: int, seed: int = 0) -> ListR
         torch.arange(5000),
         torch.randint(1, n_items + 1, (5000, max_history), generator=g),
         torch.ones(5000, max_history, dtype=torch.bool),
+        torch.full((5000,), float(max_history)),  # response counts: every item shown was liked
+        torch.full((5000,), float(max_history)),
     )
     cfg = EnvConfig(zero_reward_cost=0.1)
     return ListRecSimulator(
