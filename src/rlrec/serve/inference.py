@@ -8,8 +8,9 @@ no pickle, and the run directory is self-contained (``items.parquet`` maps item 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import polars as pl
 import torch
@@ -46,7 +47,8 @@ def resolve_checkpoint(run_dir: Path, checkpoint: str) -> Path:
 def load_run(
     run_dir: Path, checkpoint: str = "best", device: str = "auto"
 ) -> tuple[TrainConfig, QNetwork, dict[str, Any]]:
-    """``(config, evaluated network in eval mode, run.json)`` of a run directory."""
+    """``(config, evaluated network in eval mode, run.json)`` of a run directory; ``run.json`` gains
+    ``checkpoint``: the loaded checkpoint's path, step and validation metrics."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise DataFormatError(run_dir, "not an rlrec run directory (no config.yaml)")
@@ -54,7 +56,8 @@ def load_run(
     meta = read_run_meta(run_dir)
     net = build_network(cfg, meta["n_items"], meta["state_size"])
     path = resolve_checkpoint(run_dir, checkpoint)
-    tensors, _, _ = load_checkpoint(path)
+    tensors, _, state = load_checkpoint(path)
+    meta["checkpoint"] = {"path": str(path), "step": state.get("step"), "val": state.get("val")}
     name = (
         f"net{cfg.eval_network}"
         if any(k.startswith(f"net{cfg.eval_network}.") for k in tensors)
@@ -102,6 +105,36 @@ def read_items(run_dir: Path, n_items: int) -> pl.DataFrame:
     return items
 
 
+def ranked_top(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` best ``(values, indices)`` ``(B, k)`` of each row of ``scores`` ``(B, n)`` in a
+    total order: higher score first, equal scores by lower item index (``torch.topk`` leaves ties
+    in any order, also at the boundary of the k kept).
+
+    The k-th best value ``t`` of a row splits it: every item above ``t`` is kept, and of the items
+    equal to ``t`` the lowest-indexed ones fill the rest; a stable sort of the kept items (in index
+    order) by value then orders them."""
+    b = scores.shape[0]
+    t = top_k(scores, k)[0][:, -1:]
+    above = scores > t
+    tied = scores == t
+    room = k - above.sum(1, keepdim=True)
+    keep = above | (tied & (tied.cumsum(1) <= room))
+    indices = keep.nonzero()[:, 1].view(b, k)  # row-major: each row's kept items in index order
+    values = scores.gather(1, indices)
+    order = values.argsort(dim=1, descending=True, stable=True)
+    return values.gather(1, order), indices.gather(1, order)
+
+
+@dataclass(frozen=True)
+class Query:
+    """One request to rank: the history as item indices (oldest first), how many items, and
+    whether the history's own items may be returned."""
+
+    history: list[int]
+    k: int
+    exclude_history: bool = False
+
+
 class Recommender:
     """Scores the full catalogue for histories of raw item ids and returns the top k."""
 
@@ -114,12 +147,15 @@ class Recommender:
         self.raw_ids = items.sort("item").get_column("item_id")
         self.index = dict(zip(self.raw_ids.to_list(), range(len(self.raw_ids)), strict=True))
         self.device = next(net.parameters()).device
+        self.meta: dict[str, Any] = {}
 
     @classmethod
     def from_run(cls, run_dir: Path, checkpoint: str = "best", device: str = "auto") -> Recommender:
         cfg, net, meta = load_run(Path(run_dir), checkpoint, device)
         items = read_items(run_dir, meta["n_items"])
-        return cls(cfg, net, items, meta["state_size"])
+        rec = cls(cfg, net, items, meta["state_size"])
+        rec.meta = meta
+        return rec
 
     def parse_ids(self, text: str) -> list[Any]:
         """``"12,5,77"`` → raw ids of the catalogue's type (ints when the ids are integers)."""
@@ -131,27 +167,30 @@ class Recommender:
             return [int(p) for p in parts]
         return parts
 
-    def encode(self, history: Sequence[Any]) -> list[int]:
-        unknown = [h for h in history if h not in self.index]
-        if unknown:
-            shown = ", ".join(map(str, unknown[:5]))
+    def lookup(
+        self, history: Sequence[Any], unknown: Literal["error", "skip"] = "error"
+    ) -> tuple[list[int], list[Any]]:
+        """Item indices of a history of raw ids and the ids the catalogue does not know.
+
+        ``unknown="error"`` raises :class:`RlrecError` naming them; ``"skip"`` leaves them out of
+        the history (the model sees the known items in their order) and returns them."""
+        missing = [h for h in history if h not in self.index]
+        if missing and unknown == "error":
+            shown = ", ".join(map(str, missing[:5]))
             raise RlrecError(
-                f"history: {len(unknown)} item id(s) not in the trained catalogue ({shown}); "
+                f"history: {len(missing)} item id(s) not in the trained catalogue ({shown}); "
                 f"the model knows {len(self.index)} items"
             )
-        return [self.index[h] for h in history]
+        return [self.index[h] for h in history if h in self.index], missing
+
+    def encode(self, history: Sequence[Any]) -> list[int]:
+        """Item indices of a history of raw ids; an unknown id is an error."""
+        return self.lookup(history)[0]
 
     @torch.inference_mode()
-    def recommend(
-        self, histories: Sequence[Sequence[Any]], k: int = 10, exclude_history: bool = False
-    ) -> list[list[tuple[Any, float]]]:
-        """For each history (oldest first) the ``k`` best raw item ids with their scores.
-
-        With ``exclude_history`` no item of the history is ever returned: a list is shorter than
-        ``k`` when fewer than ``k`` other items remain in the catalogue."""
-        if not 1 <= k <= len(self.raw_ids):
-            raise RlrecError(f"k must be between 1 and {len(self.raw_ids)}, got {k}")
-        encoded = [self.encode(h) for h in histories]
+    def score(self, encoded: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Catalogue scores ``(B, n_items)`` (float32, higher is better) of encoded histories
+        (item indices, oldest first; the network reads the last ``state_size``)."""
         pad = len(
             self.raw_ids
         )  # one trailing pad keeps the gather valid when every history is empty
@@ -163,18 +202,41 @@ class Recommender:
         state, len_state = history_window(
             flat, ends - lengths, ends, self.state_size, len(self.raw_ids)
         )
-        scores = self.net.head(self.cfg.objective.eval_head, self.net(state, len_state)).float()
-        if exclude_history:
-            for row, h in enumerate(encoded):
-                if h:
-                    scores[row, torch.tensor(h, device=self.device)] = -torch.inf
-        values, indices = top_k(scores, k)
+        return self.net.head(self.cfg.objective.eval_head, self.net(state, len_state)).float()
+
+    @torch.inference_mode()
+    def rank(self, scores: torch.Tensor, queries: Sequence[Query]) -> list[list[tuple[Any, float]]]:
+        """The top ``query.k`` raw ids and scores of each row of ``scores`` ``(B, n_items)``.
+
+        One selection at the largest ``k`` of the batch serves every row, so a request gets the
+        same list alone or batched with others; items of equal score are ordered by item index
+        (:func:`ranked_top`), a NaN score ranks last. With
+        ``exclude_history`` no item of the history is returned: the list is shorter than ``k``
+        when fewer than ``k`` other items remain."""
+        scores = torch.nan_to_num(scores, nan=-torch.inf)  # a NaN score ranks last
+        for row, q in enumerate(queries):
+            if q.exclude_history and q.history:
+                scores[row, torch.tensor(q.history, device=scores.device)] = -torch.inf
+        values, indices = ranked_top(scores, max(q.k for q in queries))
+        values, indices = values.tolist(), indices.tolist()
         ids = self.raw_ids.to_list()
-        return [
-            [
-                (ids[i], float(v))
-                for i, v in zip(idx.tolist(), val.tolist(), strict=True)
-                if not (exclude_history and i in seen)
-            ]
-            for idx, val, seen in zip(indices, values, map(set, encoded), strict=True)
-        ]
+        out = []
+        for q, idx, val in zip(queries, indices, values, strict=True):
+            seen = set(q.history) if q.exclude_history else set()
+            ranked = [(ids[i], v) for i, v in zip(idx, val, strict=True) if i not in seen]
+            out.append(ranked[: q.k])
+        return out
+
+    def recommend(
+        self, histories: Sequence[Sequence[Any]], k: int = 10, exclude_history: bool = False
+    ) -> list[list[tuple[Any, float]]]:
+        """For each history of raw ids (oldest first) the ``k`` best raw item ids with their
+        scores (see :meth:`rank`); an unknown id is an error."""
+        self.check_k(k)
+        queries = [Query(self.encode(h), k, exclude_history) for h in histories]
+        return self.rank(self.score([q.history for q in queries]), queries)
+
+    def check_k(self, k: int) -> None:
+        """``k`` must be in ``1..n_items``."""
+        if not 1 <= k <= len(self.raw_ids):
+            raise RlrecError(f"k must be between 1 and {len(self.raw_ids)}, got {k}")
