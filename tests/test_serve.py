@@ -80,6 +80,8 @@ def test_rank_orders_equal_scores_by_item_index(rec: Recommender) -> None:
     ranked = rec.rank(scores, [Query([], 5)])[0]
     ids = rec.raw_ids.to_list()
     assert [item for item, _ in ranked] == [ids[3], ids[7], ids[11], ids[0], ids[2]]
+    degenerate = rec.rank(torch.full((1, n), torch.nan), [Query([], 3)])[0]  # all NaN: no crash
+    assert [item for item, _ in degenerate] == ids[:3]
 
 
 # ----------------------------------------------------------------------------- micro-batching

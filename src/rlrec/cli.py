@@ -1,7 +1,7 @@
 """The ``rlrec`` command line (typer).
 
-``data synth|prepare|stats``, ``train``, ``evaluate``, ``recommend``, ``serve``, ``compare``,
-``sweep``, ``report`` and ``sim prepare|train-urm|train|evaluate``. User errors (:class:`rlrec.errors.RlrecError`) print one line and exit 2.
+``data synth|prepare|stats``, ``train``, ``evaluate``, ``recommend``, ``serve``, ``export``,
+``compare``, ``sweep``, ``report`` and ``sim prepare|train-urm|train|evaluate``. User errors (:class:`rlrec.errors.RlrecError`) print one line and exit 2.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from rlrec.cli_common import (
 from rlrec.config import build_config
 from rlrec.errors import RlrecError
 from rlrec.fsutil import read_json
+from rlrec.serve.export import export_command
 from rlrec.serve.server import serve_command
 from rlrec.sim.cli import sim_app
 
@@ -372,6 +373,7 @@ def recommend(
 
 
 app.command("serve")(serve_command)
+app.command("export")(export_command)
 
 
 def _logged_session(run_dir: Path, session: str) -> tuple[str, Any]:

@@ -1,7 +1,7 @@
 """What rlrec may do to the user's files: ownership markers, one writer per output, atomic swaps.
 
 Every directory rlrec writes (a prepared dataset, a list dataset, a URM, a training run, a sweep, a
-report, synthetic raw data) carries a marker file, ``.rlrec-output.json``, naming its kind. The rules
+report, synthetic raw data, an exported model) carries a marker file, ``.rlrec-output.json``, naming its kind. The rules
 built on it:
 
 * **Refused outright:** an output that is the filesystem root, the home directory, the working
@@ -40,7 +40,17 @@ from rlrec import __version__
 from rlrec.errors import OutputExistsError, RlrecError
 
 MARKER = ".rlrec-output.json"
-KINDS = ("dataset", "list_dataset", "urm", "run", "sim_run", "sweep", "report", "synthetic_raw")
+KINDS = (
+    "dataset",
+    "list_dataset",
+    "urm",
+    "run",
+    "sim_run",
+    "sweep",
+    "report",
+    "synthetic_raw",
+    "export",
+)
 _TMP, _OLD = ".tmp-", ".old-"
 # A temporary of rlrec.fsutil's atomic writes inside an output: .NAME.tmp-<pid>-<hex> or .old-
 _PARTIAL = re.compile(r"\.(?P<name>.+)\.(?P<what>tmp|old)-\d+-[0-9a-f]{8}")

@@ -92,3 +92,20 @@ class QNetwork(nn.Module):
     def head(self, name: Literal["q", "ce"], s: torch.Tensor) -> torch.Tensor:
         """Scores from the named head (used for ranking)."""
         return self.q(s) if name == "q" else self.logits(s)
+
+
+class ScoringNetwork(nn.Module):
+    """A network's ranking scores in one call: ``(state [B, L] int64, len_state [B] int64) →
+    scores [B, n_items] float32``, the encoder followed by the ranking head (``eval_head``).
+
+    Tensors in and tensors out, nothing else: the form :func:`torch.jit.trace` and
+    :func:`torch.onnx.export` need (``rlrec export``). Higher scores rank first.
+    """
+
+    def __init__(self, net: QNetwork, head: Literal["q", "ce"]) -> None:
+        super().__init__()
+        self.net = net
+        self.head_name: Literal["q", "ce"] = head
+
+    def forward(self, state: torch.Tensor, len_state: torch.Tensor) -> torch.Tensor:
+        return self.net.head(self.head_name, self.net(state, len_state)).float()

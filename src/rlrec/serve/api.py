@@ -62,7 +62,9 @@ class ServeSettings(BaseModel):
     max_k: int = Field(1_000, ge=1, description="largest k (also at most the catalogue size)")
     max_batch_requests: int = Field(256, ge=1, description="most requests in one batch call")
     max_batch: int = Field(64, ge=1, description="most histories per forward pass (1: no batching)")
-    max_wait_ms: float = Field(2.0, ge=0, description="how long a pass waits for more requests")
+    max_wait_ms: float = Field(
+        0.0, ge=0, description="how long a pass waits for more requests (0: takes what is queued)"
+    )
     api_key: str | None = Field(None, description="bearer token required when set")
 
 

@@ -1,10 +1,11 @@
 """Dynamic micro-batching: concurrent requests gathered into one forward pass.
 
 Each request hands its queries to :meth:`MicroBatcher.submit` and awaits their results. One worker
-task takes the first waiting request, then keeps gathering until ``max_batch`` queries are in hand
-or ``max_wait_s`` has passed since the first arrived, and runs them through ``run`` in a single
-background thread (the model is used by one thread at a time; the event loop keeps accepting
-requests while it computes). ``max_batch=1`` turns batching off: every request is its own pass.
+task takes the first waiting request with every request queued behind it — those that arrived
+while the previous pass ran — up to ``max_batch`` queries, optionally waits up to ``max_wait_s``
+for more, and runs them through ``run`` in a single background thread (the model is used by one
+thread at a time; the event loop keeps accepting requests while it computes). With no wait, a
+request alone is scored at once and batches form by themselves under load. ``max_batch=1`` turns batching off: every request is its own pass.
 A request larger than ``max_batch`` (the batch endpoint) is never split.
 """
 
@@ -59,7 +60,8 @@ class MicroBatcher(Generic[Q, R]):
         return await future
 
     async def _gather(self) -> list[tuple[Sequence[Q], asyncio.Future[list[R]]]]:
-        """The next batch: the first waiting request plus those that arrive within the wait."""
+        """The next batch: the first waiting request, every one queued behind it (they arrived
+        while the previous pass ran) and, with ``max_wait_s > 0``, those arriving within the wait."""
         first = await self._queue.get()
         batch, size = [first], len(first[0])
         deadline = time.monotonic() + self.max_wait_s

@@ -105,6 +105,24 @@ def read_items(run_dir: Path, n_items: int) -> pl.DataFrame:
     return items
 
 
+def history_states(
+    histories: Sequence[Sequence[int]],
+    state_size: int,
+    pad_id: int,
+    device: torch.device | str = "cpu",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Item-index histories (oldest first) → the network's input ``(state [B, state_size],
+    len_state [B])`` int64, cut by :func:`rlrec.data.transitions.history_window` as in training:
+    the last ``state_size`` items, right-padded with ``pad_id``; ``len_state`` 1 when empty."""
+    # one trailing pad keeps the gather valid when every history is empty
+    flat = torch.tensor(
+        [i for h in histories for i in h] + [pad_id], dtype=torch.long, device=device
+    )
+    lengths = torch.tensor([len(h) for h in histories], dtype=torch.long, device=device)
+    ends = torch.cumsum(lengths, 0)
+    return history_window(flat, ends - lengths, ends, state_size, pad_id)
+
+
 def ranked_top(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``k`` best ``(values, indices)`` ``(B, k)`` of each row of ``scores`` ``(B, n)`` in a
     total order: higher score first, equal scores by lower item index (``torch.topk`` leaves ties
@@ -145,6 +163,7 @@ class Recommender:
         self.net = net
         self.state_size = state_size
         self.raw_ids = items.sort("item").get_column("item_id")
+        self.ids: list[Any] = self.raw_ids.to_list()
         self.index = dict(zip(self.raw_ids.to_list(), range(len(self.raw_ids)), strict=True))
         self.device = next(net.parameters()).device
         self.meta: dict[str, Any] = {}
@@ -191,17 +210,7 @@ class Recommender:
     def score(self, encoded: Sequence[Sequence[int]]) -> torch.Tensor:
         """Catalogue scores ``(B, n_items)`` (float32, higher is better) of encoded histories
         (item indices, oldest first; the network reads the last ``state_size``)."""
-        pad = len(
-            self.raw_ids
-        )  # one trailing pad keeps the gather valid when every history is empty
-        flat = torch.tensor(
-            [i for h in encoded for i in h] + [pad], dtype=torch.long, device=self.device
-        )
-        lengths = torch.tensor([len(h) for h in encoded], dtype=torch.long, device=self.device)
-        ends = torch.cumsum(lengths, 0)
-        state, len_state = history_window(
-            flat, ends - lengths, ends, self.state_size, len(self.raw_ids)
-        )
+        state, len_state = history_states(encoded, self.state_size, len(self.raw_ids), self.device)
         return self.net.head(self.cfg.objective.eval_head, self.net(state, len_state)).float()
 
     @torch.inference_mode()
@@ -219,7 +228,7 @@ class Recommender:
                 scores[row, torch.tensor(q.history, device=scores.device)] = -torch.inf
         values, indices = ranked_top(scores, max(q.k for q in queries))
         values, indices = values.tolist(), indices.tolist()
-        ids = self.raw_ids.to_list()
+        ids = self.ids
         out = []
         for q, idx, val in zip(queries, indices, values, strict=True):
             seen = set(q.history) if q.exclude_history else set()
