@@ -374,3 +374,62 @@ def test_port_in_use_is_a_clear_error(run_dir: Path) -> None:
             timeout=60,
         )
     assert proc.returncode == 2 and "could not serve on 127.0.0.1" in proc.stderr, proc.stderr
+
+
+# ------------------------------------------------------------------- slates of an online agent
+
+
+@pytest.fixture(scope="module")
+def sim_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished tiny HAC run (``rlrec sim train``) on a synthetic list dataset."""
+    from online_helpers import feature_urm, run_config, tiny_lists
+
+    from rlrec.online.trainer import OnlineTrainer
+
+    root = tmp_path_factory.mktemp("sim_serve")
+    data = tiny_lists(root)
+    out = root / "hac"
+    OnlineTrainer(run_config(data, out, feature_urm(data, root / "urm"))).fit()
+    return out
+
+
+def test_slates_of_an_online_agent(sim_run: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from rlrec.serve.api import ServeSettings, create_app
+    from rlrec.serve.server import load_served
+    from rlrec.serve.slates import SlateRecommender
+    from rlrec.sim.schema import ITEM, RAW, USER
+
+    rec = load_served(sim_run, "best")
+    assert isinstance(rec, SlateRecommender)
+    ds = rec.dataset
+    raw_item = dict(zip(ds.items[ITEM].to_list(), ds.items[RAW].to_list(), strict=True))
+    raw_user = dict(zip(ds.users[USER].to_list(), ds.users[RAW].to_list(), strict=True))
+    # the agent's own greedy slates for logged start states, as the simulator would show them
+    logged = ds.tensors("test", rec.max_history)
+    obs = {"user": logged.user[:6], "history": logged.history[:6]}
+    want = rec.agent.act(obs, torch.Generator(), explore=False).slate.tolist()
+    app = create_app(rec, sim_run, "best", ServeSettings())
+    with TestClient(app) as client:
+        for row in range(6):
+            history = [raw_item[i] for i in logged.history[row].tolist() if i > 0]
+            body = {"user": raw_user[int(logged.user[row])], "history": history}
+            r = client.post("/v1/slate", json=body)
+            assert r.status_code == 200, r.text
+            assert r.json() == {"items": [raw_item[i] for i in want[row]], "unknown": []}
+        r = client.post("/v1/slate", json={**body, "history": [*history, 10**9]})
+        assert r.status_code == 422 and r.json()["error"]["field"] == "history"
+        skip = {**body, "history": [*history, 10**9], "unknown_items": "skip"}
+        r = client.post("/v1/slate", json=skip)
+        assert r.json() == {"items": [raw_item[i] for i in want[5]], "unknown": [10**9]}
+        r = client.post("/v1/slate", json={"user": 10**9, "history": []})
+        assert r.status_code == 422 and r.json()["error"]["field"] == "user"
+        r = client.post("/v1/slate", json={"history": []})
+        assert r.status_code == 422 and r.json()["error"]["field"] == "user"
+        r = client.post("/v1/recommend", json={"history": []})
+        assert r.status_code == 404 and "/v1/slate" in r.json()["error"]["message"]
+        info = client.get("/v1/model").json()
+        assert info["method"] == "hac" and info["slate_size"] == ds.slate_size
+        assert info["n_items"] == ds.n_items and info["checkpoint"]["which"] == "best"
+        assert isinstance(info["metrics"]["eval"]["total_reward_mean"], float)

@@ -37,7 +37,8 @@ class Arena:
 
 @dataclass
 class Worlds:
-    """What a run trains and is evaluated in; ``item_x`` ``(N+1, d_i)``, ``user_x`` ``(U, d_u)``."""
+    """What a run trains and is evaluated in; ``item_x`` ``(N+1, d_i)``, ``user_x`` ``(U, d_u)``,
+    observations with histories of ``max_history`` items."""
 
     dataset: ListDataset
     item_x: torch.Tensor
@@ -46,6 +47,7 @@ class Worlds:
     val: Arena | None
     eval: Arena | None
     urm_info: dict[str, Any]
+    max_history: int  # the history window of the observations (the training URM's)
 
     @property
     def slate_size(self) -> int:
@@ -103,7 +105,7 @@ def build_worlds(cfg: OnlineTrainConfig, *, train: bool = True, evaluation: bool
             eval_urm, user_x, pool, dataset, env_cfg, cfg.eval.batch_size, cfg.eval.seed
         )
         arena = Arena(sim, starts)
-    return Worlds(dataset, urm.item_features, user_x, train_sim, val, arena, info)
+    return Worlds(dataset, urm.item_features, user_x, train_sim, val, arena, info, h)
 
 
 def _simulator(

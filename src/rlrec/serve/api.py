@@ -5,6 +5,8 @@ Endpoints (JSON; item ids are the raw ids of the run's dataset, as in ``rlrec re
 - ``POST /v1/recommend`` ``{"history": [ids, oldest first], "k": 10, "exclude_history": false,
   "unknown_items": "error" | "skip"}`` → ``{"items": [...], "scores": [...], "unknown": [...]}``;
 - ``POST /v1/recommend/batch`` ``{"requests": [...]}`` → ``{"results": [...]}``;
+- ``POST /v1/slate`` (runs of ``rlrec sim train``) ``{"user": id, "history": [ids],
+  "unknown_items": ...}`` → ``{"items": [K ids], "unknown": [...]}``: the agent's greedy slate;
 - ``GET /v1/model``: what is served; ``GET /health``: liveness; ``GET /metrics``: Prometheus text.
 
 Every error is a JSON body ``{"error": {"status", "field", "message"}}`` with a 4xx status: 400
@@ -44,6 +46,7 @@ from rlrec.fsutil import read_json
 from rlrec.serve.batcher import MicroBatcher
 from rlrec.serve.inference import Query, Recommender
 from rlrec.serve.metrics import ServeMetrics
+from rlrec.serve.slates import SlateQuery, SlateRecommender
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -76,6 +79,16 @@ class RecommendRequest(BaseModel):
     history: list[StrictInt | StrictStr]
     k: StrictInt = 10
     exclude_history: StrictBool = False
+    unknown_items: Literal["error", "skip"] = "error"
+
+
+class SlateRequest(BaseModel):
+    """A user of the online run's list dataset and their history."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user: StrictInt | StrictStr
+    history: list[StrictInt | StrictStr]
     unknown_items: Literal["error", "skip"] = "error"
 
 
@@ -231,6 +244,33 @@ class Timing:
             self.metrics.observe_request(route, status, time.perf_counter() - t0)
 
 
+def coerce_id(raw: int | str, int_ids: bool) -> Any:
+    """A request's id in the catalogue's type (integer or string ids); one that cannot be is left
+    as given, so it is reported as unknown."""
+    if int_ids:
+        if isinstance(raw, str) and raw.strip().lstrip("+-").isdigit():
+            return int(raw)
+        return raw
+    return str(raw)
+
+
+def check_history(history: list[Any], limit: int, where: str) -> None:
+    if len(history) > limit:
+        raise APIError(
+            422, f"{where}history", f"history has {len(history)} items; the limit is {limit}"
+        )
+
+
+def unknown_error(unknown: list[Any], where: str) -> APIError:
+    shown = ", ".join(map(str, unknown[:5]))
+    return APIError(
+        422,
+        f"{where}history",
+        f"{len(unknown)} item id(s) not in the trained catalogue ({shown}); "
+        'send "unknown_items": "skip" to leave them out',
+    )
+
+
 class RecommendService:
     """Requests → model queries → responses, around a :class:`Recommender`."""
 
@@ -240,33 +280,17 @@ class RecommendService:
         self.int_ids = rec.raw_ids.dtype == pl.Int64
 
     def coerce(self, raw: int | str) -> Any:
-        """A request's id in the catalogue's type; one that cannot be is left as given (unknown)."""
-        if self.int_ids:
-            if isinstance(raw, str) and raw.strip().lstrip("+-").isdigit():
-                return int(raw)
-            return raw
-        return str(raw)
+        return coerce_id(raw, self.int_ids)
 
     def query(self, req: RecommendRequest, where: str = "") -> tuple[Query, list[Any]]:
         """The checked model query of a request and the history's unknown ids."""
-        if len(req.history) > self.settings.max_history:
-            raise APIError(
-                422,
-                f"{where}history",
-                f"history has {len(req.history)} items; the limit is {self.settings.max_history}",
-            )
+        check_history(req.history, self.settings.max_history, where)
         if not 1 <= req.k <= self.max_k:
             raise APIError(422, f"{where}k", f"k must be between 1 and {self.max_k}, got {req.k}")
         history = [self.coerce(h) for h in req.history]
         known, unknown = self.rec.lookup(history, "skip")
         if unknown and req.unknown_items == "error":
-            shown = ", ".join(map(str, unknown[:5]))
-            raise APIError(
-                422,
-                f"{where}history",
-                f"{len(unknown)} item id(s) not in the trained catalogue ({shown}); "
-                'send "unknown_items": "skip" to leave them out',
-            )
+            raise unknown_error(unknown, where)
         return Query(known, req.k, req.exclude_history), unknown
 
     def run(self, queries: list[Query]) -> list[list[tuple[Any, float]]]:
@@ -306,16 +330,85 @@ class RecommendService:
         )
 
 
-ROUTES = {"/v1/recommend", "/v1/recommend/batch", "/v1/model", "/health", "/metrics"}
+class SlateService:
+    """Slate requests → agent queries → responses, around a :class:`SlateRecommender`."""
+
+    def __init__(self, rec: SlateRecommender, settings: ServeSettings) -> None:
+        self.rec, self.settings = rec, settings
+        self.int_items = all(isinstance(i, int) for i in rec.item_raw[1:])
+        self.int_users = all(isinstance(u, int) for u in rec.user_index)
+
+    def query(self, req: SlateRequest) -> tuple[SlateQuery, list[Any]]:
+        check_history(req.history, self.settings.max_history, "")
+        user = coerce_id(req.user, self.int_users)
+        if user not in self.rec.user_index:
+            raise APIError(422, "user", f"user {req.user!r} is not a user of the list dataset")
+        known, unknown = self.rec.lookup(
+            [coerce_id(h, self.int_items) for h in req.history], "skip"
+        )
+        if unknown and req.unknown_items == "error":
+            raise unknown_error(unknown, "")
+        return SlateQuery(self.rec.user_index[user], known), unknown
+
+    def run(self, queries: list[SlateQuery]) -> list[list[Any]]:
+        return self.rec.slates(queries)
+
+    def model_info(self, run_dir: Path, checkpoint: str) -> dict[str, Any]:
+        """``GET /v1/model``: the run, its agent, list dataset, slate size, checkpoint, metrics."""
+        rec = self.rec
+        summary = {}
+        if (run_dir / "summary.json").is_file():
+            summary = read_json(run_dir / "summary.json", "run summary")
+        which = rec.checkpoint.get("which", checkpoint)
+        return _finite(
+            {
+                "run": run_dir.name,
+                "method": rec.cfg.agent.kind,
+                "name": rec.cfg.label,
+                "dataset_content_hash": rec.dataset.content_hash,
+                "n_items": len(rec.item_raw) - 1,
+                "n_users": len(rec.user_index),
+                "slate_size": rec.slate_size,
+                "max_history": rec.max_history,
+                "checkpoint": {"which": which, "best_step": summary.get("best_step")},
+                "metrics": {"eval": summary.get("eval", {}).get(which)},
+                "device": str(rec.device),
+                "rlrec_version": __version__,
+                "limits": self.settings.model_dump(exclude={"api_key"}),
+            }
+        )
+
+
+ROUTES = {
+    "/v1/recommend",
+    "/v1/recommend/batch",
+    "/v1/slate",
+    "/v1/model",
+    "/health",
+    "/metrics",
+}
+
+
+def guarded(app: ASGIApp, settings: ServeSettings, metrics: ServeMetrics) -> ASGIApp:
+    """``app`` behind the middleware: timing outermost (every answer is counted, refusals too),
+    then the token, then the body limit."""
+    return Timing(
+        BearerAuth(BodyLimit(app, settings.max_body_bytes), settings.api_key), metrics, ROUTES
+    )
 
 
 def create_app(
-    rec: Recommender, run_dir: Path, checkpoint: str, settings: ServeSettings
+    rec: Recommender | SlateRecommender, run_dir: Path, checkpoint: str, settings: ServeSettings
 ) -> ASGIApp:
-    """The ASGI application serving ``rec`` (loaded from ``run_dir``'s ``checkpoint``)."""
-    service = RecommendService(rec, settings)
+    """The ASGI application serving ``rec`` (loaded from ``run_dir``'s ``checkpoint``): top-k lists
+    of an offline run, or slates of an online agent."""
+    service: RecommendService | SlateService = (
+        RecommendService(rec, settings)
+        if isinstance(rec, Recommender)
+        else SlateService(rec, settings)
+    )
     metrics = ServeMetrics()
-    batcher: MicroBatcher[Query, list[tuple[Any, float]]] = MicroBatcher(
+    batcher: MicroBatcher[Any, Any] = MicroBatcher(
         service.run,
         max_batch=settings.max_batch,
         max_wait_s=settings.max_wait_ms / 1000,
@@ -353,12 +446,39 @@ def create_app(
     async def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    if isinstance(service, SlateService):
+        slates = service
+
+        @app.post("/v1/slate")
+        async def slate(request: Request) -> JSONResponse:
+            query, unknown = slates.query(parse_body(SlateRequest, await request.body()))
+            (items,) = await batcher.submit([query])
+            return JSONResponse({"items": items, "unknown": unknown})
+
+        @app.post("/v1/recommend")
+        @app.post("/v1/recommend/batch")
+        async def not_a_ranker() -> JSONResponse:
+            return error_response(
+                404, None, "this run is an online agent: it serves slates (POST /v1/slate)"
+            )
+
+        return guarded(app, settings, metrics)
+    ranker = service
+
+    @app.post("/v1/slate")
+    async def not_an_agent() -> JSONResponse:
+        return error_response(
+            404,
+            None,
+            "this run ranks the catalogue (POST /v1/recommend); slates come from sim runs",
+        )
+
     @app.post("/v1/recommend")
     async def recommend(request: Request) -> JSONResponse:
         req = parse_body(RecommendRequest, await request.body())
-        query, unknown = service.query(req)
+        query, unknown = ranker.query(req)
         (ranked,) = await batcher.submit([query])
-        return JSONResponse(service.response(ranked, unknown))
+        return JSONResponse(ranker.response(ranked, unknown))
 
     @app.post("/v1/recommend/batch")
     async def recommend_batch(request: Request) -> JSONResponse:
@@ -369,11 +489,9 @@ def create_app(
                 "requests",
                 f"a batch holds 1 to {settings.max_batch_requests} requests, got {len(req.requests)}",
             )
-        parsed = [service.query(r, f"requests[{i}].") for i, r in enumerate(req.requests)]
+        parsed = [ranker.query(r, f"requests[{i}].") for i, r in enumerate(req.requests)]
         ranked = await batcher.submit([q for q, _ in parsed])
-        results = [service.response(r, u) for r, (_, u) in zip(ranked, parsed, strict=True)]
+        results = [ranker.response(r, u) for r, (_, u) in zip(ranked, parsed, strict=True)]
         return JSONResponse({"results": results})
 
-    return Timing(
-        BearerAuth(BodyLimit(app, settings.max_body_bytes), settings.api_key), metrics, ROUTES
-    )
+    return guarded(app, settings, metrics)

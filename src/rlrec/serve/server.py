@@ -15,7 +15,7 @@ import ipaddress
 import os
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -33,6 +33,20 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def load_served(run_dir: Path, checkpoint: str) -> Any:
+    """The model of a run directory: a :class:`~rlrec.serve.inference.Recommender` for a run of
+    ``rlrec train``, a :class:`~rlrec.serve.slates.SlateRecommender` for one of ``rlrec sim train``."""
+    from rlrec.outputs import marker_kind
+
+    if marker_kind(Path(run_dir)) == "sim_run":
+        from rlrec.serve.slates import SlateRecommender
+
+        return SlateRecommender.from_run(run_dir, checkpoint)
+    from rlrec.serve.inference import Recommender
+
+    return Recommender.from_run(run_dir, checkpoint)
 
 
 def serve_command(
@@ -67,8 +81,9 @@ def serve_command(
         typer.Option("--graceful-timeout", help="Seconds in-flight requests get after SIGTERM."),
     ] = 10.0,
 ) -> None:
-    """Serve a trained run over HTTP: POST /v1/recommend, /v1/recommend/batch; GET /v1/model,
-    /health, /metrics. Set RLREC_API_KEY to require a bearer token."""
+    """Serve a trained run over HTTP: POST /v1/recommend, /v1/recommend/batch (runs of rlrec
+    train) or /v1/slate (runs of rlrec sim train); GET /v1/model, /health, /metrics. Set
+    RLREC_API_KEY to require a bearer token."""
     try:
         import uvicorn
 
@@ -100,17 +115,21 @@ def serve_command(
         first = exc.errors()[0]
         name = str(first["loc"][0]).replace("_", "-")
         raise RlrecError(f"--{name}: {first['msg']}") from None
-    rec = Recommender.from_run(run_dir, checkpoint)
+    rec = load_served(run_dir, checkpoint)
     app = create_app(rec, run_dir, checkpoint, settings)
     if not is_loopback(host):
         err.print(
             f"warning: binding to {host}: anyone who can reach this address can query the model"
             + ("" if settings.api_key else f" ({API_KEY_ENV} is not set: no token is required)")
         )
+    what = (
+        f"{rec.cfg.objective.kind}/{rec.cfg.encoder.kind}, {len(rec.raw_ids)} items"
+        if isinstance(rec, Recommender)
+        else f"{rec.cfg.label} slates of {rec.slate_size}, {len(rec.item_raw) - 1} items"
+    )
     err.print(
-        f"serving {run_dir} ({rec.cfg.objective.kind}/{rec.cfg.encoder.kind}, "
-        f"{len(rec.raw_ids)} items, {checkpoint} checkpoint, {rec.device}) on http://{host}:{port}"
-        + (" — bearer token required" if settings.api_key else "")
+        f"serving {run_dir} ({what}, {checkpoint} checkpoint, {rec.device}) on "
+        f"http://{host}:{port}" + (" — bearer token required" if settings.api_key else "")
     )
     config = uvicorn.Config(
         app,
