@@ -8,8 +8,9 @@ Setup: ML-100K prepared as in ``configs/data/ml100k.yaml`` (user = session, 8:1:
 10) and a supervised SASRec (hidden 64) trained for ``--epochs`` epochs with ``rlrec train``, under
 ``benchmarks/_work/serve_load/`` (reused when present). The server is the real ``rlrec serve``
 process on 127.0.0.1, started fresh for each setting; the client is an ``aiohttp`` client session
-in this process (``httpx``'s asynchronous client spends ~25 ms of CPU per request at 32
-connections, so it measured itself, not the server) with ``--clients`` concurrent workers, each sending ``POST /v1/recommend``
+in this process (``httpx``'s asynchronous client, tried first, topped out at 210 requests/s at 32
+connections while using more than a core itself: it measured the client, not the server) with
+``--clients`` concurrent workers, each sending ``POST /v1/recommend``
 ``{"history": ..., "k": 10}`` for a test-split history (every prefix of ≤ 50 items of the test
 users, drawn at random) as soon as its previous answer arrived, for ``--seconds`` seconds after a
 warm-up. Latency is the client's: from sending the request to the parsed JSON answer. Every answer

@@ -323,6 +323,7 @@ def test_real_server(run_dir: Path, rec: Recommender) -> None:
                     "Authorization",
                 ),
                 ("/v1/nothing-here", None, b"{}", 404, None),
+                ("/v1/slate", None, b'{"user": 1, "history": []}', 404, None),
             ]
             for path, headers, body, status, field in bad:
                 use = auth if headers is None else headers
