@@ -28,7 +28,13 @@ from rlrec.config import StrictModel
 from rlrec.data.transitions import TransitionBatch
 from rlrec.models.dropout import global_rows
 from rlrec.models.network import QNetwork
-from rlrec.objectives.functional import bootstrap_target, td_loss
+from rlrec.objectives.ce_sampling import CECandidates, CESampler
+from rlrec.objectives.functional import (
+    bootstrap_target,
+    cross_entropy,
+    sampled_cross_entropy,
+    td_loss,
+)
 from rlrec.objectives.sharding import BatchShard
 
 
@@ -60,6 +66,7 @@ class LossInputs:
     rng: torch.Generator | None = None
     shard: BatchShard | None = None
     catalogue_stats: bool = True
+    ce_candidates: CECandidates | None = None
 
     def batch_mean(self, x: torch.Tensor) -> torch.Tensor:
         """Detached mean of a per-sample ``[B]`` tensor over the (global) batch."""
@@ -86,6 +93,18 @@ class ObjectiveConfig(StrictModel):
 
     kind: str
     lr: float = Field(0.01, gt=0.0, description="Adam learning rate of the first phase")
+    ce_negatives: int = Field(
+        0,
+        ge=0,
+        description="sampled softmax for the CE head: candidate negatives per batch (0: the full "
+        "softmax over the catalogue)",
+    )
+    ce_sampler: CESampler = Field(
+        "uniform", description="how the CE candidates are drawn: uniform, popularity or in_batch"
+    )
+    ce_logq: bool = Field(
+        True, description="log-Q correction of the sampled CE (logit − log N·q of each candidate)"
+    )
 
     double_q: ClassVar[bool] = False
     needs_q_head: ClassVar[bool] = False
@@ -98,7 +117,23 @@ class ObjectiveConfig(StrictModel):
             raise ValueError(f"{self.kind} has no CE head: use eval_head: q")
         if self.eval_head == "q" and not self.needs_q_head:
             raise ValueError(f"{self.kind} has no Q head: use eval_head: ce")
+        if self.ce_negatives and not self.needs_ce_head:
+            raise ValueError(f"{self.kind} has no CE head: ce_negatives does not apply")
         return self
+
+    def ce(self, inputs: LossInputs, s: torch.Tensor) -> torch.Tensor:
+        """``CE_b`` ``[B]`` of the logged actions from the encoded state ``s`` ``[B, H]``: the full
+        softmax over the catalogue, or the sampled softmax over the step's candidates
+        (:func:`rlrec.objectives.functional.sampled_cross_entropy`)."""
+        c = inputs.ce_candidates
+        if c is None:
+            return cross_entropy(inputs.main.logits(s), inputs.batch.action)
+        head = inputs.main.ce_head
+        if head is None:
+            raise RuntimeError("this network has no CE head")
+        return sampled_cross_entropy(
+            s, head.weight, head.bias, inputs.batch.action, c.items, c.log_expected
+        )
 
     @property
     def n_negatives(self) -> int:

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from rlrec.objectives.base import LossInputs, LossOutput, q_terms
 from rlrec.objectives.co import COConfig, contrastive_loss
-from rlrec.objectives.functional import cql_full, cql_legacy, cql_sampled, cross_entropy
+from rlrec.objectives.functional import cql_full, cql_legacy, cql_sampled
 from rlrec.objectives.snqn import NegativeSampling
 
 CQLVariant = Literal["sampled", "full", "legacy"]
@@ -58,7 +58,7 @@ class CCQLConfig(COConfig, NegativeSampling):
     def compute_loss(self, inputs: LossInputs) -> LossOutput:
         b = inputs.batch
         t = q_terms(self, inputs, self.r_negative if self.negative_td else None, self.neg_reduction)
-        ce = cross_entropy(inputs.main.logits(t.s), b.action)
+        ce = self.ce(inputs, t.s)
         co = contrastive_loss(self.contrastive, inputs, t.s)
         tau = self.cql_temperature
         if self.cql_variant == "sampled":

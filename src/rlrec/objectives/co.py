@@ -12,7 +12,7 @@ from rlrec.config import StrictModel
 from rlrec.models.dropout import global_rows
 from rlrec.objectives.augment import Augmentation, augment, real_count
 from rlrec.objectives.base import LossInputs, LossOutput, q_terms
-from rlrec.objectives.functional import cross_entropy, nt_xent, ts2vec_legacy
+from rlrec.objectives.functional import nt_xent, ts2vec_legacy
 from rlrec.objectives.sac import SACConfig
 
 DEFAULT_RATIO: dict[str, float] = {
@@ -123,7 +123,7 @@ class COConfig(SACConfig):
 
     def compute_loss(self, inputs: LossInputs) -> LossOutput:
         t = q_terms(self, inputs)
-        ce = cross_entropy(inputs.main.logits(t.s), inputs.batch.action)
+        ce = self.ce(inputs, t.s)
         co = contrastive_loss(self.contrastive, inputs, t.s)
         logs = {"ce": ce.mean().detach(), "contrastive": co.detach(), **t.logs()}
         actor = self.actor_loss(t, ce, inputs, logs)

@@ -70,6 +70,33 @@ def cross_entropy(logits: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits, action, reduction="none")
 
 
+def sampled_cross_entropy(
+    s: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    action: torch.Tensor,
+    candidates: torch.Tensor,
+    log_expected: torch.Tensor | None,
+) -> torch.Tensor:
+    """Per-sample sampled-softmax CE ``[B]`` of encoded states ``s [B, H]`` under the CE head
+    ``(weight [n, H], bias [n])`` for logged actions ``action [B]`` and ``N`` candidate negatives
+    ``candidates [N]`` shared by the batch.
+
+    ``l⁺_b = ⟨s_b, w_{a_b}⟩ + c_{a_b}``, ``l_{b,j} = ⟨s_b, w_j⟩ + c_j − log(N q_j)`` with
+    ``log_expected = log(N q_j) [N]`` (the log-Q correction; ``None``: none), a candidate equal to
+    ``a_b`` left out of row ``b`` (an accidental hit), and ``CE_b = log(e^{l⁺_b} + Σ_j e^{l_{b,j}})
+    − l⁺_b``. With candidates drawn with replacement from ``q``, ``Σ_j e^{l_j}/(N q_j)`` is an
+    unbiased estimate of ``Σ_{i≠a} e^{l_i}`` (importance sampling, Bengio & Senécal 2008), so the
+    normaliser is the full softmax's in expectation; without the correction it is not.
+    """
+    pos = torch.einsum("bh,bh->b", s, weight[action]) + bias[action]
+    neg = torch.addmm(bias[candidates], s, weight[candidates].T)  # [B, N]
+    if log_expected is not None:
+        neg = neg - log_expected
+    neg = neg.masked_fill(candidates[None, :] == action[:, None], -torch.inf)
+    return torch.logsumexp(torch.cat([pos[:, None], neg], dim=1), dim=1) - pos
+
+
 def sa2c_advantage(
     q_pos: torch.Tensor, q_neg: torch.Tensor, clip: tuple[float, float] | None
 ) -> torch.Tensor:

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from rlrec.data.popularity import PopScope
 from rlrec.objectives.base import LossInputs, LossOutput, Phase
-from rlrec.objectives.functional import cross_entropy, ips_weight, sa2c_advantage
+from rlrec.objectives.functional import ips_weight, sa2c_advantage
 from rlrec.objectives.snqn import NegativeSampling, negative_terms
 
 
@@ -43,8 +43,7 @@ class SA2CConfig(NegativeSampling):
 
     def compute_loss(self, inputs: LossInputs) -> LossOutput:
         t = negative_terms(self, inputs)
-        logits = inputs.main.logits(t.s)
-        ce = cross_entropy(logits, inputs.batch.action)
+        ce = self.ce(inputs, t.s)
         logs = {"ce": ce.mean().detach(), **t.logs()}
         if inputs.step < self.pretrain_steps:
             return LossOutput((ce + t.td(self.td_weight)).mean(), logs)
@@ -54,7 +53,11 @@ class SA2CConfig(NegativeSampling):
         if self.needs_beta:
             assert inputs.beta is not None, "the trainer must pass item popularity β"
             rho = ips_weight(
-                logits, inputs.batch.action, inputs.beta, self.ips_clip, self.ips_smooth
+                inputs.main.logits(t.s),
+                inputs.batch.action,
+                inputs.beta,
+                self.ips_clip,
+                self.ips_smooth,
             )
             weight = rho * adv
             logs["rho"] = rho.mean().detach()

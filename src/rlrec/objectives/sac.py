@@ -8,7 +8,6 @@ import torch
 from pydantic import Field
 
 from rlrec.objectives.base import LossInputs, LossOutput, Phase, QLearningConfig, QTerms, q_terms
-from rlrec.objectives.functional import cross_entropy
 
 SACWeighting = Literal["per_sample", "legacy_batch_mean"]
 
@@ -47,7 +46,7 @@ class SACConfig(QLearningConfig):
 
     def compute_loss(self, inputs: LossInputs) -> LossOutput:
         t = q_terms(self, inputs)
-        ce = cross_entropy(inputs.main.logits(t.s), inputs.batch.action)
+        ce = self.ce(inputs, t.s)
         logs = {"ce": ce.mean().detach(), **t.logs()}
         loss = self.actor_loss(t, ce, inputs, logs) + t.td(self.td_weight).mean()
         return LossOutput(loss, logs)

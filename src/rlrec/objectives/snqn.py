@@ -7,7 +7,6 @@ from typing import Literal
 from pydantic import Field
 
 from rlrec.objectives.base import LossInputs, LossOutput, QLearningConfig, QTerms, q_terms
-from rlrec.objectives.functional import cross_entropy
 
 
 class NegativeSampling(QLearningConfig):
@@ -45,6 +44,6 @@ class SNQNConfig(NegativeSampling):
 
     def compute_loss(self, inputs: LossInputs) -> LossOutput:
         t = negative_terms(self, inputs)
-        ce = cross_entropy(inputs.main.logits(t.s), inputs.batch.action)
+        ce = self.ce(inputs, t.s)
         loss = (ce + t.td(self.td_weight)).mean()
         return LossOutput(loss, {"ce": ce.mean().detach(), **t.logs()})

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Literal
 
 from rlrec.objectives.base import LossInputs, LossOutput, QLearningConfig, q_terms
-from rlrec.objectives.functional import cross_entropy
 
 
 class SQNConfig(QLearningConfig):
@@ -19,6 +18,6 @@ class SQNConfig(QLearningConfig):
 
     def compute_loss(self, inputs: LossInputs) -> LossOutput:
         t = q_terms(self, inputs)
-        ce = cross_entropy(inputs.main.logits(t.s), inputs.batch.action)
+        ce = self.ce(inputs, t.s)
         loss = (ce + t.td(self.td_weight)).mean()
         return LossOutput(loss, {"ce": ce.mean().detach(), **t.logs()})

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Literal
 
 from rlrec.objectives.base import LossInputs, LossOutput, ObjectiveConfig
-from rlrec.objectives.functional import cross_entropy
 
 
 class SupervisedConfig(ObjectiveConfig):
@@ -18,6 +17,6 @@ class SupervisedConfig(ObjectiveConfig):
 
     def compute_loss(self, inputs: LossInputs) -> LossOutput:
         b = inputs.batch
-        ce = cross_entropy(inputs.main.logits(inputs.main(b.state, b.len_state)), b.action)
+        ce = self.ce(inputs, inputs.main(b.state, b.len_state))
         loss = ce.mean()
         return LossOutput(loss, {"ce": loss.detach()})

@@ -45,6 +45,7 @@ from rlrec.models.encoders import build_encoder
 from rlrec.models.network import QNetwork
 from rlrec.objectives import LossInputs
 from rlrec.objectives.base import QLearningConfig
+from rlrec.objectives.ce_sampling import draw_candidates
 from rlrec.objectives.functional import sample_negatives
 from rlrec.objectives.sharding import BatchShard
 from rlrec.seeding import derive_seed, generator, seed_everything
@@ -169,6 +170,16 @@ class Trainer:
         if getattr(obj, "needs_beta", False):
             pop = item_popularity(self.ds, obj.pop_scope, obj.pop_smoothing)  # type: ignore[union-attr]
             self.beta = torch.as_tensor(pop, dtype=torch.float32, device=self.device)
+
+        self.ce_probs = None  # q of the sampled-softmax candidates (popularity, in-batch)
+        if obj.ce_negatives and obj.ce_sampler != "uniform":
+            pop = item_popularity(self.ds, "train", 1.0)
+            self.ce_probs = torch.as_tensor(pop, dtype=torch.float64)
+        if obj.ce_sampler == "in_batch" and obj.ce_negatives > cfg.train.batch_size:
+            raise ConfigError(
+                f"objective.ce_negatives ({obj.ce_negatives}) > train.batch_size "
+                f"({cfg.train.batch_size}): in_batch candidates come from the batch"
+            )
 
         self._eval_data: dict[str, Transitions] = {}
         self._eval_beta = ng_off_beta(self.ds, cfg)
@@ -320,6 +331,18 @@ class Trainer:
             actions = self.train_data.items[global_pos]
             negatives = sample_negatives(actions, self.n_items, obj.n_negatives, gen, exclude)
             negatives = negatives[start:stop]
+        ce_candidates = None
+        if obj.ce_negatives:
+            ce_candidates = draw_candidates(
+                obj.ce_sampler,
+                obj.ce_negatives,
+                self.n_items,
+                self.train_data.items[global_pos],
+                self.ce_probs,
+                generator(cfg.seed, "ce_negatives", step),
+                obj.ce_logq,
+                self.device,
+            )
         if world.size == 1 and full is not None:
             batch = full  # the whole batch is this process's: gathered once
         else:
@@ -328,7 +351,9 @@ class Trainer:
         main.train()
         rng = generator(cfg.seed, "objective", step, 0)
         stats = step % cfg.train.stability.catalogue_stats_every == 0
-        inputs = LossInputs(main, target, batch, negatives, step, self.beta, rng, shard, stats)
+        inputs = LossInputs(
+            main, target, batch, negatives, step, self.beta, rng, shard, stats, ce_candidates
+        )
         with inputs.stacked(1):
             out = obj.compute_loss(inputs)
         opt = self._optimizer(main_index, phase)

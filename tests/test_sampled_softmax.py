@@ -1,0 +1,161 @@
+"""Sampled softmax for the CE head (``objective.ce_negatives``): the estimator, the candidates and
+every CE-based objective training with it."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import tiny_train_config
+
+from rlrec.errors import ConfigError
+from rlrec.models.network import QNetwork
+from rlrec.objectives.ce_sampling import draw_candidates
+from rlrec.objectives.functional import cross_entropy, sampled_cross_entropy
+from rlrec.train.trainer import Trainer
+
+
+def tiny_head(n: int = 6, h: int = 3, b: int = 4, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    s = torch.randn(b, h, generator=g)
+    weight = torch.randn(n, h, generator=g)
+    bias = torch.randn(n, generator=g)
+    action = torch.randint(0, n, (b,), generator=g)
+    return s, weight, bias, action
+
+
+def normaliser_draws(sampler: str, logq: bool, probs: torch.Tensor, draws: int, count: int):
+    """``Ẑ_b = e^{CE_b + l⁺_b}`` (the sampled normaliser) of each of ``draws`` candidate draws,
+    ``[draws, B]``, and the full softmax's ``Z_b``."""
+    s, weight, bias, action = tiny_head()
+    logits = s @ weight.T + bias
+    gen = torch.Generator().manual_seed(1)
+    out = []
+    for _ in range(draws):
+        c = draw_candidates(sampler, count, 6, action, probs, gen, logq, torch.device("cpu"))
+        ce = sampled_cross_entropy(s, weight, bias, action, c.items, c.log_expected)
+        out.append(torch.exp(ce + logits.gather(1, action[:, None]).squeeze(1)))
+    return torch.stack(out), torch.exp(logits).sum(1)
+
+
+PROBS = torch.tensor([0.4, 0.25, 0.15, 0.1, 0.06, 0.04], dtype=torch.float64)
+
+
+@pytest.mark.parametrize("sampler", ["uniform", "popularity"])
+def test_log_q_normaliser_is_the_full_softmax_in_expectation(sampler: str) -> None:
+    z_hat, z = normaliser_draws(sampler, True, PROBS, draws=5_000, count=3)
+    se = z_hat.std(0) / math.sqrt(z_hat.shape[0])
+    assert torch.all((z_hat.mean(0) - z).abs() < 4 * se), (z_hat.mean(0), z, se)
+
+
+def test_without_log_q_the_normaliser_is_biased() -> None:
+    z_hat, z = normaliser_draws("popularity", False, PROBS, draws=5_000, count=3)
+    se = z_hat.std(0) / math.sqrt(z_hat.shape[0])
+    assert torch.any((z_hat.mean(0) - z).abs() > 10 * se)
+
+
+def test_many_candidates_approach_the_full_cross_entropy() -> None:
+    s, weight, bias, action = tiny_head(n=50)
+    full = cross_entropy(s @ weight.T + bias, action)
+    gen = torch.Generator().manual_seed(2)
+    c = draw_candidates("uniform", 20_000, 50, action, None, gen, True, torch.device("cpu"))
+    sampled = sampled_cross_entropy(s, weight, bias, action, c.items, c.log_expected)
+    # importance sampling over 20,000 draws of 50 items: a few hundredths of Monte-Carlo error
+    assert torch.allclose(sampled, full, atol=0.1)
+
+
+def test_the_logged_action_is_never_its_own_negative() -> None:
+    s, weight, bias, action = tiny_head()
+    a = int(action[0])
+    other = (a + 1) % 6
+    log_expected = torch.tensor([0.3, -0.2])
+    hit = sampled_cross_entropy(
+        s[:1], weight, bias, action[:1], torch.tensor([a, other]), log_expected
+    )
+    alone = sampled_cross_entropy(
+        s[:1], weight, bias, action[:1], torch.tensor([other]), log_expected[1:]
+    )
+    assert torch.allclose(hit, alone)
+    pos = (s[0] @ weight[a] + bias[a]).reshape(1)
+    neg = s[0] @ weight[other] + bias[other] - log_expected[1]
+    assert torch.allclose(alone, torch.logaddexp(pos, neg) - pos)
+
+
+def test_candidates_of_each_sampler() -> None:
+    gen = torch.Generator().manual_seed(0)
+    actions = torch.tensor([5, 2, 2, 0, 1])
+    cpu = torch.device("cpu")
+    c = draw_candidates("in_batch", 3, 6, actions, PROBS, gen, True, cpu)
+    assert c.items.tolist() == [5, 2, 2] and c.log_expected is not None
+    assert torch.allclose(c.log_expected, torch.log(3 * PROBS[[5, 2, 2]]).float())
+    c = draw_candidates("uniform", 4, 6, actions, None, gen, True, cpu)
+    assert c.log_expected is not None and torch.allclose(
+        c.log_expected, torch.full((4,), math.log(4 / 6))
+    )
+    draws = draw_candidates("popularity", 50_000, 6, actions, PROBS, gen, False, cpu)
+    assert draws.log_expected is None
+    freq = torch.bincount(draws.items, minlength=6).double() / 50_000
+    assert torch.allclose(freq, PROBS, atol=0.01)
+    with pytest.raises(ValueError, match="in_batch"):
+        draw_candidates("in_batch", 6, 6, actions, PROBS, gen, True, cpu)
+
+
+OBJECTIVES = {
+    "supervised": {},
+    "sqn": {},
+    "sac": {"warmup_steps": 2},
+    "snqn": {},
+    "sa2c": {"pretrain_steps": 2, "ips_smooth": 0.5},
+    "co": {"warmup_steps": 2},
+    "ccql": {"warmup_steps": 2},
+}
+
+
+@pytest.mark.parametrize("sampler", ["uniform", "popularity", "in_batch"])
+@pytest.mark.parametrize("objective", list(OBJECTIVES))
+def test_every_ce_objective_trains_on_sampled_candidates(
+    tiny_dataset: Path,
+    tmp_path: Path,
+    objective: str,
+    sampler: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls = {"full": 0}
+    full = QNetwork.logits
+
+    def counting(self: QNetwork, s: torch.Tensor) -> torch.Tensor:
+        calls["full"] += 1
+        return full(self, s)
+
+    monkeypatch.setattr(QNetwork, "logits", counting)
+    obj = {"kind": objective, **OBJECTIVES[objective], "ce_negatives": 16, "ce_sampler": sampler}
+    cfg = tiny_train_config(
+        tiny_dataset,
+        tmp_path / "run",
+        objective=obj,
+        train={"max_steps": 4, "eval_every": 4, "log_every": 1, "tensorboard": False},
+    )
+    trainer = Trainer(cfg)
+    before = calls["full"]
+    for step in range(4):
+        trainer.step = step
+        logs = trainer._train_step(torch.arange(32 * step, 32 * (step + 1)))
+        assert logs and all(math.isfinite(float(v)) for v in logs.values()), logs
+    # the CE never scores the whole catalogue; only SA2C's off-policy weight π(a|s) needs it
+    assert calls["full"] - before == (2 if objective == "sa2c" else 0)
+
+
+def test_sampled_ce_config_errors(tiny_dataset: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no CE head"):
+        tiny_train_config(
+            tiny_dataset, tmp_path, objective={"kind": "dqn", "eval_head": "q", "ce_negatives": 8}
+        )
+    cfg = tiny_train_config(
+        tiny_dataset,
+        tmp_path,
+        objective={"kind": "supervised", "ce_negatives": 64, "ce_sampler": "in_batch"},
+    )
+    with pytest.raises(ConfigError, match="in_batch candidates come from the batch"):
+        Trainer(cfg)
