@@ -37,6 +37,8 @@ import aiohttp
 import httpx
 import polars as pl
 
+from rlrec.serve.server import wait_until_serving
+
 ROOT = Path(__file__).resolve().parents[1]
 ML100K = ROOT.parent / "shared" / "datasets" / "ml-100k"
 WORK = ROOT / "benchmarks" / "_work" / "serve_load"
@@ -92,14 +94,12 @@ def start(run: Path, port: int, *options: str) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    for _ in range(300):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("the server did not come up")
+    try:
+        wait_until_serving(proc, port)
+    except RuntimeError as exc:
+        proc.kill()
+        raise SystemExit(str(exc)) from None
+    return proc
 
 
 async def load(port: int, pool: list[list[Any]], clients: int, seconds: float) -> dict[str, float]:

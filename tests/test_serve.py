@@ -20,7 +20,7 @@ from conftest import tiny_train_config
 
 from rlrec.serve.batcher import MicroBatcher
 from rlrec.serve.inference import Query, Recommender
-from rlrec.serve.server import is_loopback
+from rlrec.serve.server import is_loopback, wait_until_serving
 
 TOKEN = "s3cret-token"
 
@@ -186,19 +186,12 @@ def start_server(run_dir: Path, port: int, *extra: str) -> subprocess.Popen[str]
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(
-                f"server exited early: {proc.stderr.read() if proc.stderr else ''}"
-            )
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            time.sleep(0.2)
-    proc.kill()
-    raise AssertionError("server did not come up within 60 s")
+    try:
+        wait_until_serving(proc, port)
+    except RuntimeError:
+        proc.kill()
+        raise AssertionError(proc.communicate()[1]) from None
+    return proc
 
 
 def test_real_server(run_dir: Path, rec: Recommender) -> None:

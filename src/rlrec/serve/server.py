@@ -14,6 +14,9 @@ import gc
 import ipaddress
 import os
 import signal
+import subprocess
+import time
+import urllib.request
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -33,6 +36,22 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def wait_until_serving(proc: subprocess.Popen[Any], port: int, timeout_s: float = 60.0) -> None:
+    """Wait until the ``rlrec serve`` process ``proc`` answers ``GET /health`` on 127.0.0.1:``port``
+    (for scripts and tests that start a server); ``RuntimeError`` if it exits or times out."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"rlrec serve exited with status {proc.returncode} before serving")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:  # not listening yet (URLError and connection errors are OSErrors)
+            time.sleep(0.1)
+    raise RuntimeError(f"rlrec serve did not answer on port {port} within {timeout_s:.0f} s")
 
 
 def load_served(run_dir: Path, checkpoint: str) -> Any:
