@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -183,6 +184,48 @@ class TestGeneric:
             timestamp_unit="s",
         )
         assert by_session(src.load(0)) == {1: [(5, 1), (6, 0)], 2: [(5, 1)]}
+
+    def test_directory_of_parquet_parts_equals_one_file(self, tmp_path: Path) -> None:
+        """A Spark/DuckDB-style export (parts, Hive subdirectories, marker files) prepares to the
+        same dataset, file for file, as one Parquet file holding the rows in part order."""
+        from rlrec.data.prepare import PrepareConfig, prepare
+
+        rng = np.random.default_rng(5)
+        n = 3_000
+        rows = pl.DataFrame(
+            {
+                "session_id": rng.integers(0, 300, n),
+                "item_id": rng.integers(0, 40, n),
+                "timestamp": rng.integers(0, 500, n) * 1000,  # many ties: row order matters
+                "is_buy": (rng.random(n) < 0.1).astype(np.int8),
+            }
+        )
+        columns = ColumnMap(
+            session="session_id", item="item_id", timestamp="timestamp", is_buy="is_buy"
+        )
+        whole = tmp_path / "whole.parquet"
+        rows.write_parquet(whole)
+        parts = tmp_path / "export"
+        cut = [0, rows.height // 3, 2 * rows.height // 3, rows.height]
+        for k, (lo, hi) in enumerate(itertools.pairwise(cut)):
+            folder = parts / f"dt=2024-01-0{k + 1}"
+            folder.mkdir(parents=True)
+            rows[lo:hi].write_parquet(folder / f"part-{k:05d}-abc.snappy.parquet")
+        (parts / "_SUCCESS").write_text("")
+        (parts / "dt=2024-01-01" / ".part-00000-abc.snappy.parquet.crc").write_text("x")
+        (parts / "_metadata").mkdir()
+        (parts / "_metadata" / "stale.parquet").write_text("not parquet")
+        out = {}
+        for name, path in (("one", whole), ("parts", parts)):
+            src = GenericSource(path=path, columns=columns, timestamp_unit="ms")
+            assert len(src.input_files()) == (1 if name == "one" else 3)
+            prepare(PrepareConfig(source=src, seed=0), tmp_path / name)
+            out[name] = {f.name: f.read_bytes() for f in (tmp_path / name).glob("*.parquet")}
+        assert out["one"] and out["one"] == out["parts"]
+        empty = tmp_path / "empty"
+        empty.mkdir()
+        with pytest.raises(DataFormatError, match="no Parquet parts"):
+            GenericSource(path=empty, columns=columns).input_files()
 
     def test_missing_column_is_named(self, tmp_path: Path) -> None:
         path = write_lines(tmp_path / "log.csv", ["a;b;c", "1;2;3"])

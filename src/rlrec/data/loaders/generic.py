@@ -1,4 +1,5 @@
-"""The user's own logs: any CSV/TSV or Parquet file, with a column mapping.
+"""The user's own logs: any CSV/TSV or Parquet file, or a directory of Parquet parts, with a
+column mapping.
 
 Example config (``configs/data/generic_example.yaml``)::
 
@@ -9,6 +10,10 @@ Example config (``configs/data/generic_example.yaml``)::
       timestamp_unit: ms            # s | ms | iso (ISO-8601 text) | a strftime format
       purchase_events: [purchase]   # event values that are purchases; other events are clicks
       drop_events: [refund]         # event values removed before anything else
+
+``path`` may be a directory of Parquet parts with the same columns, as Spark, DuckDB or BigQuery
+exports write them (``part-00000-….parquet``, Hive-style ``key=value/`` subdirectories); the parts
+are read in path order, so the result equals one file holding their rows in that order.
 
 How a row becomes a purchase, by the first mapped column of: ``is_buy`` (0/1), ``event`` (value in
 ``purchase_events``), ``rating`` (≥ ``purchase_min_rating``); with none of them every row is a click.
@@ -59,6 +64,8 @@ class GenericSource(SourceConfig):
     purchase_min_rating: float | None = 4.0
 
     def input_files(self) -> list[Path]:
+        if Path(self.path).is_dir():
+            return parquet_parts(Path(self.path))
         return [check_file(self.path, "log file")]
 
     def _roles(self) -> dict[str, str]:
@@ -75,13 +82,19 @@ class GenericSource(SourceConfig):
         return mapped
 
     def load(self, seed: int) -> pl.DataFrame:
-        (path,) = self.input_files()
+        files = self.input_files()
+        path = Path(self.path)
         roles = self._roles()
-        is_parquet = self.format == "parquet" or (
-            self.format == "auto" and path.suffix.lower() in (".parquet", ".pq")
+        if path.is_dir() and self.format == "csv":
+            raise DataFormatError(path, "a directory of parts is read as Parquet (format: parquet)")
+        is_parquet = (
+            path.is_dir()
+            or self.format == "parquet"
+            or (self.format == "auto" and path.suffix.lower() in (".parquet", ".pq"))
         )
         if is_parquet:
-            df = _read_parquet_columns(path, list(roles))
+            parts = [_read_parquet_columns(f, list(roles)) for f in files]
+            df = pl.concat(parts, how="vertical_relaxed") if len(parts) > 1 else parts[0]
         else:
             df = _read_csv_columns(path, roles, self.separator, self.timestamp_unit)
         df = ids_to_canonical(df.rename(roles), (SESSION, ITEM))
@@ -102,6 +115,25 @@ class GenericSource(SourceConfig):
         else:
             flag = pl.lit(0)
         return flag.cast(pl.Int8).alias(IS_BUY)
+
+
+def parquet_parts(directory: Path) -> list[Path]:
+    """The Parquet files of a directory written by Spark, DuckDB, BigQuery or pyarrow: every
+    ``*.parquet``/``*.pq`` file below it (Hive-style ``key=value/`` subdirectories included), in path
+    order, skipping the names those tools use for metadata and markers (``_SUCCESS``,
+    ``_metadata``, ``.crc`` and other names starting with ``_`` or ``.``)."""
+
+    def hidden(p: Path) -> bool:
+        return any(part.startswith(("_", ".")) for part in p.relative_to(directory).parts)
+
+    files = sorted(
+        p
+        for p in directory.rglob("*")
+        if p.is_file() and p.suffix.lower() in (".parquet", ".pq") and not hidden(p)
+    )
+    if not files:
+        raise DataFormatError(directory, "directory has no Parquet parts (*.parquet)")
+    return [check_file(p, "Parquet part") for p in files]
 
 
 def _read_parquet_columns(path: Path, names: list[str]) -> pl.DataFrame:
