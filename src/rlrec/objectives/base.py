@@ -181,6 +181,12 @@ class QLearningConfig(ObjectiveConfig):
     )
     polyak_tau: float = Field(0.01, gt=0.0, le=1.0)
     target_dropout: bool = Field(False, description="compute targets in training mode (reference)")
+    target_chunk: int = Field(
+        0,
+        ge=0,
+        description="columns per chunk of the selector's max over the catalogue (0: one pass); "
+        "exact, in bounded memory for large catalogues",
+    )
 
 
 @contextmanager
@@ -260,6 +266,27 @@ class QTerms:
         return {k: v.detach() for k, v in logs.items()}
 
 
+def best_action(net: QNetwork, s: torch.Tensor, chunk: int = 0) -> torch.Tensor:
+    """``argmax_a Q(s, a)`` ``[B]`` over the catalogue for encoded states ``s`` ``[B, H]``, the
+    lowest index among equal maxima; with ``chunk > 0`` in column chunks of ``chunk`` items, so the
+    working memory is ``B × chunk`` instead of ``B × n`` (the same maximum; the chunks' products
+    may round differently from one full product)."""
+    if chunk <= 0 or chunk >= net.n_items:
+        return net.q(s).argmax(dim=1)
+    head = net.q_head
+    if head is None:
+        raise RuntimeError("this network has no Q head")
+    best_value = torch.full((s.shape[0],), -torch.inf, device=s.device, dtype=s.dtype)
+    best = torch.zeros(s.shape[0], dtype=torch.long, device=s.device)
+    for lo in range(0, net.n_items, chunk):
+        q = torch.addmm(head.bias[lo : lo + chunk], s, head.weight[lo : lo + chunk].T)
+        value, index = q.max(dim=1)
+        better = value > best_value  # strictly: an earlier chunk keeps its tie
+        best_value = torch.where(better, value, best_value)
+        best = torch.where(better, index + lo, best)
+    return best
+
+
 def q_terms(
     cfg: QLearningConfig,
     inputs: LossInputs,
@@ -292,7 +319,7 @@ def q_terms(
         eval_mode(main, target, enabled=not cfg.target_dropout),
         inputs.stacked(1 if r_negative is None else 2),
     ):
-        best = main.q(main(state, lengths)).argmax(dim=1)
+        best = best_action(main, main(state, lengths), cfg.target_chunk)
         q_boot = target.q_at(target(state, lengths), best.unsqueeze(1)).squeeze(1)
         catalogue = main.q(s) if inputs.catalogue_stats else None
     n = b.action.shape[0]

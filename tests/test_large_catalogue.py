@@ -1,5 +1,6 @@
-"""Sampled softmax for the CE head (``objective.ce_negatives``): the estimator, the candidates and
-every CE-based objective training with it."""
+"""Training costs that need not grow with the catalogue: the sampled softmax of the CE head
+(``objective.ce_negatives``: the estimator, the candidates, every CE objective training with it)
+and the double-Q target's maximum in column chunks (``objective.target_chunk``)."""
 
 from __future__ import annotations
 
@@ -159,3 +160,46 @@ def test_sampled_ce_config_errors(tiny_dataset: Path, tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="in_batch candidates come from the batch"):
         Trainer(cfg)
+
+
+def test_chunked_best_action_equals_one_pass() -> None:
+    from rlrec.objectives.base import best_action
+
+    class Heads(torch.nn.Module):
+        def __init__(self, n: int, h: int) -> None:
+            super().__init__()
+            self.n_items, self.q_head = n, torch.nn.Linear(h, n)
+
+        def q(self, s: torch.Tensor) -> torch.Tensor:
+            return self.q_head(s)
+
+    torch.manual_seed(0)
+    net = Heads(103, 8)
+    s = torch.randn(64, 8)
+    full = best_action(net, s)  # type: ignore[arg-type]
+    assert torch.equal(full, net.q(s).argmax(1))
+    for chunk in (1, 10, 50, 102, 103, 500):
+        assert torch.equal(best_action(net, s, chunk), full), chunk  # type: ignore[arg-type]
+    with torch.no_grad():  # equal maxima in different chunks: the lowest index, as argmax
+        net.q_head.weight.zero_()
+        net.q_head.bias.zero_()
+        net.q_head.bias[[7, 40, 90]] = 1.0
+    assert torch.equal(best_action(net, s, 10), torch.full((64,), 7))  # type: ignore[arg-type]
+
+
+def test_snqn_with_a_chunked_target_trains_the_same(tiny_dataset: Path, tmp_path: Path) -> None:
+    losses = {}
+    for chunk in (0, 7):
+        cfg = tiny_train_config(
+            tiny_dataset,
+            tmp_path / f"run{chunk}",
+            objective={"kind": "snqn", "target_chunk": chunk},
+            train={"max_steps": 3, "eval_every": 3, "log_every": 1, "tensorboard": False},
+        )
+        trainer = Trainer(cfg)
+        losses[chunk] = []
+        for step in range(3):
+            trainer.step = step
+            logs = trainer._train_step(torch.arange(32 * step, 32 * (step + 1)))
+            losses[chunk].append(float(logs["loss"]))
+    assert losses[0] == pytest.approx(losses[7], rel=1e-5)
