@@ -18,6 +18,12 @@ from rlrec.objectives.functional import cross_entropy, sampled_cross_entropy
 from rlrec.train.trainer import Trainer
 
 
+def sce(s, weight, bias, action, items, log_expected):  # type: ignore[no-untyped-def]
+    """:func:`sampled_cross_entropy` from the whole head."""
+    rows = (weight[action], bias[action]), (weight[items], bias[items])
+    return sampled_cross_entropy(s, *rows, action, items, log_expected)
+
+
 def tiny_head(n: int = 6, h: int = 3, b: int = 4, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     s = torch.randn(b, h, generator=g)
@@ -36,7 +42,7 @@ def normaliser_draws(sampler: str, logq: bool, probs: torch.Tensor, draws: int, 
     out = []
     for _ in range(draws):
         c = draw_candidates(sampler, count, 6, action, probs, gen, logq, torch.device("cpu"))
-        ce = sampled_cross_entropy(s, weight, bias, action, c.items, c.log_expected)
+        ce = sce(s, weight, bias, action, c.items, c.log_expected)
         out.append(torch.exp(ce + logits.gather(1, action[:, None]).squeeze(1)))
     return torch.stack(out), torch.exp(logits).sum(1)
 
@@ -62,7 +68,7 @@ def test_many_candidates_approach_the_full_cross_entropy() -> None:
     full = cross_entropy(s @ weight.T + bias, action)
     gen = torch.Generator().manual_seed(2)
     c = draw_candidates("uniform", 20_000, 50, action, None, gen, True, torch.device("cpu"))
-    sampled = sampled_cross_entropy(s, weight, bias, action, c.items, c.log_expected)
+    sampled = sce(s, weight, bias, action, c.items, c.log_expected)
     # importance sampling over 20,000 draws of 50 items: a few hundredths of Monte-Carlo error
     assert torch.allclose(sampled, full, atol=0.1)
 
@@ -72,12 +78,8 @@ def test_the_logged_action_is_never_its_own_negative() -> None:
     a = int(action[0])
     other = (a + 1) % 6
     log_expected = torch.tensor([0.3, -0.2])
-    hit = sampled_cross_entropy(
-        s[:1], weight, bias, action[:1], torch.tensor([a, other]), log_expected
-    )
-    alone = sampled_cross_entropy(
-        s[:1], weight, bias, action[:1], torch.tensor([other]), log_expected[1:]
-    )
+    hit = sce(s[:1], weight, bias, action[:1], torch.tensor([a, other]), log_expected)
+    alone = sce(s[:1], weight, bias, action[:1], torch.tensor([other]), log_expected[1:])
     assert torch.allclose(hit, alone)
     pos = (s[0] @ weight[a] + bias[a]).reshape(1)
     neg = s[0] @ weight[other] + bias[other] - log_expected[1]
@@ -203,3 +205,118 @@ def test_snqn_with_a_chunked_target_trains_the_same(tiny_dataset: Path, tmp_path
             logs = trainer._train_step(torch.arange(32 * step, 32 * (step + 1)))
             losses[chunk].append(float(logs["loss"]))
     assert losses[0] == pytest.approx(losses[7], rel=1e-5)
+
+
+def _one_run(tiny_dataset: Path, out: Path, sparse: bool, steps: int):  # type: ignore[no-untyped-def]
+    cfg = tiny_train_config(
+        tiny_dataset,
+        out,
+        encoder={"kind": "gru", "hidden": 16},
+        objective={"kind": "snqn", "ce_negatives": 8, "double_q_mode": "polyak"},  # one main net
+        train={"max_steps": 4, "eval_every": 4, "tensorboard": False, "sparse_items": sparse},
+    )
+    torch.manual_seed(0)
+    trainer = Trainer(cfg)
+    for net in trainer.nets:  # the same start for both runs
+        torch.manual_seed(1)
+        for p in net.parameters():
+            torch.nn.init.normal_(p, std=0.1)
+    snapshots = [[p.detach().clone() for p in trainer.nets[0].parameters()]]
+    batches = [torch.arange(0, 16), torch.arange(200, 216)]
+    for step in range(steps):
+        trainer.step = step
+        trainer._train_step(batches[step])
+        snapshots.append([p.detach().clone() for p in trainer.nets[0].parameters()])
+    return trainer, snapshots
+
+
+def test_sparse_items_lazy_adam(tiny_dataset: Path, tmp_path: Path) -> None:
+    """The first update equals dense Adam's (on touched rows; untouched rows stay, as they do
+    under dense Adam's first step); later, a row a step does not touch does not move (lazy)."""
+    _, d_snaps = _one_run(tiny_dataset, tmp_path / "dense", False, 1)
+    sparse, s_snaps = _one_run(tiny_dataset, tmp_path / "sparse", True, 2)
+    net = sparse.nets[0]
+    assert net.encoder.item_emb.sparse and net.sparse_q and net.sparse_ce
+    names = [n for n, _ in net.named_parameters()]
+    emb = names.index("encoder.item_emb.weight")
+    for i in range(len(names)):  # step 1: the same update as dense Adam, row for row
+        assert torch.allclose(s_snaps[1][i], d_snaps[1][i], atol=1e-7, rtol=0), names[i]
+    moved = (s_snaps[1][emb] != s_snaps[0][emb]).any(1)
+    assert 0 < int(moved.sum()) < moved.numel()  # some rows, not all
+    # step 2 under the lazy Adam: rows it does not touch keep their values exactly
+    touched2 = (s_snaps[2][emb] != s_snaps[1][emb]).any(1)
+    assert touched2.any() and not touched2.all()
+    data = sparse.train_data
+    state2 = data.batch(torch.arange(200, 216)).state
+    seen2 = torch.zeros_like(touched2)
+    seen2[state2.flatten()] = True
+    assert not (touched2 & ~seen2).any()  # nothing outside step 2's histories moved
+    assert (moved & ~seen2).any()  # (among them rows step 1 moved, which dense Adam would move)
+
+
+def test_sparse_items_resume_after_a_kill_ends_where_an_uninterrupted_run_ends(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lazy Adam's moments go into the checkpoint and come back on resume."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from rlrec.config import deep_merge
+
+    base = {
+        "objective": {"kind": "snqn", "ce_negatives": 8, "ce_sampler": "popularity"},
+        "train": {"max_steps": 8, "eval_every": 4, "tensorboard": False, "sparse_items": True},
+    }
+    Trainer(tiny_train_config(tiny_dataset, tmp_path / "full", **base)).fit()
+    cfg = tiny_train_config(tiny_dataset, tmp_path / "killed", **base)
+    original = Trainer._train_step
+
+    def dies_at_step_6(self, pos):  # type: ignore[no-untyped-def]
+        if self.step == 6:
+            raise KeyboardInterrupt
+        return original(self, pos)
+
+    monkeypatch.setattr(Trainer, "_train_step", dies_at_step_6)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cfg).fit()
+    monkeypatch.setattr(Trainer, "_train_step", original)
+    Trainer(cfg, resume=True).fit()
+    last = "checkpoints/step_000000008"
+    a = load_file(str(tmp_path / "full" / last / "model.safetensors"))
+    b = load_file(str(tmp_path / "killed" / last / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    optim = load_file(str(tmp_path / "killed" / last / "optim.safetensors"))
+    assert any(".sparse/" in k for k in optim)  # the lazy Adam's state is saved
+    summary = json.loads((tmp_path / "killed" / "summary.json").read_text())
+    assert math.isfinite(summary["test"]["ndcg_purchase@10"])
+    bad = tiny_train_config(
+        tiny_dataset, tmp_path / "bad", **deep_merge(base, {"train": {"grad_clip_value": 1.0}})
+    )
+    with pytest.raises(ConfigError, match="sparse_items"):
+        Trainer(bad)
+
+
+def test_lazy_adam_is_adam_on_rows_touched_every_step_and_lazy_elsewhere() -> None:
+    from rlrec.train.lazy_adam import LazyAdam
+
+    torch.manual_seed(0)
+    w_dense = torch.nn.Parameter(torch.randn(10, 4))
+    w_lazy = torch.nn.Parameter(w_dense.detach().clone())
+    dense, lazy = torch.optim.Adam([w_dense], lr=0.01), LazyAdam([w_lazy], lr=0.01)
+    always = torch.tensor([1, 4, 4, 7])  # duplicates sum, as in an embedding's backward
+    for step in range(5):
+        idx = always if step % 2 == 0 else torch.cat([always, torch.tensor([9])])
+        g = torch.randn(len(idx), 4)
+        for w, opt, sparse in ((w_dense, dense, False), (w_lazy, lazy, True)):
+            opt.zero_grad()
+            (torch.nn.functional.embedding(idx, w, sparse=sparse) * g).sum().backward()
+            opt.step()
+        if step == 0:
+            untouched = w_lazy.detach().clone()
+    rows = torch.tensor([1, 4, 7])
+    assert torch.allclose(w_lazy[rows], w_dense[rows], atol=1e-6, rtol=0)  # Adam, exactly
+    others = torch.tensor([0, 2, 3, 5, 6, 8])
+    assert torch.equal(w_lazy[others], untouched[others])  # never touched: never moved
+    # row 9, touched at steps 1 and 3: dense Adam keeps moving it by momentum, lazy Adam does not
+    assert not torch.allclose(w_lazy[9], w_dense[9], atol=1e-6)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from rlrec.models.encoders.base import Encoder
@@ -27,6 +28,14 @@ def _init_head(layer: nn.Linear, init: HeadInit) -> None:
     else:
         nn.init.normal_(layer.weight, std=0.01)
     nn.init.zeros_(layer.bias)
+
+
+def rows(head: nn.Linear, items: torch.Tensor, sparse: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The weight rows ``[..., H]`` and biases ``[...]`` of a head at ``items`` (any shape); with
+    ``sparse`` the weight's gradient is row-sparse (only the rows looked up). The bias, one number
+    per item, keeps a dense gradient."""
+    weight = F.embedding(items, head.weight, sparse=True) if sparse else head.weight[items]
+    return weight, head.bias[items]
 
 
 class QNetwork(nn.Module):
@@ -50,6 +59,8 @@ class QNetwork(nn.Module):
         for head in (self.q_head, self.ce_head):
             if head is not None:
                 _init_head(head, head_init)
+        self.sparse_q = False  # q_at's rows give a row-sparse gradient (train.sparse_items)
+        self.sparse_ce = False  # so do the sampled softmax's rows of the CE head
         d = encoder.out_dim
         self.proj_head = (
             nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, projection))
@@ -76,8 +87,8 @@ class QNetwork(nn.Module):
         """
         if self.q_head is None:
             raise RuntimeError("this network has no Q head")
-        bias = self.q_head.bias[items].unsqueeze(2)  # [B, M, 1]
-        return torch.baddbmm(bias, self.q_head.weight[items], s.unsqueeze(2)).squeeze(2)
+        weight, bias = rows(self.q_head, items, self.sparse_q)
+        return torch.baddbmm(bias.unsqueeze(2), weight, s.unsqueeze(2)).squeeze(2)
 
     def logits(self, s: torch.Tensor) -> torch.Tensor:
         """Supervised logits ``[B, n]`` of an encoded state."""

@@ -27,7 +27,7 @@ from pydantic import Field, model_validator
 from rlrec.config import StrictModel
 from rlrec.data.transitions import TransitionBatch
 from rlrec.models.dropout import global_rows
-from rlrec.models.network import QNetwork
+from rlrec.models.network import QNetwork, rows
 from rlrec.objectives.ce_sampling import CECandidates, CESampler
 from rlrec.objectives.functional import (
     bootstrap_target,
@@ -128,11 +128,17 @@ class ObjectiveConfig(StrictModel):
         c = inputs.ce_candidates
         if c is None:
             return cross_entropy(inputs.main.logits(s), inputs.batch.action)
-        head = inputs.main.ce_head
-        if head is None:
+        net = inputs.main
+        if net.ce_head is None:
             raise RuntimeError("this network has no CE head")
+        action = inputs.batch.action
         return sampled_cross_entropy(
-            s, head.weight, head.bias, inputs.batch.action, c.items, c.log_expected
+            s,
+            rows(net.ce_head, action, net.sparse_ce),
+            rows(net.ce_head, c.items, net.sparse_ce),
+            action,
+            c.items,
+            c.log_expected,
         )
 
     @property

@@ -72,15 +72,16 @@ def cross_entropy(logits: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
 
 def sampled_cross_entropy(
     s: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor,
+    pos_rows: tuple[torch.Tensor, torch.Tensor],
+    cand_rows: tuple[torch.Tensor, torch.Tensor],
     action: torch.Tensor,
     candidates: torch.Tensor,
     log_expected: torch.Tensor | None,
 ) -> torch.Tensor:
-    """Per-sample sampled-softmax CE ``[B]`` of encoded states ``s [B, H]`` under the CE head
-    ``(weight [n, H], bias [n])`` for logged actions ``action [B]`` and ``N`` candidate negatives
-    ``candidates [N]`` shared by the batch.
+    """Per-sample sampled-softmax CE ``[B]`` of encoded states ``s [B, H]`` for logged actions
+    ``action [B]`` and ``N`` candidate negatives ``candidates [N]`` shared by the batch, given the
+    CE head's weight rows and biases at the actions ``([B, H], [B])`` and at the candidates
+    ``([N, H], [N])``.
 
     ``l⁺_b = ⟨s_b, w_{a_b}⟩ + c_{a_b}``, ``l_{b,j} = ⟨s_b, w_j⟩ + c_j − log(N q_j)`` with
     ``log_expected = log(N q_j) [N]`` (the log-Q correction; ``None``: none), a candidate equal to
@@ -89,8 +90,8 @@ def sampled_cross_entropy(
     unbiased estimate of ``Σ_{i≠a} e^{l_i}`` (importance sampling, Bengio & Senécal 2008), so the
     normaliser is the full softmax's in expectation; without the correction it is not.
     """
-    pos = torch.einsum("bh,bh->b", s, weight[action]) + bias[action]
-    neg = torch.addmm(bias[candidates], s, weight[candidates].T)  # [B, N]
+    pos = torch.einsum("bh,bh->b", s, pos_rows[0]) + pos_rows[1]
+    neg = torch.addmm(cand_rows[1], s, cand_rows[0].T)  # [B, N]
     if log_expected is not None:
         neg = neg - log_expected
     neg = neg.masked_fill(candidates[None, :] == action[:, None], -torch.inf)

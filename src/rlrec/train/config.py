@@ -64,6 +64,12 @@ class LoopConfig(StrictModel):
         description="torch's fused Adam kernel: the same update, faster, but rounded differently "
         "(weights agree to ~1e-6, not bit for bit, with the default per-parameter arithmetic)",
     )
+    sparse_items: bool = Field(
+        False,
+        description="row-sparse gradients for the item embedding and the heads' rows a step "
+        "touches, updated by a lazy Adam (rlrec.train.lazy_adam): a step's cost is set by the "
+        "batch and its sampled items, not by the catalogue (docs/offline.md)",
+    )
     tensorboard: bool = True
     stability: StabilityConfig = StabilityConfig()
 

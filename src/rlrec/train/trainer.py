@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,7 @@ from rlrec.train.distributed import (
     shutdown,
     window_across,
 )
+from rlrec.train.lazy_adam import LazyAdam
 from rlrec.train.rundir import claim_run_dir, json_safe, run_files
 from rlrec.train.stability import Flag, StabilityMonitor, q_value_bound
 from rlrec.train.tracking import Tracker
@@ -83,9 +84,10 @@ class TrainingDiverged(RlrecError):
 
 
 def build_network(cfg: TrainConfig, n_items: int, state_size: int) -> QNetwork:
-    """Encoder and the heads the objective needs."""
+    """Encoder and the heads the objective needs (with ``train.sparse_items``: the lookups that
+    give row-sparse gradients, :func:`sparse_parameters`)."""
     obj = cfg.objective
-    return QNetwork(
+    net = QNetwork(
         build_encoder(cfg.encoder, n_items, state_size, mask_token=obj.mask_token),
         n_items,
         q_head=obj.needs_q_head,
@@ -93,6 +95,56 @@ def build_network(cfg: TrainConfig, n_items: int, state_size: int) -> QNetwork:
         head_init=cfg.head_init,
         projection=obj.projection_dim,
     )
+    if cfg.train.sparse_items:
+        net.encoder.item_emb.sparse = True
+        # the Q head is only read row by row with gradient, unless a CQL term takes all of it
+        net.sparse_q = (
+            net.q_head is not None and getattr(obj, "cql_variant", "sampled") == "sampled"
+        )
+        net.sparse_ce = net.ce_head is not None and obj.ce_negatives > 0
+    return net
+
+
+def sparse_parameters(net: QNetwork) -> list[torch.nn.Parameter]:
+    """The parameters whose gradients are row-sparse under ``train.sparse_items``: the item
+    embedding, and the weights of the heads read only at a step's rows."""
+    params = [net.encoder.item_emb.weight] if net.encoder.item_emb.sparse else []
+    for head, sparse in ((net.q_head, net.sparse_q), (net.ce_head, net.sparse_ce)):
+        if sparse and head is not None:
+            params.append(head.weight)
+    return params
+
+
+class OptimizerPair:
+    """A network's dense Adam and, under ``train.sparse_items``, the :class:`LazyAdam` of its
+    row-sparse parameters, stepped together."""
+
+    def __init__(self, dense: torch.optim.Optimizer, sparse: torch.optim.Optimizer | None) -> None:
+        self.parts = [dense] if sparse is None else [dense, sparse]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for opt in self.parts:
+            opt.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        for opt in self.parts:
+            opt.step()
+
+
+def clip_grad_norm(params: Iterable[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
+    """``torch.nn.utils.clip_grad_norm_`` for dense and row-sparse gradients alike: the global
+    2-norm (a sparse gradient's repeated rows summed first), all scaled by ``max_norm / norm``
+    when it is larger; returns the norm before clipping."""
+    params = [p for p in params if p.grad is not None]
+    grads = [p.grad for p in params if p.grad is not None]
+    if not any(g.is_sparse for g in grads):
+        return torch.nn.utils.clip_grad_norm_(params, max_norm)
+    norms = [(g.coalesce().values() if g.is_sparse else g).norm() for g in grads]
+    total = torch.linalg.vector_norm(torch.stack(norms))
+    if math.isfinite(max_norm) and total > max_norm:
+        for g in grads:
+            g.mul_(max_norm / (float(total) + 1e-6))
+    return total
 
 
 Q_MAXIMA = frozenset({"q_abs_max"})  # logged values whose window is reduced by max over ranks
@@ -171,6 +223,11 @@ class Trainer:
             pop = item_popularity(self.ds, obj.pop_scope, obj.pop_smoothing)  # type: ignore[union-attr]
             self.beta = torch.as_tensor(pop, dtype=torch.float32, device=self.device)
 
+        if cfg.train.sparse_items and (self.world.size > 1 or cfg.train.grad_clip_value):
+            raise ConfigError(
+                "train.sparse_items trains in one process and without train.grad_clip_value "
+                "(row-sparse gradients are not averaged across processes here)"
+            )
         self.ce_probs = None  # q of the sampled-softmax candidates (popularity, in-batch)
         if obj.ce_negatives and obj.ce_sampler != "uniform":
             pop = item_popularity(self.ds, "train", 1.0)
@@ -228,17 +285,20 @@ class Trainer:
         )
         barrier(self.world)
 
-    def _optimizer(self, net: int, phase: int) -> torch.optim.Optimizer:
+    def _optimizer(self, net: int, phase: int) -> OptimizerPair:
         """The Adam of network ``net`` for phase ``phase``, created fresh on first use."""
         name = f"net{net}.phase{phase}"
         if name not in self.optimizers:
             lr = self.cfg.objective.phases()[phase].lr
-            params = self.nets[net].parameters()
+            sparse = sparse_parameters(self.nets[net])
+            params = [p for p in self.nets[net].parameters() if all(p is not q for q in sparse)]
             # foreach: the same arithmetic as torch's per-parameter loop (bit for bit), in fewer
             # kernel calls; fused: one kernel, different rounding (train.fused_adam)
             kernel = {"fused": True} if self.cfg.train.fused_adam else {"foreach": True}
             self.optimizers[name] = torch.optim.Adam(params, lr=lr, **kernel)
-        return self.optimizers[name]
+            if sparse:  # lazy Adam: only the rows a step touched move (docs/offline.md)
+                self.optimizers[f"{name}.sparse"] = LazyAdam(sparse, lr=lr)
+        return OptimizerPair(self.optimizers[name], self.optimizers.get(f"{name}.sparse"))
 
     def _modules(self) -> dict[str, torch.nn.Module]:
         modules: dict[str, torch.nn.Module] = {f"net{i}": n for i, n in enumerate(self.nets)}
@@ -369,7 +429,7 @@ class Trainer:
         logs["loss"] = loss
         # The norm before any clipping is logged every step (a divergence symptom).
         max_norm = self.cfg.train.grad_clip_norm or math.inf
-        logs["grad_norm"] = torch.nn.utils.clip_grad_norm_(main.parameters(), max_norm)
+        logs["grad_norm"] = clip_grad_norm(main.parameters(), max_norm)
         if self.cfg.train.grad_clip_value is not None:
             torch.nn.utils.clip_grad_value_(main.parameters(), self.cfg.train.grad_clip_value)
         opt.step()
@@ -505,9 +565,9 @@ class Trainer:
             if int(kept.name[5:]) > self.step:
                 shutil.rmtree(kept)
         for name, groups in state["optimizers"].items():
-            net, phase = name.split(".")
-            opt = self._optimizer(int(net[3:]), int(phase[5:]))
-            restore_optimizer(opt, name, optim, groups)
+            net, phase = name.split(".")[:2]  # "net0.phase1", or its lazy part "net0.phase1.sparse"
+            self._optimizer(int(net[3:]), int(phase[5:]))  # creates both parts
+            restore_optimizer(self.optimizers[name], name, optim, groups)
         if self.tracker is not None:  # the test record of a finished run is logged again
             self.tracker.truncate_after(self.step, ends=("test",))
 
