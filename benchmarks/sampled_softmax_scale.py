@@ -14,7 +14,8 @@ its own), with no validation; steps/s is the median of the per-step times after 
 * ``sampled``: ``objective.ce_negatives: 1024`` (uniform, log-Q), dense Adam;
 * ``sampled+sparse``: the same with ``train.sparse_items: true`` (row-sparse gradients, lazy Adam);
 * for SNQN also ``target_chunk: 65536`` with the last (the double-Q target's max over the catalogue
-  in column chunks).
+  in column chunks), and ``target_max: candidates`` (the max over the step's candidates and logged
+  actions only).
 
     .venv/bin/python benchmarks/sampled_softmax_scale.py [--steps 20] [--warmup 3] [--only snqn]
 """
@@ -47,6 +48,11 @@ VARIANTS: dict[str, list[tuple[str, dict[str, Any], dict[str, Any]]]] = {
         (
             "sampled+sparse+chunked target",
             {"ce_negatives": 1024, "target_chunk": 65536},
+            {"sparse_items": True},
+        ),
+        (
+            "sampled+sparse+candidate target",
+            {"ce_negatives": 1024, "target_max": "candidates"},
             {"sparse_items": True},
         ),
     ],

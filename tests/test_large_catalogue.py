@@ -320,3 +320,43 @@ def test_lazy_adam_is_adam_on_rows_touched_every_step_and_lazy_elsewhere() -> No
     assert torch.equal(w_lazy[others], untouched[others])  # never touched: never moved
     # row 9, touched at steps 1 and 3: dense Adam keeps moving it by momentum, lazy Adam does not
     assert not torch.allclose(w_lazy[9], w_dense[9], atol=1e-6)
+
+
+def test_target_over_the_candidate_pool(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``target_max: candidates``: the selector's choice is the best of the CE candidates and the
+    batch's logged actions, found without scoring the catalogue."""
+    import rlrec.objectives.snqn as snqn
+    from rlrec.objectives.base import candidate_pool
+
+    seen = []
+    original = snqn.q_terms
+
+    def recording(cfg, inputs, *args):  # type: ignore[no-untyped-def]
+        terms = original(cfg, inputs, *args)
+        net, b = inputs.main, inputs.batch
+        with torch.no_grad():  # the selector's view (eval mode), before the optimiser step
+            net.eval()
+            q = net.q(net(b.next_state, b.len_next_state))
+            net.train()
+        seen.append((inputs, terms, q))
+        return terms
+
+    monkeypatch.setattr(snqn, "q_terms", recording)
+    monkeypatch.setattr(
+        "rlrec.objectives.base.best_action",
+        lambda *a: pytest.fail("the catalogue was scored"),
+    )
+    obj = {"kind": "snqn", "ce_negatives": 8, "target_max": "candidates"}
+    trainer = Trainer(tiny_train_config(tiny_dataset, tmp_path / "run", objective=obj))
+    trainer.step = 0
+    trainer._train_step(torch.arange(32))
+    inputs, terms, q = seen[0]
+    pool = candidate_pool(inputs.ce_candidates.items, inputs.batch.action)
+    assert len(pool) < inputs.main.n_items
+    assert torch.equal(terms.best_next, pool[q[:, pool].argmax(dim=1)])
+    with pytest.raises(ConfigError, match="needs ce_negatives"):
+        tiny_train_config(
+            tiny_dataset, tmp_path, objective={"kind": "snqn", "target_max": "candidates"}
+        )

@@ -193,6 +193,17 @@ class QLearningConfig(ObjectiveConfig):
         description="columns per chunk of the selector's max over the catalogue (0: one pass); "
         "exact, in bounded memory for large catalogues",
     )
+    target_max: Literal["catalogue", "candidates"] = Field(
+        "catalogue",
+        description="where the selector's argmax looks: the whole catalogue (exact) or the step's "
+        "sampled-softmax candidates and logged actions (ce_negatives > 0; cheaper, biased low)",
+    )
+
+    @model_validator(mode="after")
+    def _candidates_exist(self) -> QLearningConfig:
+        if self.target_max == "candidates" and not self.ce_negatives:
+            raise ValueError("target_max: candidates needs ce_negatives > 0 (they are the set)")
+        return self
 
 
 @contextmanager
@@ -293,6 +304,12 @@ def best_action(net: QNetwork, s: torch.Tensor, chunk: int = 0) -> torch.Tensor:
     return best
 
 
+def candidate_pool(candidates: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """The items ``target_max: candidates`` maximises over: the step's CE candidates and the
+    batch's logged actions, each once, ``[M]``."""
+    return torch.unique(torch.cat([candidates, actions]))
+
+
 def q_terms(
     cfg: QLearningConfig,
     inputs: LossInputs,
@@ -308,7 +325,8 @@ def q_terms(
     ``scale·(y⁻ − Q_m(s, a⁻_j))²``. Targets come from one no-grad pass per network over ``[s'; s]``
     (``[s']`` without negatives).
 
-    Only the Q-values the terms use are computed: the selector's over the catalogue (its argmax),
+    Only the Q-values the terms use are computed: the selector's over the catalogue (its argmax;
+    with ``target_max: candidates`` over :func:`candidate_pool` only),
     the target network's at that argmax, the main network's at ``a⁺`` and the negatives
     (:meth:`QNetwork.q_at`) — the same values as the full heads up to float rounding.
     """
@@ -325,7 +343,14 @@ def q_terms(
         eval_mode(main, target, enabled=not cfg.target_dropout),
         inputs.stacked(1 if r_negative is None else 2),
     ):
-        best = best_action(main, main(state, lengths), cfg.target_chunk)
+        s_next = main(state, lengths)
+        if cfg.target_max == "candidates":
+            assert inputs.ce_candidates is not None, "the trainer must draw the CE candidates"
+            logged = b.action if inputs.shard is None else inputs.shard.full.action
+            pool = candidate_pool(inputs.ce_candidates.items, logged)
+            best = pool[main.q_at(s_next, pool.expand(s_next.shape[0], -1)).argmax(dim=1)]
+        else:
+            best = best_action(main, s_next, cfg.target_chunk)
         q_boot = target.q_at(target(state, lengths), best.unsqueeze(1)).squeeze(1)
         catalogue = main.q(s) if inputs.catalogue_stats else None
     n = b.action.shape[0]
