@@ -149,3 +149,31 @@ def test_torchrun_rlrec_train_matches_one_process(tiny_dataset: Path, tmp_path: 
         path.write_text(_config(tiny_dataset, tmp_path / world, SASREC, {"kind": "ccql", **SWITCH}))
         _run([*launcher, "-m", "rlrec", "train", "--config", str(path)])
     _assert_same(tmp_path / "one", tmp_path / "two")
+
+
+def test_a_two_process_run_resumes_on_one_process(tiny_dataset: Path, tmp_path: Path) -> None:
+    """Resume on another world size: a run started on 2 processes, interrupted after its step-4
+    checkpoint (the later files removed, as a kill leaves it), continues on 1 process and ends
+    where the uninterrupted 2-process run ends."""
+    import shutil
+
+    for name in ("full", "cut"):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(
+            _config(tiny_dataset, tmp_path / name, SASREC, {"kind": "snqn"}).replace(
+                f"eval_every: {STEPS}", "eval_every: 4"
+            )
+        )
+        _run([*TORCHRUN, "-m", "rlrec", "train", "--config", str(path)])
+    cut = tmp_path / "cut"
+    shutil.rmtree(cut / "checkpoints" / f"step_{STEPS:09d}")
+    (cut / "checkpoints" / "latest.json").write_text(
+        json.dumps({"checkpoint": "step_000000004", "step": 4})
+    )
+    (cut / "summary.json").unlink()
+    _run(
+        [sys.executable, "-m", "rlrec", "train", "--config", str(tmp_path / "cut.yaml"), "--resume"]
+    )
+    a, b = _final(tmp_path / "full"), _final(cut)
+    assert all(torch.allclose(a[k], b[k], atol=5e-4, rtol=1e-4) for k in a)
+    assert json.loads((cut / "summary.json").read_text())["world_size"] == 1
