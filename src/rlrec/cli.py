@@ -23,10 +23,13 @@ from rich.text import Text
 from rlrec import __version__
 from rlrec.cli_common import (
     ConfigOpt,
+    IndexOpt,
+    IndexThresholdOpt,
     OutDirOpt,
     OverwriteOpt,
     RawOpt,
     SetOpt,
+    check_index,
     err,
     given,
     new_app,
@@ -307,6 +310,8 @@ def recommend(
         typer.Option("--exclude-history", help="Never recommend items already in the history."),
     ] = False,
     checkpoint: Annotated[str, typer.Option("--checkpoint")] = "best",
+    index: IndexOpt = "auto",
+    index_threshold: IndexThresholdOpt = 100_000,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Top-k for one history (--history), one logged session (--session) or a file (--sessions)."""
@@ -321,6 +326,8 @@ def recommend(
     if out_file is not None:
         check_output_file(out_file, overwrite=overwrite, inputs=[run_dir, sessions])
     rec = Recommender.from_run(run_dir, checkpoint)
+    if (note := rec.choose_index(check_index(index), index_threshold)) is not None:
+        err.print(note)
     target = None
     if session is not None:
         history, target = _logged_session(run_dir, session)

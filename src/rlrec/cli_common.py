@@ -11,11 +11,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
 from rich.text import Text
+
+from rlrec.errors import RlrecError
 
 # markup=False: paths, ids and values are printed as they are, never read as rich markup (a path
 # like /runs/[x]/ would otherwise vanish or crash); styles are given as rich Text.
@@ -45,6 +47,24 @@ RawOpt = Annotated[
     typer.Option("--raw", "-r", help="Raw file or directory (source.path).", show_default=False),
 ]
 OutDirOpt = Annotated[Path, typer.Option("--out", "-o", help="Output dataset directory.")]
+IndexOpt = Annotated[
+    str,
+    typer.Option(
+        "--index",
+        help="Top-k: auto (a FAISS index from --index-threshold items, if installed), exact or faiss.",
+    ),
+]
+IndexThresholdOpt = Annotated[
+    int,
+    typer.Option("--index-threshold", help="Catalogue size from which --index auto uses FAISS."),
+]
+
+
+def check_index(value: str) -> Literal["auto", "exact", "faiss"]:
+    """The ``--index`` value, checked."""
+    if value not in ("auto", "exact", "faiss"):
+        raise RlrecError(f"--index must be auto, exact or faiss, got {value!r}")
+    return value  # type: ignore[return-value]
 
 
 def new_app(help_text: str) -> typer.Typer:

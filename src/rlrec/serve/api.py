@@ -295,7 +295,7 @@ class RecommendService:
 
     def run(self, queries: list[Query]) -> list[list[tuple[Any, float]]]:
         """One forward pass for all ``queries`` (called in the model thread)."""
-        return self.rec.rank(self.rec.score([q.history for q in queries]), queries)
+        return self.rec.top(queries)
 
     @staticmethod
     def response(ranked: list[tuple[Any, float]], unknown: list[Any]) -> dict[str, Any]:

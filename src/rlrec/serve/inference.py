@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
 import torch
@@ -26,6 +26,9 @@ from rlrec.train.checkpoint import latest_checkpoint, load_checkpoint, load_modu
 from rlrec.train.config import TrainConfig
 from rlrec.train.rundir import RUN_META
 from rlrec.train.trainer import BEST, CHECKPOINTS, ITEMS, build_network
+
+if TYPE_CHECKING:
+    from rlrec.serve.ann import ItemIndex
 
 
 def resolve_checkpoint(run_dir: Path, checkpoint: str) -> Path:
@@ -167,6 +170,8 @@ class Recommender:
         self.index = dict(zip(self.raw_ids.to_list(), range(len(self.raw_ids)), strict=True))
         self.device = next(net.parameters()).device
         self.meta: dict[str, Any] = {}
+        self.ann: ItemIndex | None = None  # approximate top-k (use_index)
+        self.index_recall: float | None = None
 
     @classmethod
     def from_run(cls, run_dir: Path, checkpoint: str = "best", device: str = "auto") -> Recommender:
@@ -210,8 +215,7 @@ class Recommender:
     def score(self, encoded: Sequence[Sequence[int]]) -> torch.Tensor:
         """Catalogue scores ``(B, n_items)`` (float32, higher is better) of encoded histories
         (item indices, oldest first; the network reads the last ``state_size``)."""
-        state, len_state = history_states(encoded, self.state_size, len(self.raw_ids), self.device)
-        return self.net.head(self.cfg.objective.eval_head, self.net(state, len_state)).float()
+        return self.net.head(self.cfg.objective.eval_head, self.states(encoded)).float()
 
     @torch.inference_mode()
     def rank(self, scores: torch.Tensor, queries: Sequence[Query]) -> list[list[tuple[Any, float]]]:
@@ -226,15 +230,82 @@ class Recommender:
         for row, q in enumerate(queries):
             if q.exclude_history and q.history:
                 scores[row, torch.tensor(q.history, device=scores.device)] = -torch.inf
-        values, indices = ranked_top(scores, max(q.k for q in queries))
-        values, indices = values.tolist(), indices.tolist()
-        ids = self.ids
-        out = []
-        for q, idx, val in zip(queries, indices, values, strict=True):
+        return self._lists(*ranked_top(scores, max(q.k for q in queries)), queries)
+
+    def _lists(
+        self, values: torch.Tensor, indices: torch.Tensor, queries: Sequence[Query]
+    ) -> list[list[tuple[Any, float]]]:
+        """Ranked ``(values, indices)`` ``(B, m)`` → each query's first ``k`` raw ids with scores
+        (its history's items left out under ``exclude_history``)."""
+        ids, out = self.ids, []
+        for q, idx, val in zip(queries, indices.tolist(), values.tolist(), strict=True):
             seen = set(q.history) if q.exclude_history else set()
             ranked = [(ids[i], v) for i, v in zip(idx, val, strict=True) if i not in seen]
             out.append(ranked[: q.k])
         return out
+
+    def use_index(self, threshold: int = 100_000, *, samples: int = 256, seed: int = 0) -> bool:
+        """Answer from an approximate FAISS index (:mod:`rlrec.serve.ann`) when the catalogue has
+        at least ``threshold`` items (``0``: always); returns whether it does. Its recall@10
+        against the exact top 10 on ``samples`` random histories goes to ``self.index_recall``."""
+        if len(self.raw_ids) < threshold:
+            return False
+        from rlrec.serve.ann import ItemIndex
+
+        head = self.net.q_head if self.cfg.objective.eval_head == "q" else self.net.ce_head
+        assert head is not None
+        self.ann = ItemIndex(head.weight, head.bias)
+        g = torch.Generator().manual_seed(seed)
+        n = len(self.raw_ids)
+        histories = [
+            torch.randint(
+                0, n, (int(torch.randint(0, self.state_size + 1, (1,), generator=g)),), generator=g
+            ).tolist()
+            for _ in range(samples)
+        ]
+        self.index_recall = self.ann.recall(self.states(histories), 10)
+        return True
+
+    def choose_index(
+        self, mode: Literal["auto", "exact", "faiss"], threshold: int = 100_000
+    ) -> str | None:
+        """Apply the ``--index`` option: ``exact`` ranks the full catalogue; ``faiss`` always uses
+        the approximate index; ``auto`` uses it from ``threshold`` items on when the ``faiss``
+        extra is installed. Returns a line describing the index (with its recall), or ``None``."""
+        if mode == "exact":
+            return None
+        if mode == "auto":
+            import importlib.util
+
+            if importlib.util.find_spec("faiss") is None:
+                return None
+        if not self.use_index(0 if mode == "faiss" else threshold):
+            return None
+        return (
+            f"approximate top-k: FAISS HNSW index over {len(self.raw_ids):,} items, recall@10 "
+            f"{self.index_recall:.3f} against the exact ranking on 256 random histories"
+        )
+
+    @torch.inference_mode()
+    def states(self, encoded: Sequence[Sequence[int]]) -> torch.Tensor:
+        """The network's encoded states ``(B, H)`` of encoded histories."""
+        state, len_state = history_states(encoded, self.state_size, len(self.raw_ids), self.device)
+        return self.net(state, len_state)
+
+    @torch.inference_mode()
+    def top(self, queries: Sequence[Query]) -> list[list[tuple[Any, float]]]:
+        """Each query's list: :meth:`rank` over the full catalogue, or, with an index
+        (:meth:`use_index`), the same ordering over the index's candidates (``k`` plus the
+        history's length when it is excluded)."""
+        if self.ann is None:
+            return self.rank(self.score([q.history for q in queries]), queries)
+        want = max(q.k + (len(set(q.history)) if q.exclude_history else 0) for q in queries)
+        values, indices = self.ann.search(self.states([q.history for q in queries]), want)
+        values = torch.nan_to_num(values, nan=-torch.inf)
+        by_index = indices.argsort(dim=1)  # equal scores by item index, as ranked_top
+        values, indices = values.gather(1, by_index), indices.gather(1, by_index)
+        order = values.argsort(dim=1, descending=True, stable=True)
+        return self._lists(values.gather(1, order), indices.gather(1, order), queries)
 
     def recommend(
         self, histories: Sequence[Sequence[Any]], k: int = 10, exclude_history: bool = False
@@ -243,7 +314,7 @@ class Recommender:
         scores (see :meth:`rank`); an unknown id is an error."""
         self.check_k(k)
         queries = [Query(self.encode(h), k, exclude_history) for h in histories]
-        return self.rank(self.score([q.history for q in queries]), queries)
+        return self.top(queries)
 
     def check_k(self, k: int) -> None:
         """``k`` must be in ``1..n_items``."""

@@ -22,7 +22,7 @@ from typing import Annotated, Any
 
 import typer
 
-from rlrec.cli_common import err
+from rlrec.cli_common import IndexOpt, IndexThresholdOpt, check_index, err
 from rlrec.errors import RlrecError
 
 API_KEY_ENV = "RLREC_API_KEY"
@@ -95,6 +95,8 @@ def serve_command(
     max_body_bytes: Annotated[
         int, typer.Option("--max-body-bytes", help="Largest request body in bytes.")
     ] = 1_048_576,
+    index: IndexOpt = "auto",
+    index_threshold: IndexThresholdOpt = 100_000,
     graceful_timeout: Annotated[
         float,
         typer.Option("--graceful-timeout", help="Seconds in-flight requests get after SIGTERM."),
@@ -135,6 +137,10 @@ def serve_command(
         name = str(first["loc"][0]).replace("_", "-")
         raise RlrecError(f"--{name}: {first['msg']}") from None
     rec = load_served(run_dir, checkpoint)
+    if isinstance(rec, Recommender) and (
+        note := rec.choose_index(check_index(index), index_threshold)
+    ):
+        err.print(note)
     app = create_app(rec, run_dir, checkpoint, settings)
     if not is_loopback(host):
         err.print(
