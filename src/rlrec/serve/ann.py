@@ -7,8 +7,9 @@ query ``[q, 0]``, ``R`` the largest item norm, so the smallest Euclidean distanc
 inner product (Bachrach et al., RecSys 2014) — and keeps the item vectors in an HNSW graph
 (``faiss.IndexHNSWFlat``; Malkov & Yashunin, TPAMI 2020), which returns, per state, ``candidates`` items
 that are likely the best, re-scored exactly; the caller ranks those. The search visits
-``ef_search`` graph nodes instead of all ``n`` items, so it misses a true top-k item now and then:
-:meth:`ItemIndex.recall` measures how often, against the exact ranking, when the index is built.
+``efSearch`` graph nodes instead of all ``n`` items, so it misses a true top-k item now and then:
+:meth:`ItemIndex.calibrate` sets that breadth to the smallest reaching a target recall@10 against
+the exact ranking on sample states, and reports the recall.
 """
 
 from __future__ import annotations
@@ -46,15 +47,28 @@ class ItemIndex:
         """``(scores, indices)`` ``[B, candidates]`` for states ``s [B, H]``: the index's
         candidates, scored exactly by the head (indices of items not found are dropped by giving
         them ``-inf``)."""
-        self.index.hnsw.efSearch = max(self.index.hnsw.efSearch, candidates)
+        breadth = self.index.hnsw.efSearch
+        self.index.hnsw.efSearch = max(breadth, candidates)
         s = s.detach().float().cpu()
         query = torch.cat([s, torch.ones(s.shape[0], 1), torch.zeros(s.shape[0], 1)], dim=1).numpy()
         _, found = self.index.search(np.ascontiguousarray(query), candidates)
+        self.index.hnsw.efSearch = breadth
         indices = torch.from_numpy(found).long()
         missing = indices < 0
         indices = indices.clamp(min=0)
         scores = torch.einsum("bh,bkh->bk", s, self.weight[indices]) + self.bias[indices]
         return scores.masked_fill(missing, -torch.inf), indices
+
+    def calibrate(self, s: torch.Tensor, k: int = 10, target: float = 0.95) -> float:
+        """Set the search breadth (``efSearch``: 64, 128, … 8,192) to the smallest that reaches
+        recall@``k`` ≥ ``target`` on states ``s [B, H]`` (the largest if none does); returns the
+        recall at the breadth kept."""
+        for ef in (64, 128, 256, 512, 1024, 2048, 4096, 8192):
+            self.index.hnsw.efSearch = ef
+            recall = self.recall(s, k)
+            if recall >= target:
+                break
+        return recall
 
     def recall(self, s: torch.Tensor, k: int = 10) -> float:
         """Share of the exact top ``k`` of states ``s [B, H]`` that the index returns in its top

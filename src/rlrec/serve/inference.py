@@ -246,8 +246,10 @@ class Recommender:
 
     def use_index(self, threshold: int = 100_000, *, samples: int = 256, seed: int = 0) -> bool:
         """Answer from an approximate FAISS index (:mod:`rlrec.serve.ann`) when the catalogue has
-        at least ``threshold`` items (``0``: always); returns whether it does. Its recall@10
-        against the exact top 10 on ``samples`` random histories goes to ``self.index_recall``."""
+        at least ``threshold`` items (``0``: always); returns whether it does. Its search breadth
+        is the smallest that reaches recall@10 ≥ 0.95 against the exact top 10 on ``samples``
+        random histories (:meth:`~rlrec.serve.ann.ItemIndex.calibrate`); the recall goes to
+        ``self.index_recall``."""
         if len(self.raw_ids) < threshold:
             return False
         from rlrec.serve.ann import ItemIndex
@@ -263,7 +265,7 @@ class Recommender:
             ).tolist()
             for _ in range(samples)
         ]
-        self.index_recall = self.ann.recall(self.states(histories), 10)
+        self.index_recall = self.ann.calibrate(self.states(histories), 10, 0.95)
         return True
 
     def choose_index(
