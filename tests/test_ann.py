@@ -67,3 +67,13 @@ def test_cli_index_option(cli, rec: Recommender, tmp_path: Path) -> None:
     assert result.code == 0 and "approximate top-k: FAISS HNSW index over 60 items" in result.err
     result = cli("recommend", run, "--history", str(rec.ids[0]), "--index", "nearest")
     assert result.code == 2 and "--index must be auto, exact or faiss" in result.err
+
+
+def test_auto_drops_an_index_below_the_recall_bar(
+    rec: Recommender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ItemIndex, "calibrate", lambda self, s, k, target: 0.5)
+    note = rec.choose_index("auto", threshold=0)
+    assert rec.ann is None and note is not None and "ranking the full catalogue" in note
+    assert rec.choose_index("faiss") is not None and rec.ann is not None  # asked for: kept
+    rec.ann = None

@@ -273,7 +273,8 @@ class Recommender:
     ) -> str | None:
         """Apply the ``--index`` option: ``exact`` ranks the full catalogue; ``faiss`` always uses
         the approximate index; ``auto`` uses it from ``threshold`` items on when the ``faiss``
-        extra is installed. Returns a line describing the index (with its recall), or ``None``."""
+        extra is installed and its calibrated recall@10 reaches 0.95 (else the exact ranking).
+        Returns a line describing what was chosen (with the recall), or ``None``."""
         if mode == "exact":
             return None
         if mode == "auto":
@@ -283,10 +284,13 @@ class Recommender:
                 return None
         if not self.use_index(0 if mode == "faiss" else threshold):
             return None
-        return (
-            f"approximate top-k: FAISS HNSW index over {len(self.raw_ids):,} items, recall@10 "
-            f"{self.index_recall:.3f} against the exact ranking on 256 random histories"
+        recall = (
+            f"recall@10 {self.index_recall:.3f} against the exact ranking on 256 random histories"
         )
+        if mode == "auto" and (self.index_recall or 0.0) < 0.95:
+            self.ann = None  # an index that misses this often is not worth its speed
+            return f"a FAISS index reached only {recall}: ranking the full catalogue instead"
+        return f"approximate top-k: FAISS HNSW index over {len(self.raw_ids):,} items, {recall}"
 
     @torch.inference_mode()
     def states(self, encoded: Sequence[Sequence[int]]) -> torch.Tensor:
