@@ -121,13 +121,17 @@ class ObjectiveConfig(StrictModel):
             raise ValueError(f"{self.kind} has no CE head: ce_negatives does not apply")
         return self
 
-    def ce(self, inputs: LossInputs, s: torch.Tensor) -> torch.Tensor:
+    def ce(
+        self, inputs: LossInputs, s: torch.Tensor, logits: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """``CE_b`` ``[B]`` of the logged actions from the encoded state ``s`` ``[B, H]``: the full
-        softmax over the catalogue, or the sampled softmax over the step's candidates
+        softmax over the catalogue (over ``logits`` ``[B, n]`` when the caller has them), or the
+        sampled softmax over the step's candidates
         (:func:`rlrec.objectives.functional.sampled_cross_entropy`)."""
         c = inputs.ce_candidates
         if c is None:
-            return cross_entropy(inputs.main.logits(s), inputs.batch.action)
+            full = inputs.main.logits(s) if logits is None else logits
+            return cross_entropy(full, inputs.batch.action)
         net = inputs.main
         if net.ce_head is None:
             raise RuntimeError("this network has no CE head")

@@ -43,17 +43,21 @@ class SA2CConfig(NegativeSampling):
 
     def compute_loss(self, inputs: LossInputs) -> LossOutput:
         t = negative_terms(self, inputs)
-        ce = self.ce(inputs, t.s)
+        # the actor phase's off-policy weight needs π(a|s), the full logits: computed once, for both
+        actor = inputs.step >= self.pretrain_steps
+        logits = inputs.main.logits(t.s) if actor and self.needs_beta else None
+        ce = self.ce(inputs, t.s, logits)
         logs = {"ce": ce.mean().detach(), **t.logs()}
-        if inputs.step < self.pretrain_steps:
+        if not actor:
             return LossOutput((ce + t.td(self.td_weight)).mean(), logs)
         assert t.q_neg is not None
         adv = sa2c_advantage(t.q_pos.detach(), t.q_neg.detach(), self.adv_clip)
         weight = adv
         if self.needs_beta:
             assert inputs.beta is not None, "the trainer must pass item popularity β"
+            assert logits is not None
             rho = ips_weight(
-                inputs.main.logits(t.s),
+                logits,
                 inputs.batch.action,
                 inputs.beta,
                 self.ips_clip,

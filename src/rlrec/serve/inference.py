@@ -141,7 +141,16 @@ def ranked_top(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor
     room = k - above.sum(1, keepdim=True)
     keep = above | (tied & (tied.cumsum(1) <= room))
     indices = keep.nonzero()[:, 1].view(b, k)  # row-major: each row's kept items in index order
-    values = scores.gather(1, indices)
+    return in_total_order(scores.gather(1, indices), indices)
+
+
+def in_total_order(
+    values: torch.Tensor, indices: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Candidates ``(values, indices)`` ``(B, m)`` sorted by value, highest first, equal values by
+    lower item index: a stable sort by value of the candidates put in index order."""
+    by_index = indices.argsort(dim=1)
+    values, indices = values.gather(1, by_index), indices.gather(1, by_index)
     order = values.argsort(dim=1, descending=True, stable=True)
     return values.gather(1, order), indices.gather(1, order)
 
@@ -167,7 +176,7 @@ class Recommender:
         self.state_size = state_size
         self.raw_ids = items.sort("item").get_column("item_id")
         self.ids: list[Any] = self.raw_ids.to_list()
-        self.index = dict(zip(self.raw_ids.to_list(), range(len(self.raw_ids)), strict=True))
+        self.index = {raw: i for i, raw in enumerate(self.ids)}
         self.device = next(net.parameters()).device
         self.meta: dict[str, Any] = {}
         self.ann: ItemIndex | None = None  # approximate top-k (use_index)
@@ -308,10 +317,7 @@ class Recommender:
         want = max(q.k + (len(set(q.history)) if q.exclude_history else 0) for q in queries)
         values, indices = self.ann.search(self.states([q.history for q in queries]), want)
         values = torch.nan_to_num(values, nan=-torch.inf)
-        by_index = indices.argsort(dim=1)  # equal scores by item index, as ranked_top
-        values, indices = values.gather(1, by_index), indices.gather(1, by_index)
-        order = values.argsort(dim=1, descending=True, stable=True)
-        return self._lists(values.gather(1, order), indices.gather(1, order), queries)
+        return self._lists(*in_total_order(values, indices), queries)
 
     def recommend(
         self, histories: Sequence[Sequence[Any]], k: int = 10, exclude_history: bool = False

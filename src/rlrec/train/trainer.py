@@ -136,7 +136,7 @@ def clip_grad_norm(params: Iterable[torch.nn.Parameter], max_norm: float) -> tor
     2-norm (a sparse gradient's repeated rows summed first), all scaled by ``max_norm / norm``
     when it is larger; returns the norm before clipping."""
     params = [p for p in params if p.grad is not None]
-    grads = [p.grad for p in params if p.grad is not None]
+    grads = [p.grad for p in params]
     if not any(g.is_sparse for g in grads):
         return torch.nn.utils.clip_grad_norm_(params, max_norm)
     norms = [(g.coalesce().values() if g.is_sparse else g).norm() for g in grads]
@@ -386,9 +386,10 @@ class Trainer:
             full = self.train_data.batch(global_pos)
         shard = None if world.size == 1 else BatchShard(full, start, stop, world.rank, world.size)
         negatives = None
+        if obj.n_negatives or obj.ce_negatives:
+            actions = self.train_data.items[global_pos]  # the global batch's logged actions
         if obj.n_negatives:
             exclude = full.state if exclude_history and full is not None else None
-            actions = self.train_data.items[global_pos]
             negatives = sample_negatives(actions, self.n_items, obj.n_negatives, gen, exclude)
             negatives = negatives[start:stop]
         ce_candidates = None
@@ -397,7 +398,7 @@ class Trainer:
                 obj.ce_sampler,
                 obj.ce_negatives,
                 self.n_items,
-                self.train_data.items[global_pos],
+                actions,
                 self.ce_probs,
                 generator(cfg.seed, "ce_negatives", step),
                 obj.ce_logq,
