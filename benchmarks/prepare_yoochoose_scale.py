@@ -40,6 +40,7 @@ How to run (from the repository root)::
 from __future__ import annotations
 
 import argparse
+import filecmp
 import json
 import os
 import platform
@@ -65,7 +66,7 @@ BUYS_FILE = "yoochoose-buys.dat"
 SIDECAR = "generate.json"
 GENERATOR_VERSION = 1
 ISO_MS = "%Y-%m-%dT%H:%M:%S%.3fZ"
-VARIANTS = ("unsampled", "sampled")
+VARIANTS = ("unsampled", "sampled", "unsampled-ooc", "sampled-ooc")
 
 # Shape of the real log (see the module docstring).
 N_ITEMS = 52_700
@@ -382,7 +383,14 @@ def count_lines(path: Path) -> int:
     return n
 
 
-def run_variant(workdir: Path, variant: str, sample_sessions: int, rows_in: int) -> Result:
+def run_variant(
+    workdir: Path,
+    variant: str,
+    sample_sessions: int,
+    rows_in: int,
+    memory_limit: str,
+    ulimit_gb: float | None,
+) -> Result:
     out = workdir / "prepared" / variant
     cmd = [
         *rlrec_command(),
@@ -395,8 +403,12 @@ def run_variant(workdir: Path, variant: str, sample_sessions: int, rows_in: int)
         str(out),
         "--overwrite",
     ]
-    value = "null" if variant == "unsampled" else str(sample_sessions)
+    value = "null" if variant.startswith("unsampled") else str(sample_sessions)
     cmd += ["--set", f"source.sample_sessions={value}"]
+    if variant.endswith("-ooc"):
+        cmd += ["--memory-limit", memory_limit]
+        if ulimit_gb is not None:  # address-space cap: the command fails rather than exceed it
+            cmd = ["bash", "-c", f'ulimit -v {int(ulimit_gb * 1024**2)} && exec "$@"', "-", *cmd]
     print(f"run: {variant}: {' '.join(cmd)}", flush=True)
     rc, wall, cpu, rss, log = measure(cmd)
     result = Result(variant, rows_in, rc, wall, cpu, rss, stderr_tail=log[-2000:])
@@ -487,7 +499,24 @@ def _version(dist: str) -> str:
         return "?"
 
 
-def run(workdir: Path, variants: list[str], sample_sessions: int, results_file: Path | None) -> int:
+def identical_dirs(a: Path, b: Path) -> bool:
+    """Same file names and the same bytes in every file (what ``--memory-limit`` promises)."""
+    if not (a.is_dir() and b.is_dir()):
+        return False
+    names = sorted(p.name for p in a.iterdir())
+    if names != sorted(p.name for p in b.iterdir()):
+        return False
+    return all(filecmp.cmp(a / n, b / n, shallow=False) for n in names)
+
+
+def run(
+    workdir: Path,
+    variants: list[str],
+    sample_sessions: int,
+    results_file: Path | None,
+    memory_limit: str = "4GB",
+    ulimit_gb: float | None = None,
+) -> int:
     for name in (CLICKS_FILE, BUYS_FILE):
         if not (workdir / name).is_file():
             print(f"run: {workdir / name} is missing; run the generate step first", file=sys.stderr)
@@ -505,13 +534,25 @@ def run(workdir: Path, variants: list[str], sample_sessions: int, results_file: 
             return 2
     else:
         rows_in = count_lines(workdir / CLICKS_FILE) + count_lines(workdir / BUYS_FILE)
-    results = [run_variant(workdir, v, sample_sessions, rows_in) for v in variants]
+    results = [
+        run_variant(workdir, v, sample_sessions, rows_in, memory_limit, ulimit_gb) for v in variants
+    ]
+    same = []
+    for name in ("unsampled", "sampled"):
+        if {name, f"{name}-ooc"} <= set(variants):
+            a, b = workdir / "prepared" / name, workdir / "prepared" / f"{name}-ooc"
+            identical = identical_dirs(a, b)
+            same.append(f"{name} in memory vs out of core: byte-identical {identical}")
     header = f"### rlrec data prepare yoochoose — {workdir}"
     if sidecar is not None:
         header += f"\n\nsynthetic log: {json.dumps(sidecar['params'])}"
     if "sampled" in variants:
         header += f"\n\nsampled variant: source.sample_sessions={sample_sessions}"
-    text = f"{header}\n\n{markdown_table(results)}\n\nMachine:\n\n{machine_facts()}\n"
+    if any(v.endswith("-ooc") for v in variants):
+        cap = f", address space capped at {ulimit_gb} GB (ulimit -v)" if ulimit_gb else ""
+        header += f"\n\nout-of-core variants: --memory-limit {memory_limit}{cap}"
+    table = "\n".join([markdown_table(results), "", *same])
+    text = f"{header}\n\n{table}\n\nMachine:\n\n{machine_facts()}\n"
     print()
     print(text)
     if results_file is not None:
@@ -535,7 +576,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--variants",
         default=",".join(VARIANTS),
-        help="comma-separated subset of: unsampled,sampled",
+        help="comma-separated subset of: " + ",".join(VARIANTS) + " (-ooc: with --memory-limit)",
     )
     ap.add_argument(
         "--sample-sessions",
@@ -544,6 +585,12 @@ def main(argv: list[str] | None = None) -> int:
         help="source.sample_sessions of the sampled variant (the config default is 200000)",
     )
     ap.add_argument("--chunk-rows", type=int, default=2_000_000, help="click rows per chunk")
+    ap.add_argument(
+        "--memory-limit", default="4GB", help="rlrec's --memory-limit for the -ooc variants"
+    )
+    ap.add_argument(
+        "--ulimit-gb", type=float, default=None, help="cap the -ooc runs' address space (GB)"
+    )
     ap.add_argument("--results", type=Path, default=None, help="append the report to this file")
     args = ap.parse_args(argv)
 
@@ -557,7 +604,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in ("generate", "all"):
         generate(workdir, args.clicks, args.buys, args.seed, args.chunk_rows)
     if args.only in ("run", "all"):
-        return run(workdir, variants, args.sample_sessions, args.results)
+        return run(
+            workdir, variants, args.sample_sessions, args.results, args.memory_limit, args.ulimit_gb
+        )
     return 0
 
 

@@ -666,6 +666,13 @@ else:
             raise enospc(file)
         return original(self, file, *a, **k)
     pl.DataFrame.write_parquet = write_parquet
+    import pyarrow.parquet as pq
+    opened = pq.ParquetWriter.__init__
+    def open_writer(self, where, *a, **k):
+        if fails(where):  # what pyarrow raises: an OSError with the errno
+            raise OSError(errno.ENOSPC, "Error writing bytes to file: No space left on device")
+        return opened(self, where, *a, **k)
+    pq.ParquetWriter.__init__ = open_writer
 
 from rlrec.cli import main
 sys.argv = ["rlrec", *args]

@@ -7,18 +7,23 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
-from conftest import ML100K, require_shared
+from conftest import ML100K, require_shared, ts, write_lines
 
+import rlrec.data.parts as parts_module
 from rlrec.data.dataset import PreparedDataset
+from rlrec.data.filters import FilterConfig
+from rlrec.data.loaders.generic import ColumnMap, GenericSource
 from rlrec.data.loaders.recbole import RecBoleSource
 from rlrec.data.loaders.synthetic import SyntheticSource
 from rlrec.data.loaders.yoochoose import YooChooseSource
-from rlrec.data.prepare import PrepareConfig, prepare
+from rlrec.data.parts import RowGroupWriter
+from rlrec.data.prepare import BYTES_PER_EVENT, PrepareConfig, parse_size, prepare
 from rlrec.data.splits import SplitConfig, cut_points
 from rlrec.data.stats import dataset_stats
 from rlrec.data.synthetic import SynthConfig, write_synthetic
-from rlrec.errors import DataFormatError, OutputExistsError, RlrecError
+from rlrec.errors import ConfigError, DataFormatError, OutputExistsError, RlrecError
 
 
 def all_events(ds: PreparedDataset) -> pl.DataFrame:
@@ -243,3 +248,154 @@ def test_stats_count_the_batches_training_runs(synth_dir: Path, tmp_path: Path) 
     n = len(Transitions(ds.split("train"), ds.state_size, ds.pad_id))
     stats = dataset_stats(ds, batch_size=7)
     assert n % 7 and stats["training"]["batches_per_epoch"] == n // 7
+
+
+# ------------------------------------------------------------------- out of core (--memory-limit)
+
+
+def write_yoochoose_log(directory: Path, n_sessions: int, seed: int) -> Path:
+    """A YooChoose-shaped raw log: short and long sessions, ids out of order, many timestamp ties
+    (whole seconds), duplicate rows, buys in a quarter of the sessions (some tied with a click)."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 9, n_sessions)
+    ids = rng.permutation(np.arange(1, 4 * n_sessions, 4))[:n_sessions]
+    session = np.repeat(ids, lengths)
+    second = rng.integers(0, 40, len(session))
+    item = 214_000_000 + rng.zipf(1.5, len(session)) % 300
+    clicks = [f"{s},{ts(int(t))},{i},0" for s, t, i in zip(session, second, item, strict=True)]
+    clicks += clicks[: len(clicks) // 20]  # duplicate rows, appended (later in source order)
+    buyers = rng.choice(ids, n_sessions // 4, replace=False)
+    buys = [
+        f"{s},{ts(int(rng.integers(0, 40)))},{214_000_000 + int(rng.integers(0, 320))},5,1"
+        for s in buyers
+    ]
+    write_lines(directory / "yoochoose-clicks.dat", clicks)
+    write_lines(directory / "yoochoose-buys.dat", buys)
+    return directory
+
+
+def same_directory(a: Path, b: Path) -> None:
+    names = sorted(p.name for p in a.iterdir())
+    assert names == sorted(p.name for p in b.iterdir())
+    for name in names:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+OUT_OF_CORE_CASES = {
+    "yoochoose sampled": lambda raw: YooChooseSource(path=raw["yc"], sample_sessions=300),
+    "yoochoose unsampled": lambda raw: YooChooseSource(path=raw["yc"], sample_sessions=None),
+    "synthetic": lambda raw: SyntheticSource(path=raw["synth"]),
+    "generic parts": lambda raw: GenericSource(
+        path=raw["parts"],
+        columns=ColumnMap(session="s", item="i", timestamp="t", is_buy="b"),
+        timestamp_unit="ms",
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def raw_logs(tmp_path_factory: pytest.TempPathFactory, synth_dir: Path) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("ooc")
+    events = pl.read_parquet(synth_dir / "events.parquet")
+    parts = root / "parts"
+    for k, lo in enumerate(range(0, events.height, 700)):
+        folder = parts / f"day={k}"
+        folder.mkdir(parents=True)
+        events.slice(lo, 700).select(
+            pl.col("session_id").cast(pl.String).alias("s"),  # text ids, integers: read as Int64
+            pl.col("item_id").alias("i"),
+            pl.col("timestamp").alias("t"),
+            pl.col("is_buy").alias("b"),
+        ).write_parquet(folder / f"part-{k:05d}.parquet")
+    return {
+        "yc": write_yoochoose_log(root / "yc", 1_000, seed=3),
+        "synth": synth_dir,
+        "parts": parts,
+    }
+
+
+@pytest.mark.parametrize("case", list(OUT_OF_CORE_CASES))
+@pytest.mark.parametrize(
+    "split, filters",
+    [
+        (SplitConfig(), None),
+        (
+            SplitConfig(kind="time", ratios=(0.6, 0.2, 0.2)),
+            FilterConfig(min_session_events=3, min_item_events=4, iterate=True),
+        ),
+        (SplitConfig(), FilterConfig(min_session_events=2, min_item_events=6)),
+    ],
+    ids=["random split", "time split, iterated filters", "filters once"],
+)
+def test_out_of_core_prepare_is_byte_identical(
+    case: str,
+    split: SplitConfig,
+    filters: FilterConfig | None,
+    raw_logs: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Prepared in parts of ~150 events (over ten parts, sessions cut at range boundaries) the
+    dataset is the in-memory one byte for byte, row groups of 97 rows included."""
+    monkeypatch.setattr(parts_module, "ROW_GROUP", 97)
+    cfg = PrepareConfig(source=OUT_OF_CORE_CASES[case](raw_logs), split=split, filters=filters)
+    whole = prepare(cfg, tmp_path / "whole")
+    seen: list[str] = []
+    parted = prepare(
+        cfg, tmp_path / "parts", memory_limit=150 * BYTES_PER_EVENT, progress=seen.append
+    )
+    assert whole == parted
+    same_directory(tmp_path / "whole", tmp_path / "parts")
+    n_parts = int(next(m for m in seen if " events in " in m).split(" in ")[1].split()[0])
+    assert n_parts >= 10
+    assert not any(p.name.startswith(".") and p.is_dir() for p in (tmp_path / "parts").iterdir())
+    files = pq.ParquetFile(tmp_path / "parts" / "train.parquet")
+    assert files.metadata.num_row_groups == -(-files.metadata.num_rows // 97)
+
+
+def test_row_groups_do_not_depend_on_how_rows_arrive(tmp_path: Path) -> None:
+    rows = pl.DataFrame({"a": np.arange(1000), "b": np.arange(1000) % 7})
+    paths = []
+    for k, cuts in enumerate(([1000], [1, 998, 1], [333] * 3 + [1])):
+        paths.append(tmp_path / f"{k}.parquet")
+        writer = RowGroupWriter(paths[-1], rows)
+        lo = 0
+        for n in cuts:
+            writer.write(rows.slice(lo, n))
+            lo += n
+        writer.close()
+    assert paths[0].read_bytes() == paths[1].read_bytes() == paths[2].read_bytes()
+    assert pl.read_parquet(paths[2]).equals(rows)
+
+
+def test_out_of_core_errors_name_the_line_and_the_source(
+    raw_logs: dict[str, Path], tmp_path: Path
+) -> None:
+    raw = tmp_path / "yc"
+    raw.mkdir()
+    clicks = (raw_logs["yc"] / "yoochoose-clicks.dat").read_text().splitlines()
+    clicks[1500] = "17,2014-04-07T10:00:00.000Z,notanumber,0"
+    write_lines(raw / "yoochoose-clicks.dat", clicks)
+    (raw / "yoochoose-buys.dat").write_text((raw_logs["yc"] / "yoochoose-buys.dat").read_text())
+    cfg = PrepareConfig(source=YooChooseSource(path=raw, sample_sessions=None))
+    with pytest.raises(DataFormatError, match=r"yoochoose-clicks.dat:1501: column 'item_id'"):
+        prepare(cfg, tmp_path / "out", memory_limit=40 * BYTES_PER_EVENT)
+    assert not (tmp_path / "out").exists()
+    csv = write_lines(tmp_path / "log.csv", ["session_id,item_id,timestamp", "1,2,3", "1,3,4"])
+    in_memory = PrepareConfig(source=GenericSource(path=csv))
+    with pytest.raises(ConfigError, match="generic source is read into memory"):
+        prepare(in_memory, tmp_path / "csv", memory_limit=10**9)
+
+
+@pytest.mark.parametrize(
+    "text, size",
+    [("6GB", 6 * 10**9), ("512 MiB", 512 * 2**20), ("2e9", 2 * 10**9), ("1.5kb", 1500)],
+)
+def test_memory_limit_sizes(text: str, size: int) -> None:
+    assert parse_size(text, "--memory-limit") == size
+
+
+@pytest.mark.parametrize("text", ["", "6 parsecs", "-1GB", "0", "GB"])
+def test_memory_limit_rejects_what_is_not_a_size(text: str) -> None:
+    with pytest.raises(ConfigError, match="--memory-limit"):
+        parse_size(text, "--memory-limit")

@@ -81,14 +81,30 @@ def data_prepare(
     config: ConfigOpt = None,
     set_: SetOpt = None,
     overwrite: OverwriteOpt = False,
+    memory_limit: Annotated[
+        str | None,
+        typer.Option(
+            "--memory-limit",
+            help="Prepare out of core in parts sized for this much memory, e.g. 6GB or 512MB "
+            "(yoochoose, synthetic, generic Parquet); the dataset is byte-identical. "
+            "'auto': only when the raw files are large for this machine's free memory.",
+        ),
+    ] = None,
 ) -> None:
     """Turn a raw log into a prepared dataset (Parquet + manifest.json), atomically."""
-    from rlrec.data.prepare import PrepareConfig, prepare
+    from rlrec.data.prepare import PrepareConfig, auto_memory_limit, parse_size, prepare
 
     cli = source_section(source, raw)
     cfg = build_config(PrepareConfig, path=config, overrides=set_, cli=cli)
+    limit = (
+        auto_memory_limit(cfg.source)
+        if memory_limit == "auto"
+        else None
+        if memory_limit is None
+        else parse_size(memory_limit, "--memory-limit")
+    )
     with stages("preparing") as advance:
-        manifest = prepare(cfg, out_dir, overwrite=overwrite, progress=advance)
+        manifest = prepare(cfg, out_dir, overwrite=overwrite, progress=advance, memory_limit=limit)
     c = manifest["counts"]
     sizes = " / ".join(str(manifest["splits"][s]["sessions"]) for s in ("train", "val", "test"))
     out.print(

@@ -19,7 +19,10 @@ Preparing twice from the same inputs and config gives byte-identical files.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import re
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +30,12 @@ import polars as pl
 from pydantic import Field
 
 from rlrec.config import StrictModel, dump_config
-from rlrec.data.filters import FilterConfig, apply_filters
+from rlrec.data.filters import FilterConfig
 from rlrec.data.loaders import Source
+from rlrec.data.parts import ROW, EventParts, RowGroupWriter, in_memory, on_disk, select_sessions
 from rlrec.data.schema import IS_BUY, ITEM, RATING, SESSION, TIMESTAMP
-from rlrec.data.splits import SPLITS, SplitConfig, assign_splits
-from rlrec.errors import DataFormatError
+from rlrec.data.splits import SPLITS, START, SplitConfig, assign_splits
+from rlrec.errors import ConfigError, DataFormatError
 from rlrec.fsutil import atomic_write_json
 from rlrec.manifest import MANIFEST, manifest_head
 from rlrec.outputs import check_output, new_output
@@ -68,11 +72,24 @@ class PrepareConfig(StrictModel):
 
 Progress = Callable[[str], None]
 
+BYTES_PER_EVENT = 250
+"""Working memory per event of a part while it is filtered, sorted and written (measured, with
+margin): ``--memory-limit`` sets the part size from it."""
+
 
 def prepare(
-    cfg: PrepareConfig, out: Path, *, overwrite: bool = False, progress: Progress | None = None
+    cfg: PrepareConfig,
+    out: Path,
+    *,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+    memory_limit: int | None = None,
 ) -> dict[str, Any]:
-    """Run the pipeline and write the dataset to ``out``; returns the manifest."""
+    """Run the pipeline and write the dataset to ``out``; returns the manifest.
+
+    ``memory_limit`` (bytes): prepare the log out of core, in session-range parts sized for this
+    much memory (:mod:`rlrec.data.parts`); the dataset is byte-identical to the in-memory one.
+    """
     say = progress or (lambda _msg: None)
     cfg = cfg.resolved()
     assert cfg.filters is not None
@@ -80,73 +97,233 @@ def prepare(
     inputs = cfg.source.input_files()
     sources = [cfg.source.path, *inputs]
     check_output(out, "dataset", overwrite=overwrite, inputs=sources)
-
-    say(f"reading {cfg.source.kind} files")
-    events = cfg.source.load(cfg.seed)
-    raw_events = events.height
-    events = apply_filters(events, cfg.filters)
-    if events.height == 0:
-        raise DataFormatError(
-            cfg.source.path,
-            f"no events left after filtering ({cfg.filters.model_dump()}); relax 'filters'",
+    if memory_limit is not None and not cfg.source.streams:
+        raise ConfigError(
+            f"--memory-limit: the {cfg.source.kind} source is read into memory; out-of-core "
+            "preparation reads the yoochoose and synthetic sources and generic Parquet logs"
         )
-    say("sorting and encoding")
-    events = events.sort([SESSION, TIMESTAMP], maintain_order=True, multithreaded=True)
-    events = events.with_columns((pl.col(ITEM).rank("dense") - 1).cast(pl.Int32).alias(ITEM_INDEX))
-    splits = assign_splits(events, cfg.split, cfg.seed)
-    events = events.join(splits, on=SESSION, how="left", maintain_order="left")
-    _check_splits(events, cfg)
-    columns = [SESSION, ITEM_INDEX, IS_BUY, TIMESTAMP] + (
-        [RATING] if RATING in events.columns else []
-    )
 
-    say("counting popularity")
-    items = (
-        events.group_by(ITEM_INDEX)
-        .agg(
-            pl.col(ITEM).first(),
-            pl.len().cast(pl.Int64).alias("count_all"),
-            (pl.col("split") == "train").sum().cast(pl.Int64).alias("count_train"),
-        )
-        .sort(ITEM_INDEX)
-    )
-    n_items = items.height
-
-    say(f"writing {out}")
     with new_output(out, "dataset", overwrite=overwrite, inputs=sources) as tmp:
-        split_stats = {}
-        for name in SPLITS:
-            part = events.filter(pl.col("split") == name).select(columns)
-            part.write_parquet(tmp / f"{name}.parquet", compression="zstd", statistics=True)
-            split_stats[name] = _counts(part)
-        items.write_parquet(tmp / ITEMS, compression="zstd")
-        splits.sort(SESSION).write_parquet(tmp / SPLITS_FILE, compression="zstd")
-        dump_config(cfg, tmp / CONFIG)
-        manifest = {
-            **manifest_head(tmp, FORMAT, FORMAT_VERSION, cfg, cfg.source.kind, inputs),
-            "n_items": n_items,
-            "pad_id": n_items,
-            "state_size": cfg.state_size,
-            "id_dtypes": {SESSION: str(events.schema[SESSION]), ITEM: str(events.schema[ITEM])},
-            "counts": {"raw_events": raw_events, **_counts(events)},
-            "splits": split_stats,
-        }
-        atomic_write_json(tmp / MANIFEST, manifest)
+        scratch = tmp / ".parts"
+        try:
+            manifest = _prepare(cfg, tmp, scratch, inputs, say, memory_limit)
+        finally:
+            if scratch.exists():  # rlrec's own scratch files, inside its own temporary output
+                shutil.rmtree(scratch)
     return manifest
 
 
-def _check_splits(events: pl.DataFrame, cfg: PrepareConfig) -> None:
+def _prepare(
+    cfg: PrepareConfig,
+    tmp: Path,
+    scratch: Path,
+    inputs: list[Path],
+    say: Progress,
+    memory_limit: int | None,
+) -> dict[str, Any]:
+    assert cfg.filters is not None
+    source = cfg.source
+    batches = lambda: source.batches(cfg.seed)  # noqa: E731
+    if memory_limit is None:
+        say(f"reading {source.kind} files")
+        parts = in_memory(batches)
+        say("selecting sessions and filtering")
+    else:
+        say(f"reading {source.kind} files into session-range parts")
+        rows = sum(f.stat().st_size for f in inputs) // 16  # ≥ 16 bytes per raw event
+        parts = on_disk(
+            batches,
+            lambda every: source.session_ids(cfg.seed, every),
+            rows,
+            max(1, memory_limit // BYTES_PER_EVENT),
+            scratch,
+        )
+        say(f"selecting sessions and filtering {parts.height:,} events in {len(parts)} parts")
+    keep = select_sessions(source, parts, cfg.seed)
+    events = _Filtered(parts, keep, cfg.filters)
+    sessions, items, raw_events = events.tables()
+    if items.height == 0:
+        raise DataFormatError(
+            source.path,
+            f"no events left after filtering ({cfg.filters.model_dump()}); relax 'filters'",
+        )
+    say("assigning splits")
+    splits = assign_splits(sessions, cfg.split, cfg.seed)
+    _check_splits(splits, sessions.height, cfg)
+    labels = splits.sort(SESSION)
+    items = items.with_columns(pl.int_range(items.height, dtype=pl.Int32).alias(ITEM_INDEX))
+    codes = items.select(ITEM, ITEM_INDEX)
+
+    say("sorting, encoding and writing")
+    writers: dict[str, RowGroupWriter] = {}
+    split_stats = {name: dict.fromkeys(_COUNTS, 0) for name in SPLITS}
+    train_counts = []
+    lo = 0
+    for events_part in events:
+        n_sessions = events_part.get_column(SESSION).n_unique()
+        part = (
+            events_part.sort([SESSION, TIMESTAMP, ROW], multithreaded=True)
+            .join(codes, on=ITEM, how="left", maintain_order="left")
+            .join(labels.slice(lo, n_sessions), on=SESSION, how="left", maintain_order="left")
+        )
+        lo += n_sessions
+        columns = [SESSION, ITEM_INDEX, IS_BUY, TIMESTAMP] + (
+            [RATING] if RATING in part.columns else []
+        )
+        for name in SPLITS:
+            rows = part.filter(pl.col("split") == name).select(columns)
+            if name not in writers:
+                writers[name] = RowGroupWriter(tmp / f"{name}.parquet", rows)
+            writers[name].write(rows)
+            for key, value in _counts(rows).items():
+                split_stats[name][key] += value
+        train_counts.append(
+            part.filter(pl.col("split") == "train").group_by(ITEM_INDEX).agg(pl.len())
+        )
+    for writer in writers.values():
+        writer.close()
+    count_train = pl.concat(train_counts).group_by(ITEM_INDEX).agg(pl.col("len").sum())
+    items = (
+        items.join(count_train, on=ITEM_INDEX, how="left", maintain_order="left")
+        .select(
+            ITEM_INDEX,
+            ITEM,
+            pl.col("count_all").cast(pl.Int64),
+            pl.col("len").fill_null(0).cast(pl.Int64).alias("count_train"),
+        )
+        .sort(ITEM_INDEX)
+    )
+    items.write_parquet(tmp / ITEMS, compression="zstd")
+    labels.write_parquet(tmp / SPLITS_FILE, compression="zstd")
+    dump_config(cfg, tmp / CONFIG)
+    schema = events.schema
+    manifest = {
+        **manifest_head(tmp, FORMAT, FORMAT_VERSION, cfg, source.kind, inputs),
+        "n_items": items.height,
+        "pad_id": items.height,
+        "state_size": cfg.state_size,
+        "id_dtypes": {SESSION: str(schema[SESSION]), ITEM: str(schema[ITEM])},
+        "counts": {
+            "raw_events": raw_events,
+            **{key: sum(split_stats[name][key] for name in SPLITS) for key in _COUNTS},
+        },
+        "splits": split_stats,
+    }
+    atomic_write_json(tmp / MANIFEST, manifest)
+    return manifest
+
+
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+_UNITS.update({"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40})
+
+
+def parse_size(text: str, what: str) -> int:
+    """``"6GB"``, ``"512 MiB"``, ``"2e9"`` → bytes (decimal units; ``KiB``/``MiB``/``GiB`` binary)."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([A-Za-z]*)\s*", text)
+    unit = match[2].upper() if match else ""
+    if match is None or unit not in _UNITS or float(match[1]) <= 0:
+        raise ConfigError(f"{what}: expected a size like 6GB or 512MiB, got '{text}'")
+    return int(float(match[1]) * _UNITS[unit])
+
+
+def auto_memory_limit(source: Source) -> int | None:
+    """Out of core when the raw files would not fit comfortably: a memory limit of half the free
+    memory when the source streams and its files exceed a tenth of that, else ``None`` (in memory).
+    An in-memory event takes several times its bytes on disk while it is sorted and joined."""
+    free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    size = sum(f.stat().st_size for f in source.input_files())
+    return free // 2 if source.streams and size > free // 10 else None
+
+
+def _selected(events: pl.DataFrame, keep: pl.Series | None) -> pl.DataFrame:
+    """The events of the sessions the source keeps."""
+    return events if keep is None else events.filter(pl.col(SESSION).is_in(keep.implode()))
+
+
+class _Filtered:
+    """The events after the source's session selection and the session/item filters, part by part.
+
+    The item filter needs counts over the whole log, so it is settled first (:meth:`_settle`): with
+    ``I₀`` = every item, round ``r`` counts the items of the session-filtered events restricted to
+    ``Iᵣ`` and keeps ``Iᵣ₊₁`` = those with at least ``min_item_events``. The events are then the
+    session filter of the ``Iᵣ`` events, restricted to ``Iᵣ₊₁`` — after one round the reference's
+    "sessions, then items, once" (P-SA2C §4.1.1); with ``iterate`` rounds repeat until nothing
+    changes, the largest subset in which every session and item has its minimum (the same fixed
+    point as filtering the whole log repeatedly, whatever the order).
+    """
+
+    def __init__(self, parts: EventParts, keep: list[pl.Series | None], cfg: FilterConfig) -> None:
+        self.parts, self.keep, self.cfg = parts, keep, cfg
+        self.before: pl.Series | None = None
+        self.after: pl.Series | None = None
+        self.schema: pl.Schema | None = None
+        self._settle()
+
+    def _round(self, part: pl.DataFrame, keep: pl.Series | None) -> pl.DataFrame:
+        events = _selected(part, keep)
+        if self.before is not None:
+            events = events.filter(pl.col(ITEM).is_in(self.before.implode()))
+        if self.cfg.min_session_events > 1:
+            events = events.filter(pl.len().over(SESSION) >= self.cfg.min_session_events)
+        return events
+
+    def _item_counts(self) -> pl.DataFrame:
+        counts = [
+            self._round(part, keep).group_by(ITEM).agg(pl.len().alias("count_all"))
+            for part, keep in zip(self.parts, self.keep, strict=True)
+        ]
+        return pl.concat(counts).group_by(ITEM).agg(pl.col("count_all").sum())
+
+    def _settle(self) -> None:
+        if self.cfg.min_item_events <= 1:
+            return
+        while True:
+            counts = self._item_counts()
+            self.after = counts.filter(pl.col("count_all") >= self.cfg.min_item_events)[ITEM]
+            if not self.cfg.iterate or len(self.after) == counts.height:
+                return
+            self.before = self.after
+
+    def __iter__(self) -> Iterator[pl.DataFrame]:
+        for part, keep in zip(self.parts, self.keep, strict=True):
+            events = self._round(part, keep)
+            if self.after is not None:
+                events = events.filter(pl.col(ITEM).is_in(self.after.implode()))
+            self.schema = events.schema
+            yield events
+
+    def tables(self) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+        """``(sessions, items, selected)``: every session (sorted by id) with its first timestamp,
+        every item (sorted by raw id, the encoding order) with its event count, and the number of
+        events of the sessions the source selected (before the filters)."""
+        sessions, items = [], []
+        selected = sum(
+            len(_selected(part, keep)) for part, keep in zip(self.parts, self.keep, strict=True)
+        )
+        for events in self:
+            sessions.append(
+                events.group_by(SESSION).agg(pl.col(TIMESTAMP).min().alias(START)).sort(SESSION)
+            )
+            items.append(events.group_by(ITEM).agg(pl.len().alias("count_all")))
+        item_table = pl.concat(items).group_by(ITEM).agg(pl.col("count_all").sum()).sort(ITEM)
+        return pl.concat(sessions), item_table, selected
+
+
+def _check_splits(splits: pl.DataFrame, n_sessions: int, cfg: PrepareConfig) -> None:
     """Every split needs a session, and training a transition: an empty one is an error, not a
     dataset that trains or evaluates on nothing."""
-    sizes = dict(events.group_by("split").agg(pl.col(SESSION).n_unique()).iter_rows())
+    sizes = dict(splits.group_by("split").len().iter_rows())
     empty = [name for name in SPLITS if not sizes.get(name)]
     if empty:
         raise DataFormatError(
             cfg.source.path,
             f"the {' and '.join(empty)} split{'s' if len(empty) > 1 else ''} would have no "
-            f"sessions ({events.get_column(SESSION).n_unique()} sessions after filtering, split "
+            f"sessions ({n_sessions} sessions after filtering, split "
             f"{cfg.split.model_dump(mode='json')}); use more data or change 'split'",
         )
+
+
+_COUNTS = ("sessions", "events", "clicks", "purchases")
 
 
 def _counts(events: pl.DataFrame) -> dict[str, int]:

@@ -31,18 +31,27 @@ RATING = "rating"
 REQUIRED_COLUMNS = (SESSION, ITEM, TIMESTAMP, IS_BUY)
 
 
+def id_is_integer(ids: pl.Series) -> bool:
+    """Whether an id column is integers (an integer dtype, or text that is all integers)."""
+    if ids.dtype.is_integer():
+        return True
+    text = ids.cast(pl.String).str.strip_chars()
+    return text.cast(pl.Int64, strict=False).null_count() == text.null_count()
+
+
+def ids_as(df: pl.DataFrame, integer: dict[str, bool]) -> pl.DataFrame:
+    """Cast each id column ``name`` to Int64 when ``integer[name]``, else to stripped String."""
+    out = []
+    for name, as_int in integer.items():
+        s = df.get_column(name)
+        text = s if s.dtype.is_integer() else s.cast(pl.String).str.strip_chars()
+        out.append(text.cast(pl.Int64) if as_int else text.cast(pl.String))
+    return df.with_columns(out)
+
+
 def ids_to_canonical(df: pl.DataFrame, columns: tuple[str, ...] = (SESSION, ITEM)) -> pl.DataFrame:
     """Make id columns Int64 when all values are integers, String otherwise."""
-    out = []
-    for name in columns:
-        s = df.get_column(name)
-        if s.dtype.is_integer():
-            out.append(s.cast(pl.Int64))
-            continue
-        text = s.cast(pl.String).str.strip_chars()
-        as_int = text.cast(pl.Int64, strict=False)
-        out.append(as_int if as_int.null_count() == text.null_count() else text)
-    return df.with_columns(out)
+    return ids_as(df, {name: id_is_integer(df.get_column(name)) for name in columns})
 
 
 def canonical(df: pl.DataFrame) -> pl.DataFrame:

@@ -22,7 +22,7 @@ from pydantic import field_validator, model_validator
 
 from rlrec.config import StrictModel
 from rlrec.data.loaders.delimited import check_file
-from rlrec.data.schema import SESSION, TIMESTAMP
+from rlrec.data.schema import SESSION
 from rlrec.errors import DataFormatError
 
 SPLITS = ("train", "val", "test")
@@ -56,26 +56,28 @@ def cut_points(n: int, ratios: tuple[float, float, float]) -> tuple[int, int]:
     return first, second
 
 
-def assign_splits(events: pl.DataFrame, cfg: SplitConfig, seed: int) -> pl.DataFrame:
-    """A table ``session_id → split`` (Enum of train/val/test) for every session in ``events``."""
+START = "_start"
+"""Column of the sessions table: the session's first timestamp (the ``time`` split's order)."""
+
+
+def assign_splits(sessions: pl.DataFrame, cfg: SplitConfig, seed: int) -> pl.DataFrame:
+    """A table ``session_id → split`` (Enum of train/val/test) for every session of ``sessions``:
+    one row per session id, sorted by id, with its first timestamp in :data:`START`."""
     split_type = pl.Enum(list(SPLITS))
+    ids = sessions.get_column(SESSION)
     if cfg.kind == "file":
         assert cfg.file is not None
-        return _read_split_file(cfg.file, events.get_column(SESSION).unique(), split_type)
+        return _read_split_file(cfg.file, ids, split_type)
     if cfg.kind == "random":
-        ids = events.get_column(SESSION).unique().sort().to_numpy().copy()
-        np.random.RandomState(seed).shuffle(ids)
-        order = pl.Series(SESSION, ids, dtype=events.schema[SESSION])
+        shuffled = ids.to_numpy().copy()
+        np.random.RandomState(seed).shuffle(shuffled)
+        order = pl.Series(SESSION, shuffled, dtype=ids.dtype)
     else:
-        order = (
-            events.group_by(SESSION)
-            .agg(pl.col(TIMESTAMP).min().alias("_start"))
-            .sort(["_start", SESSION])
-            .get_column(SESSION)
-        )
+        order = sessions.sort([START, SESSION]).get_column(SESSION)
     a, b = cut_points(len(order), cfg.ratios)
-    labels = np.repeat(np.array(SPLITS), [a, b - a, len(order) - b])
-    return pl.DataFrame({SESSION: order, "split": pl.Series(labels, dtype=split_type)})
+    codes = pl.Series(np.repeat(np.arange(3, dtype=np.uint8), [a, b - a, len(order) - b]))
+    labels = codes.replace_strict(dict(enumerate(SPLITS)), return_dtype=split_type)
+    return pl.DataFrame({SESSION: order, "split": labels})
 
 
 def _read_split_file(path: Path, sessions: pl.Series, split_type: pl.Enum) -> pl.DataFrame:

@@ -1,6 +1,13 @@
 """Offline evaluation: ranking metrics and the full-catalogue evaluator (P-SA2C §4.1.2; docs/offline.md)."""
 
-from rlrec.eval.evaluator import EvalConfig, ScoreFn, evaluate, metric_names, top_k
+from rlrec.eval.evaluator import (
+    EvalConfig,
+    LinearScores,
+    ScoreFn,
+    evaluate,
+    metric_names,
+    top_k,
+)
 from rlrec.eval.metrics import (
     DEGENERATE_TIE_SHARE,
     TIE_MODES,
@@ -11,6 +18,7 @@ from rlrec.eval.metrics import (
     expected_hit_at,
     expected_ndcg_at,
     hit_at,
+    linear_rank_stats,
     ndcg_at,
     target_rank_stats,
     target_ranks,
@@ -20,6 +28,7 @@ __all__ = [
     "DEGENERATE_TIE_SHARE",
     "TIE_MODES",
     "EvalConfig",
+    "LinearScores",
     "MetricAccumulator",
     "ScoreFn",
     "Ties",
@@ -29,6 +38,7 @@ __all__ = [
     "expected_hit_at",
     "expected_ndcg_at",
     "hit_at",
+    "linear_rank_stats",
     "metric_names",
     "ndcg_at",
     "target_rank_stats",

@@ -92,6 +92,105 @@ def target_rank_stats(
     return torch.where(nan, scores.shape[1] - 1, greater), torch.where(nan, 0, tied)
 
 
+def linear_rank_stats(
+    h: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    target: torch.Tensor,
+    chunk: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`target_rank_stats` of the scores ``h @ weight.T + bias`` without materialising them:
+    the catalogue is scored ``chunk`` columns at a time into one cache-sized ``[B, chunk]`` buffer and
+    each chunk is compared with the target's score at once, so memory is ``O(B · chunk)`` whatever
+    ``n`` is and the scores never make a round trip through main memory.
+
+    ``h``: ``[B, d]`` states; ``weight``: ``[n, d]``; ``bias``: ``[n]`` or ``None``; ``target``:
+    ``[B]`` int64. Exact: a target is compared with the very value its own column gets in the chunked
+    product. That value is only known once its chunk is scored, so the sweep compares with an estimate
+    computed first by the same product on a chunk made of the target columns (same shapes, so in
+    practice the same bits) and checks, per row, that it equals the value the target's chunk produced;
+    if any row differs, the sweep runs again with the values the chunks produced (same shapes, hence
+    the same numbers). NaN targets rank last, as in :func:`target_rank_stats`.
+    """
+    if h.dim() != 2 or weight.dim() != 2 or target.shape != h.shape[:1]:
+        raise ValueError(
+            f"h must be [B, d], weight [n, d] and target [B]; got {tuple(h.shape)}, "
+            f"{tuple(weight.shape)}, {tuple(target.shape)}"
+        )
+    if chunk < 1:
+        raise ValueError(f"chunk must be positive, got {chunk}")
+    n = weight.shape[0]
+    rows = torch.arange(len(target), device=h.device)
+    t = _target_scores(h, weight, bias, target, min(chunk, n))
+    for _sweep in range(2):
+        greater, tied, own = _linear_sweep(h, weight, bias, target, t, chunk, rows)
+        same = (own == t) | (own.isnan() & t.isnan())
+        if bool(same.all()):
+            break
+        t = own
+    else:  # the second sweep saw other values than the first: the backend is not deterministic
+        raise RuntimeError("the chunked scores changed between two identical passes")
+    nan = t.squeeze(1).isnan()
+    return torch.where(nan, n - 1, greater), torch.where(nan, 0, tied - 1)
+
+
+def _product(
+    h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor
+) -> None:
+    """``out [B, C] = h @ weight.T + bias`` for a ``[C, d]`` slice (or gather) of the head."""
+    if bias is None:
+        torch.mm(h, weight.t(), out=out)
+    else:
+        torch.addmm(bias, h, weight.t(), out=out)
+
+
+def _target_scores(
+    h: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    target: torch.Tensor,
+    width: int,
+) -> torch.Tensor:
+    """``[B, 1]``: each row's score of its own target, from products shaped like the sweep's chunks
+    (``[B, width]``, the target columns gathered and padded to the width)."""
+    b = len(target)
+    out = h.new_empty(b, width)
+    t = h.new_empty(b, 1)
+    for lo in range(0, b, width):
+        ids = target[lo : lo + width]
+        cols = torch.cat([ids, ids.new_zeros(width - len(ids))])
+        _product(h, weight[cols], None if bias is None else bias[cols], out)
+        t[lo : lo + len(ids), 0] = out[torch.arange(lo, lo + len(ids)), : len(ids)].diagonal()
+    return t
+
+
+def _linear_sweep(
+    h: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    target: torch.Tensor,
+    t: torch.Tensor,
+    chunk: int,
+    rows: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One pass over the columns: ``(greater [B], equal [B] (the target included), own [B, 1])``
+    counted against ``t [B, 1]``; ``own`` is the value each target's column got in its chunk."""
+    n, b = weight.shape[0], len(target)
+    buf = h.new_empty(b, min(chunk, n))
+    greater = torch.zeros(b, dtype=torch.int32, device=h.device)
+    equal = torch.zeros_like(greater)
+    own = torch.empty_like(t)
+    for lo in range(0, n, chunk):
+        hi = min(lo + chunk, n)
+        out = buf[:, : hi - lo]
+        _product(h, weight[lo:hi], None if bias is None else bias[lo:hi], out)
+        greater += (out > t).sum(dim=1, dtype=torch.int32)
+        equal += (out == t).sum(dim=1, dtype=torch.int32)
+        inside = (target >= lo) & (target < hi)
+        own[inside, 0] = out[rows[inside], target[inside] - lo]
+    return greater.to(torch.int64), equal.to(torch.int64), own
+
+
 def target_ranks(
     scores: torch.Tensor,
     target: torch.Tensor,

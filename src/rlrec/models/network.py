@@ -100,6 +100,13 @@ class QNetwork(nn.Module):
         """``[B, out_dim]`` → the contrastive embedding (the state itself without a projection head)."""
         return s if self.proj_head is None else self.proj_head(s)
 
+    def head_layer(self, name: Literal["q", "ce"]) -> nn.Linear:
+        """The named head's linear layer (``weight [n, out_dim]``, ``bias [n]``)."""
+        layer = self.q_head if name == "q" else self.ce_head
+        if layer is None:
+            raise RuntimeError(f"this network has no {name} head")
+        return layer
+
     def head(self, name: Literal["q", "ce"], s: torch.Tensor) -> torch.Tensor:
         """Scores from the named head (used for ranking)."""
         return self.q(s) if name == "q" else self.logits(s)

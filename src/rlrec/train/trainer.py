@@ -38,7 +38,7 @@ from rlrec.data.popularity import item_popularity
 from rlrec.data.transitions import Transitions
 from rlrec.device import keep_freed_memory, resolve_device, set_threads
 from rlrec.errors import ConfigError, RlrecError
-from rlrec.eval.evaluator import evaluate, metric_names
+from rlrec.eval.evaluator import LinearScores, evaluate, metric_names
 from rlrec.eval.metrics import degenerate_warning
 from rlrec.fsutil import atomic_write_json
 from rlrec.models.encoders import build_encoder
@@ -680,6 +680,8 @@ def evaluate_network(
     was_training = net.training
     net.eval()
     try:
-        return evaluate(lambda s, n: net.head(head, net(s, n)), data, cfg.eval, net.n_items, beta)
+        layer = net.head_layer(head)
+        scores = LinearScores(net, layer.weight, layer.bias)
+        return evaluate(scores, data, cfg.eval, net.n_items, beta)
     finally:
         net.train(was_training)

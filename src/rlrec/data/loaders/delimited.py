@@ -12,11 +12,11 @@ import csv
 import io
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NoReturn
 
 import polars as pl
 
@@ -79,6 +79,65 @@ def read_delimited(
     of separators catches short lines that polars would silently fill with nulls.
     """
     path = check_file(path, what)
+    try:
+        df = scan_delimited(
+            path, fields, separator=separator, header=header, quoted=quoted
+        ).collect()
+    except pl.exceptions.PolarsError as exc:
+        _unreadable(path, fields, separator, header, what, exc)
+    if df.height == 0:
+        raise DataFormatError(path, f"{what} has no data rows")
+    _check_rows(path, df, fields, separator, header)
+    if not quoted:
+        _check_line_count(path, df.height, fields, separator, header)
+    return df
+
+
+def iter_delimited(
+    path: Path,
+    fields: Sequence[Field],
+    *,
+    separator: str,
+    header: Sequence[str] | None = None,
+    what: str = "file",
+    chunk_rows: int = 1 << 20,
+) -> Iterator[pl.DataFrame]:
+    """:func:`read_delimited` in batches of about ``chunk_rows`` rows, in file order, in bounded
+    memory: the same typed columns and the same checks, batch by batch (a malformed file raises the
+    same :class:`DataFormatError`, naming the line). Single-character separators, unquoted fields."""
+    if len(separator) != 1:
+        raise ValueError("iter_delimited reads single-character separators only")
+    path = check_file(path, what)
+    rows = 0
+    try:
+        lf = scan_delimited(path, fields, separator=separator, header=header, quoted=False)
+        batches = lf.collect_batches(chunk_size=chunk_rows, engine="streaming")
+    except pl.exceptions.PolarsError as exc:
+        _unreadable(path, fields, separator, header, what, exc)
+    while True:
+        try:
+            df = next(batches)
+        except StopIteration:
+            break
+        except pl.exceptions.PolarsError as exc:
+            _unreadable(path, fields, separator, header, what, exc)
+        _check_rows(path, df, fields, separator, header)
+        rows += df.height
+        yield df
+    if rows == 0:
+        raise DataFormatError(path, f"{what} has no data rows")
+    _check_line_count(path, rows, fields, separator, header)
+
+
+def scan_delimited(
+    path: Path,
+    fields: Sequence[Field],
+    *,
+    separator: str,
+    header: Sequence[str] | None,
+    quoted: bool,
+) -> pl.LazyFrame:
+    """The typed lazy scan of a delimited file: non-skipped fields, ``iso_ts`` as Int64 ms."""
     if header is not None:
         _check_header(path, header, separator)
     source: Path | io.BytesIO = path
@@ -97,38 +156,63 @@ def read_delimited(
         for f in fields
         if f.kind == "iso_ts"
     ]
-    try:
-        lf = pl.scan_csv(
-            source,
-            has_header=False,
-            skip_rows=0 if header is None else 1,
-            separator=sep,
-            schema=schema,
-            quote_char='"' if quoted else None,
-        ).select(keep)
-        if conversions:
-            lf = lf.with_columns(conversions)
-        df = lf.collect()
-    except pl.exceptions.PolarsError as exc:
-        diagnose(path, fields, separator=separator, header=header is not None)
-        first = str(exc).strip().splitlines()[0]
-        raise DataFormatError(path, f"could not be read as a {what}: {first}") from None
-    if df.height == 0:
-        raise DataFormatError(path, f"{what} has no data rows")
+    lf = pl.scan_csv(
+        source,
+        has_header=False,
+        skip_rows=0 if header is None else 1,
+        separator=sep,
+        schema=schema,
+        quote_char='"' if quoted else None,
+    ).select(keep)
+    return lf.with_columns(conversions) if conversions else lf
+
+
+def _unreadable(
+    path: Path,
+    fields: Sequence[Field],
+    separator: str,
+    header: Sequence[str] | None,
+    what: str,
+    exc: Exception,
+) -> NoReturn:
+    """Name the malformed line (:func:`diagnose`), else report what polars said."""
+    diagnose(path, fields, separator=separator, header=header is not None)
+    first = str(exc).strip().splitlines()[0]
+    raise DataFormatError(path, f"could not be read as a {what}: {first}") from None
+
+
+def _check_rows(
+    path: Path,
+    df: pl.DataFrame,
+    fields: Sequence[Field],
+    separator: str,
+    header: Sequence[str] | None,
+) -> None:
+    """Empty values in required columns, unknown categories, numbers out of range → the line."""
     required = [f.name for f in fields if f.kind in ("int", "float", "str", "iso_ts")]
     has_nulls = any(df.get_column(c).null_count() for c in required)
-    if not quoted:
-        has_nulls |= _separator_count(path, separator) != (len(fields) - 1) * (
-            df.height + (header is not None)
-        )
     bad_choice = any(
         not df.get_column(f.name).is_in(list(f.choices)).all() for f in fields if f.choices
     )
     bad_number = any(_out_of_range(df.get_column(f.name), f) for f in fields if f.name in df)
     if has_nulls or bad_choice or bad_number:
-        diagnose(path, fields, separator=separator, header=header is not None)
-        raise DataFormatError(path, "empty or invalid values in required columns")
-    return df
+        _invalid(path, fields, separator, header)
+
+
+def _check_line_count(
+    path: Path, rows: int, fields: Sequence[Field], separator: str, header: Sequence[str] | None
+) -> None:
+    """Every line must have exactly ``len(fields)`` fields: a streamed count of separators catches
+    short lines that polars would silently fill with nulls."""
+    if _separator_count(path, separator) != (len(fields) - 1) * (rows + (header is not None)):
+        _invalid(path, fields, separator, header)
+
+
+def _invalid(
+    path: Path, fields: Sequence[Field], separator: str, header: Sequence[str] | None
+) -> NoReturn:
+    diagnose(path, fields, separator=separator, header=header is not None)
+    raise DataFormatError(path, "empty or invalid values in required columns")
 
 
 def _out_of_range(column: pl.Series, field: Field) -> bool:

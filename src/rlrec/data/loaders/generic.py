@@ -21,6 +21,7 @@ How a row becomes a purchase, by the first mapped column of: ``is_buy`` (0/1), `
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -36,7 +37,16 @@ from rlrec.data.loaders.delimited import (
     check_file,
     read_delimited,
 )
-from rlrec.data.schema import IS_BUY, ITEM, RATING, SESSION, TIMESTAMP, ids_to_canonical
+from rlrec.data.schema import (
+    IS_BUY,
+    ITEM,
+    RATING,
+    SESSION,
+    TIMESTAMP,
+    id_is_integer,
+    ids_as,
+    ids_to_canonical,
+)
 from rlrec.errors import DataFormatError
 
 
@@ -81,29 +91,59 @@ class GenericSource(SourceConfig):
                 mapped[name] = role
         return mapped
 
+    @property
+    def streams(self) -> bool:
+        """A Parquet log is read one file (part) at a time; a CSV log in one go."""
+        return self._is_parquet()
+
+    def _is_parquet(self) -> bool:
+        path = Path(self.path)
+        return (
+            path.is_dir()
+            or self.format == "parquet"
+            or (self.format == "auto" and path.suffix.lower() in (".parquet", ".pq"))
+        )
+
     def load(self, seed: int) -> pl.DataFrame:
+        frames = list(self.batches(seed))
+        return pl.concat(frames) if len(frames) > 1 else frames[0]
+
+    def batches(self, seed: int) -> Iterator[pl.DataFrame]:
+        """One batch per Parquet file (a part of a directory) or the whole CSV file. Whether the ids
+        are integers is decided over all the parts first, so every part gets the same types."""
         files = self.input_files()
         path = Path(self.path)
         roles = self._roles()
         if path.is_dir() and self.format == "csv":
             raise DataFormatError(path, "a directory of parts is read as Parquet (format: parquet)")
-        is_parquet = (
-            path.is_dir()
-            or self.format == "parquet"
-            or (self.format == "auto" and path.suffix.lower() in (".parquet", ".pq"))
-        )
-        if is_parquet:
-            parts = [_read_parquet_columns(f, list(roles)) for f in files]
-            df = pl.concat(parts, how="vertical_relaxed") if len(parts) > 1 else parts[0]
-        else:
-            df = _read_csv_columns(path, roles, self.separator, self.timestamp_unit)
-        df = ids_to_canonical(df.rename(roles), (SESSION, ITEM))
+        if not self._is_parquet():
+            yield self._canonical(
+                _read_csv_columns(path, roles, self.separator, self.timestamp_unit), path, roles
+            )
+            return
+        ids = {name: role for name, role in roles.items() if role in (SESSION, ITEM)}
+        integer = {role: True for role in ids.values()}
+        for file in files:
+            columns = _read_parquet_columns(file, list(roles), only=list(ids))
+            for name, role in ids.items():
+                integer[role] = integer[role] and id_is_integer(columns.get_column(name))
+        for file in files:
+            yield self._canonical(_read_parquet_columns(file, list(roles)), file, roles, integer)
+
+    def _canonical(
+        self,
+        df: pl.DataFrame,
+        path: Path,
+        roles: dict[str, str],
+        integer: dict[str, bool] | None = None,
+    ) -> pl.DataFrame:
+        df = df.rename(roles)
+        df = ids_to_canonical(df, (SESSION, ITEM)) if integer is None else ids_as(df, integer)
         df = df.with_columns(_timestamp_ms(df, path, self.timestamp_unit))
         if "event" in df.columns:
             df = df.filter(~pl.col("event").cast(pl.String).is_in(self.drop_events))
-        return df.with_columns(self._is_buy(df)).select(
-            [SESSION, ITEM, TIMESTAMP, IS_BUY] + ([RATING] if RATING in df.columns else [])
-        )
+        rating = [pl.col(RATING).cast(pl.Float32)] if RATING in df.columns else []
+        return df.with_columns(self._is_buy(df)).select(SESSION, ITEM, TIMESTAMP, IS_BUY, *rating)
 
     def _is_buy(self, df: pl.DataFrame) -> pl.Expr:
         if IS_BUY in df.columns:
@@ -136,7 +176,11 @@ def parquet_parts(directory: Path) -> list[Path]:
     return [check_file(p, "Parquet part") for p in files]
 
 
-def _read_parquet_columns(path: Path, names: list[str]) -> pl.DataFrame:
+def _read_parquet_columns(
+    path: Path, names: list[str], only: list[str] | None = None
+) -> pl.DataFrame:
+    """The columns ``names`` of a Parquet file (all required, no empty values); ``only``: read just
+    these of them (after checking that every one of ``names`` exists)."""
     try:
         available = pl.read_parquet_schema(path)
     except (pl.exceptions.PolarsError, OSError) as exc:
@@ -146,10 +190,10 @@ def _read_parquet_columns(path: Path, names: list[str]) -> pl.DataFrame:
         raise DataFormatError(
             path, f"missing column(s) {', '.join(missing)} (has: {', '.join(available)})"
         )
-    df = pl.read_parquet(path, columns=names)
+    df = pl.read_parquet(path, columns=only or names)
     if df.height == 0:
         raise DataFormatError(path, "file has no rows")
-    for name in names:
+    for name in only or names:
         nulls = df.get_column(name).null_count()
         if nulls:
             row = int(df.get_column(name).is_null().arg_true()[0])

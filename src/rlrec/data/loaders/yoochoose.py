@@ -19,6 +19,7 @@ Pipeline of Xin et al. (WSDM'22 §4.1.1), with the reference code's defects fixe
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -27,7 +28,8 @@ import polars as pl
 from pydantic import Field as PydField
 
 from rlrec.data.loaders.base import SourceConfig
-from rlrec.data.loaders.delimited import Field, read_delimited
+from rlrec.data.loaders.delimited import Field, iter_delimited, scan_delimited
+from rlrec.data.parts import ROW, in_memory, select_sessions
 from rlrec.data.schema import IS_BUY, ITEM, SESSION, TIMESTAMP
 from rlrec.errors import DataFormatError
 
@@ -37,6 +39,7 @@ CLICK_FIELDS = (
     Field(ITEM, "int"),
     Field("category", "skip"),
 )
+COLUMNS = (SESSION, ITEM, TIMESTAMP, IS_BUY)
 BUY_FIELDS = (
     Field(SESSION, "int"),
     Field(TIMESTAMP, "iso_ts"),
@@ -50,6 +53,11 @@ class YooChooseSource(SourceConfig):
     """RC15 from the raw YooChoose files. ``path``: the directory holding both files."""
 
     kind: Literal["yoochoose"] = "yoochoose"
+
+    @property
+    def streams(self) -> bool:
+        return True
+
     clicks_file: str = "yoochoose-clicks.dat"
     buys_file: str = "yoochoose-buys.dat"
     min_clicks: int = PydField(3, ge=1, description="sessions need at least this many click rows")
@@ -61,37 +69,74 @@ class YooChooseSource(SourceConfig):
         return [self.path / self.clicks_file, self.path / self.buys_file]
 
     def load(self, seed: int) -> pl.DataFrame:
+        parts = in_memory(lambda: self.batches(seed))
+        (events,) = parts
+        (keep,) = select_sessions(self, parts, seed)
+        assert keep is not None
+        return events.filter(pl.col(SESSION).is_in(keep.implode())).drop(ROW)
+
+    def batches(self, seed: int) -> Iterator[pl.DataFrame]:
+        """Every click row (``is_buy`` 0), then every buy row (1); the selection of sessions is
+        :meth:`session_stats` and :meth:`choose_sessions`."""
+        clicks, buys = self._files()
+        for path, fields, flag, what in (
+            (clicks, CLICK_FIELDS, 0, "YooChoose clicks file"),
+            (buys, BUY_FIELDS, 1, "YooChoose buys file"),
+        ):
+            for batch in iter_delimited(path, fields, separator=",", what=what):
+                yield batch.with_columns(pl.lit(flag, pl.Int8).alias(IS_BUY)).select(COLUMNS)
+
+    def session_ids(self, seed: int, every: int) -> pl.Series:
+        clicks, buys = self._files()
+        ids = [
+            scan_delimited(
+                path,
+                [f if f.name == SESSION else Field(f.name, "skip") for f in fields],
+                separator=",",
+                header=None,
+                quoted=False,
+            ).gather_every(every)
+            for path, fields in ((clicks, CLICK_FIELDS), (buys, BUY_FIELDS))
+        ]
+        try:
+            return pl.concat(ids).collect(engine="streaming").get_column(SESSION)
+        except pl.exceptions.PolarsError as exc:  # malformed: the checked read names the line
+            for _batch in self.batches(seed):
+                pass
+            raise DataFormatError(self.path, f"could not be read ({exc})") from None
+
+    def session_stats(self, events: pl.DataFrame) -> pl.DataFrame:
+        """Per session: its click rows and, for the sample, the position of its first click."""
+        stats = [pl.len().alias("clicks")]
+        if self.sample_sessions is not None:
+            stats.append(pl.col(ROW).min().alias("first"))
+        clicks = events.filter(pl.col(IS_BUY) == 0)
+        return clicks.group_by(SESSION).agg(stats).sort(SESSION)
+
+    def choose_sessions(self, stats: pl.DataFrame, seed: int) -> pl.Series:
+        clicks_path = self.input_files()[0]
+        enough = stats.get_column("clicks") >= self.min_clicks
+        if not enough.any():
+            raise DataFormatError(
+                clicks_path, f"no session has at least {self.min_clicks} clicks (source.min_clicks)"
+            )
+        if self.sample_sessions is None:
+            return enough
+        ids = stats.filter(enough).sort("first").get_column(SESSION).to_numpy()
+        if self.sample_sessions > len(ids):
+            raise DataFormatError(
+                clicks_path,
+                f"cannot sample {self.sample_sessions} sessions: only {len(ids)} have at least "
+                f"{self.min_clicks} clicks (lower source.sample_sessions or set it to null)",
+            )
+        if self.sample_sessions == len(ids):
+            return enough
+        chosen = np.random.RandomState(seed).choice(ids, self.sample_sessions, replace=False)
+        return stats.get_column(SESSION).is_in(pl.Series(chosen).implode())
+
+    def _files(self) -> list[Path]:
         if not self.path.is_dir():
             raise DataFormatError(
                 self.path, f"expected a directory holding {self.clicks_file} and {self.buys_file}"
             )
-        clicks_path, buys_path = self.input_files()
-        clicks = read_delimited(
-            clicks_path, CLICK_FIELDS, separator=",", what="YooChoose clicks file"
-        )
-        clicks = clicks.filter(pl.len().over(SESSION) >= self.min_clicks)
-        if clicks.height == 0:
-            raise DataFormatError(
-                clicks_path, f"no session has at least {self.min_clicks} clicks (source.min_clicks)"
-            )
-        if self.sample_sessions is not None:
-            ids = clicks.get_column(SESSION).unique(maintain_order=True).to_numpy()
-            if self.sample_sessions > len(ids):
-                raise DataFormatError(
-                    clicks_path,
-                    f"cannot sample {self.sample_sessions} sessions: only {len(ids)} have at least "
-                    f"{self.min_clicks} clicks (lower source.sample_sessions or set it to null)",
-                )
-            if self.sample_sessions < len(ids):
-                chosen = np.random.RandomState(seed).choice(
-                    ids, self.sample_sessions, replace=False
-                )
-                clicks = clicks.filter(pl.col(SESSION).is_in(pl.Series(chosen).implode()))
-        buys = read_delimited(buys_path, BUY_FIELDS, separator=",", what="YooChoose buys file")
-        buys = buys.filter(pl.col(SESSION).is_in(clicks.get_column(SESSION).unique().implode()))
-        return pl.concat(
-            [
-                clicks.with_columns(pl.lit(0, pl.Int8).alias(IS_BUY)),
-                buys.with_columns(pl.lit(1, pl.Int8).alias(IS_BUY)),
-            ]
-        ).select(SESSION, ITEM, TIMESTAMP, IS_BUY)
+        return self.input_files()
