@@ -360,3 +360,43 @@ def test_command_prints_a_summary(runs: dict[str, Path], tmp_path: Path) -> None
     run = json.loads((out / "contract.json").read_text())["run"]
     latest = json.loads((runs["gru"] / "checkpoints" / "latest.json").read_text())
     assert (run["checkpoint"], run["checkpoint_step"]) == ("latest", latest["step"])
+
+
+def test_index_export_serves_without_rlrec(runs: dict[str, Path], tmp_path: Path) -> None:
+    """``--index faiss``: the encoder, the index and the head, used as the contract says with
+    onnxruntime, faiss and safetensors only, give the Recommender's top 10 (a tiny catalogue, where
+    a calibrated HNSW search is exact)."""
+    import faiss
+    import onnxruntime as ort
+    from safetensors.numpy import load_file
+
+    out = tmp_path / "indexed"
+    parity = export_run(runs["sasrec"], "onnx", out, index="faiss")
+    contract = json.loads((out / "contract.json").read_text())
+    part = contract["index"]
+    assert set(part["files"]) == {"state.onnx", "items.faiss", "head.safetensors"}
+    assert set(part["files"]) <= set(contract["files"])
+    assert parity["index"]["reloaded_index_identical"]
+    assert parity["index"]["state_max_abs_diff"] <= parity["index"]["state_tolerance"]
+    assert part["recall_at_10"] == 1.0
+    items = json.loads((out / "items.json").read_text())
+    size = contract["state_size"]
+    histories = [[], [items[7]], items[3:8], items[20 : 20 + size + 4]]
+    where = {item: j for j, item in enumerate(items)}
+    state, len_state = contract_inputs(contract, [[where[i] for i in h] for h in histories])
+    session = ort.InferenceSession(str(out / "state.onnx"), providers=["CPUExecutionProvider"])
+    query = session.run(["query"], {"state": state, "len_state": len_state})[0]
+    index = faiss.read_index(str(out / "items.faiss"))
+    index.hnsw.efSearch = part["ef_search"]
+    ones, zeros = np.ones((len(query), 1), np.float32), np.zeros((len(query), 1), np.float32)
+    _, found = index.search(np.hstack([query, ones, zeros]).astype(np.float32), 10)
+    head = load_file(out / "head.safetensors")
+    scores = np.einsum("bh,bkh->bk", query, head["weight"][found]) + head["bias"][found]
+    expected = Recommender.from_run(runs["sasrec"], device="cpu").recommend(histories, k=10)
+    for cand, score, recs in zip(found, scores, expected, strict=True):
+        order = np.lexsort((cand, -score))
+        assert [items[j] for j in cand[order]] == [item for item, _ in recs]
+        np.testing.assert_allclose(score[order], [s for _, s in recs], rtol=0, atol=1e-5)
+    plain = export_run(runs["sasrec"], "onnx", tmp_path / "plain", index="auto")
+    assert "index" not in plain  # below the threshold: no index
+    assert not (tmp_path / "plain" / "items.faiss").exists()

@@ -127,3 +127,16 @@ class ScoringNetwork(nn.Module):
 
     def forward(self, state: torch.Tensor, len_state: torch.Tensor) -> torch.Tensor:
         return self.net.head(self.head_name, self.net(state, len_state)).float()
+
+
+class StateNetwork(nn.Module):
+    """A network's encoder alone: ``(state [B, L] int64, len_state [B] int64) → encoded state
+    [B, out_dim] float32``, the query an approximate top-k index searches with (``rlrec export
+    --index faiss``); the ranking head's rows are the indexed item vectors."""
+
+    def __init__(self, net: QNetwork) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, state: torch.Tensor, len_state: torch.Tensor) -> torch.Tensor:
+        return self.net(state, len_state).float()

@@ -32,6 +32,7 @@ class ItemIndex:
             raise RlrecError(
                 'an approximate index needs the faiss extra: pip install "rlrec[faiss]"'
             ) from None
+        self.m = m
         self.weight, self.bias = weight.detach().float().cpu(), bias.detach().float().cpu()
         items = torch.cat([self.weight, self.bias[:, None]], dim=1).double()
         norms = items.norm(dim=1)

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import typer
 
 from rlrec import __version__
-from rlrec.cli_common import OverwriteOpt, stages
+from rlrec.cli_common import IndexOpt, IndexThresholdOpt, OverwriteOpt, check_index, stages
 from rlrec.cli_common import out as console
 from rlrec.errors import RlrecError
 
@@ -74,6 +74,10 @@ computation, far below any gap that matters for ranking."""
 EXTERNAL_DATA_BYTES = 1 << 30
 """Weights larger than this go to ``model.onnx.data`` beside the graph (protobuf files end at 2 GiB)."""
 ONNX_PACKAGES = ("onnx", "onnxruntime", "onnxscript")
+STATE_OUTPUT = "query"
+STATE_FILE: dict[str, str] = {"torchscript": "state.pt", "onnx": "state.onnx"}
+INDEX_FILE = "items.faiss"
+HEAD_FILE = "head.safetensors"
 
 
 class ExportError(RlrecError):
@@ -136,7 +140,9 @@ def _quiet() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def load_exported(path: Path, fmt: Format, *, threads: int | None = None) -> Scorer:
+def load_exported(
+    path: Path, fmt: Format, *, threads: int | None = None, output: str = "scores"
+) -> Scorer:
     """The exported model at ``path`` as a NumPy :data:`Scorer`, on CPU, loaded without rlrec's
     model code (``torch.jit.load``, or ONNX Runtime's ``CPUExecutionProvider``).
 
@@ -161,7 +167,7 @@ def load_exported(path: Path, fmt: Format, *, threads: int | None = None) -> Sco
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def score_onnx(state: np.ndarray, len_state: np.ndarray) -> np.ndarray:
-        return session.run([OUTPUT], {INPUTS[0]: state, INPUTS[1]: len_state})[0]
+        return session.run([output], {INPUTS[0]: state, INPUTS[1]: len_state})[0]
 
     return score_onnx
 
@@ -220,7 +226,10 @@ def check_parity(
 
 
 def _write_torchscript(
-    model: ScoringNetwork, example: tuple[torch.Tensor, torch.Tensor], path: Path
+    model: torch.nn.Module,
+    example: tuple[torch.Tensor, torch.Tensor],
+    path: Path,
+    output: str = OUTPUT,
 ) -> dict[str, Any]:
     """Trace ``model`` on ``example`` and save it; returns how (for the contract)."""
     import torch
@@ -232,7 +241,10 @@ def _write_torchscript(
 
 
 def _write_onnx(
-    model: ScoringNetwork, example: tuple[torch.Tensor, torch.Tensor], path: Path
+    model: torch.nn.Module,
+    example: tuple[torch.Tensor, torch.Tensor],
+    path: Path,
+    output: str = OUTPUT,
 ) -> dict[str, Any]:
     """Export ``model`` with a free batch axis: ``dynamo=True`` first, ``dynamo=False`` if that
     fails; returns which, why, and the opset actually written (for the contract)."""
@@ -241,7 +253,7 @@ def _write_onnx(
 
     common: dict[str, Any] = {
         "input_names": list(INPUTS),
-        "output_names": [OUTPUT],
+        "output_names": [output],
         "opset_version": OPSET,
     }
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
@@ -270,7 +282,7 @@ def _write_onnx(
                 example,
                 path,
                 dynamo=False,
-                dynamic_axes={name: {0: "batch"} for name in (*INPUTS, OUTPUT)},
+                dynamic_axes={name: {0: "batch"} for name in (*INPUTS, output)},
                 **common,
             )
     graph = onnx.load(str(path), load_external_data=False)
@@ -387,9 +399,16 @@ def export_run(
     overwrite: bool = False,
     check_samples: int = 256,
     seed: int = 0,
+    index: Literal["auto", "exact", "faiss"] = "exact",
+    index_threshold: int = 100_000,
 ) -> dict[str, Any]:
     """Export ``run_dir``'s scoring network (``checkpoint``: best, latest or a checkpoint
-    directory) as ``fmt`` into the new directory ``out_dir``; returns the parity check.
+    directory) as ``fmt`` into the new directory ``out_dir``; returns the parity check (with the
+    index's part under ``"index"`` when one is exported).
+
+    ``index``: ``faiss`` adds an approximate top-k index (:func:`_export_index`); ``auto`` adds it
+    from ``index_threshold`` items on when the ``faiss`` extra is installed and its recall@10
+    reaches 0.95, as ``rlrec serve`` decides.
 
     Raises :class:`ExportError` (format, packages), :class:`ParityError` (the exported model does
     not reproduce PyTorch; nothing is written), or the run's and the output's own
@@ -401,8 +420,8 @@ def export_run(
     if fmt == "onnx":
         require()
     from rlrec.models.network import ScoringNetwork
-    from rlrec.outputs import check_output, new_output
-    from rlrec.serve.inference import history_states, load_run, read_items
+    from rlrec.outputs import MARKER, check_output, new_output
+    from rlrec.serve.inference import Recommender, history_states, load_run, read_items
     from rlrec.train.trainer import ITEMS
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
@@ -410,8 +429,11 @@ def export_run(
     cfg, net, meta = load_run(run_dir, checkpoint, "cpu")
     n_items, state_size = meta["n_items"], meta["state_size"]
     pad_id = net.encoder.pad_id
-    raw_ids = read_items(run_dir, n_items).sort("item").get_column("item_id").to_list()
+    items = read_items(run_dir, n_items)
+    raw_ids = items.sort("item").get_column("item_id").to_list()
     run = _run_facts(run_dir, checkpoint, cfg, meta)
+    rec = Recommender(cfg, net, items, state_size)
+    index_note = rec.choose_index(index, index_threshold)
     model = ScoringNetwork(net, cfg.objective.eval_head).eval().requires_grad_(False)
     # batch 2 (batch 1 would be frozen by torch.export), one short history and one empty one
     example = history_states([list(range(min(3, n_items, state_size))), []], state_size, pad_id)
@@ -439,9 +461,16 @@ def export_run(
                 f"tolerance {parity['tolerance']:.3g}; top-{parity['top_k']} differs in "
                 f"{parity['top_k_mismatches']}); nothing was written"
             )
+        index_part = None
+        if rec.ann is not None:
+            index_part = _export_index(rec, fmt, tmp, example, check_samples, seed)
+            index_part["chosen"] = index_note
+            parity["index"] = index_part["parity"]
         shutil.copyfile(run_dir / ITEMS, tmp / ITEMS)
         (tmp / ITEMS_JSON).write_text(json.dumps(raw_ids, ensure_ascii=False) + "\n")
-        files = sorted([*(p.name for p in tmp.glob("model.*")), ITEMS, ITEMS_JSON, CONTRACT])
+        files = sorted(
+            {*(p.name for p in tmp.iterdir() if p.name != MARKER), ITEMS, ITEMS_JSON, CONTRACT}
+        )
         contract = _contract(
             fmt,
             files,
@@ -452,8 +481,111 @@ def export_run(
             state_size=state_size,
             pad_id=pad_id,
         )
+        if index_part is not None:
+            contract["index"] = index_part
         (tmp / CONTRACT).write_text(json.dumps(contract, indent=2, ensure_ascii=False) + "\n")
     return parity
+
+
+def _export_index(
+    rec: Any,
+    fmt: Format,
+    tmp: Path,
+    example: tuple[torch.Tensor, torch.Tensor],
+    samples: int,
+    seed: int,
+) -> dict[str, Any]:
+    """Write the approximate top-k part of an export into ``tmp`` and describe it: the encoder
+    alone (``state.*``: history → query vector ``[B, H]``, :class:`~rlrec.models.network.StateNetwork`),
+    ``items.faiss`` (``rec.ann``'s HNSW graph over the head's MIPS-transformed rows,
+    :mod:`rlrec.serve.ann`, breadth calibrated to recall@10 ≥ 0.95) and ``head.safetensors``
+    (``weight [n, H]``, ``bias [n]``: the exact scores of the candidates).
+
+    Checked before it is kept: the exported encoder reproduces PyTorch's states on
+    :func:`random_histories` within :data:`TOLERANCE` (batch 1 and batched), and the index read
+    back from its file returns the same candidates as the one in memory.
+    """
+    import faiss
+    import numpy as np
+    import torch
+    from safetensors.torch import save_file
+
+    from rlrec.models.network import StateNetwork
+    from rlrec.serve.inference import history_states
+
+    model = StateNetwork(rec.net).eval().requires_grad_(False)
+    path = tmp / STATE_FILE[fmt]
+    write = _write_torchscript if fmt == "torchscript" else _write_onnx
+    exporter = write(model, example, path, STATE_OUTPUT)
+    exported = load_exported(path, fmt, output=STATE_OUTPUT)
+    n_items, pad_id = len(rec.raw_ids), rec.net.encoder.pad_id
+    histories = random_histories(n_items, rec.state_size, samples, seed)
+    state, len_state = history_states(histories, rec.state_size, pad_id)
+    with torch.inference_mode():
+        expected = model(state, len_state)
+    arrays = (state.numpy(), len_state.numpy())
+    got = np.concatenate(
+        [exported(*(a[rows] for a in arrays)) for rows in (slice(0, 1), slice(1, None))]
+    )
+    max_diff = float((torch.from_numpy(got) - expected).abs().max())
+    tolerance = TOLERANCE * max(1.0, float(expected.abs().max()))
+    if got.shape != tuple(expected.shape) or not max_diff <= tolerance:
+        raise ParityError(
+            f"the exported encoder does not reproduce PyTorch's states (shape {got.shape}, "
+            f"max |Δ| {max_diff:.3g}, tolerance {tolerance:.3g}); nothing was written"
+        )
+    faiss.write_index(rec.ann.index, str(tmp / INDEX_FILE))
+    reread = faiss.read_index(str(tmp / INDEX_FILE))
+    query = np.ascontiguousarray(
+        np.concatenate(
+            [got, np.ones((len(got), 1), np.float32), np.zeros((len(got), 1), np.float32)], 1
+        )
+    )
+    same = bool((reread.search(query, TOP_K)[1] == rec.ann.index.search(query, TOP_K)[1]).all())
+    if not same:
+        raise ParityError(
+            "the index read back from items.faiss answers differently; nothing was written"
+        )
+    head = rec.net.head_layer(rec.cfg.objective.eval_head)
+    save_file(
+        {
+            "weight": head.weight.detach().float().cpu().contiguous(),
+            "bias": head.bias.detach().float().cpu().contiguous(),
+        },
+        tmp / HEAD_FILE,
+    )
+    hnsw = rec.ann.index.hnsw
+    return {
+        "files": [STATE_FILE[fmt], INDEX_FILE, HEAD_FILE],
+        "state_model": {
+            "file": STATE_FILE[fmt],
+            "inputs": "as the scoring model (state, len_state)",
+            "output": {
+                "name": STATE_OUTPUT,
+                "dtype": "float32",
+                "shape": ["batch", expected.shape[1]],
+            },
+            "exporter": exporter,
+        },
+        "kind": "faiss.IndexHNSWFlat",
+        "hnsw_m": rec.ann.m,
+        "ef_search": int(hnsw.efSearch),
+        "query_rule": "search items.faiss with [query, 1, 0] (the state model's output, then 1 "
+        "and 0: dimension H + 2); the index holds item i as [weight_i, bias_i, "
+        "sqrt(R^2 - |[weight_i, bias_i]|^2)] with R the largest such norm, so the nearest items "
+        "in L2 are those of the largest score query . weight_i + bias_i",
+        "rescore": "score each candidate exactly, query . weight[i] + bias[i] (head.safetensors), "
+        "and rank by descending score, equal scores by lower index; fetch k plus the history's "
+        "length when the history's own items are to be left out",
+        "recall_at_10": rec.index_recall,
+        "parity": {
+            "samples": samples,
+            "state_max_abs_diff": max_diff,
+            "state_tolerance": tolerance,
+            "reloaded_index_identical": same,
+            "recall_at_10": rec.index_recall,
+        },
+    }
 
 
 def _ort_runtime() -> str:
@@ -474,12 +606,24 @@ def export_command(
         str, typer.Option("--checkpoint", help="best, latest or a checkpoint directory")
     ] = "best",
     overwrite: OverwriteOpt = False,
+    index: IndexOpt = "auto",
+    index_threshold: IndexThresholdOpt = 100_000,
 ) -> None:
     """Export the scoring network as TorchScript or ONNX, with its item map and input contract,
-    checked against PyTorch (see docs/export.md)."""
+    checked against PyTorch (see docs/export.md); from --index-threshold items on also the encoder
+    and a FAISS index for approximate top-k (--index)."""
+    mode = check_index(index)
     with stages("exporting") as advance:
         advance(f"exporting {format} and checking it against PyTorch")
-        parity = export_run(run_dir, format, out, checkpoint, overwrite)  # type: ignore[arg-type]
+        parity = export_run(
+            run_dir,
+            format,  # type: ignore[arg-type]
+            out,
+            checkpoint,
+            overwrite,
+            index=mode,
+            index_threshold=index_threshold,
+        )
     files = json.loads((out / CONTRACT).read_text())["files"]
     console.print(f"wrote {out}: {', '.join(files)}")
     console.print(
@@ -487,3 +631,8 @@ def export_command(
         f"{parity['max_abs_diff']:.2e} (tolerance {parity['tolerance']:.1e}), "
         f"top-{parity['top_k']} identical {parity['top_k_identical']}/{parity['samples']}"
     )
+    if "index" in parity:
+        console.print(
+            f"FAISS index: recall@10 {parity['index']['recall_at_10']:.3f} against the exact "
+            f"top 10; encoder max |Δ| {parity['index']['state_max_abs_diff']:.2e}"
+        )

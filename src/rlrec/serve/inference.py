@@ -263,8 +263,7 @@ class Recommender:
             return False
         from rlrec.serve.ann import ItemIndex
 
-        head = self.net.q_head if self.cfg.objective.eval_head == "q" else self.net.ce_head
-        assert head is not None
+        head = self.net.head_layer(self.cfg.objective.eval_head)
         self.ann = ItemIndex(head.weight, head.bias)
         g = torch.Generator().manual_seed(seed)
         n = len(self.raw_ids)
