@@ -11,7 +11,9 @@ Layout of a prepared dataset::
     DIR/splits.parquet     session_id → split (reusable as ``split: {kind: file}`` elsewhere)
 
 Events are sorted by ``(session_id, timestamp)`` with a stable sort (ties keep the source order), so
-each session is a contiguous run in its split file. Items are encoded ``0..n-1`` in ascending order of
+each session is a contiguous run in its split file. The pipeline runs on session-range parts
+(:mod:`rlrec.data.parts`): one part, the whole log, in memory by default; many, on disk, with a
+``memory_limit`` — the same code either way, hence the same bytes. Items are encoded ``0..n-1`` in ascending order of
 the raw id (the reference's ``LabelEncoder``); the padding id is ``n``. The vocabulary covers all
 splits, as in the reference; popularity is stored for both scopes (train only and all splits).
 Preparing twice from the same inputs and config gives byte-identical files.
@@ -155,34 +157,7 @@ def _prepare(
     codes = items.select(ITEM, ITEM_INDEX)
 
     say("sorting, encoding and writing")
-    writers: dict[str, RowGroupWriter] = {}
-    split_stats = {name: dict.fromkeys(_COUNTS, 0) for name in SPLITS}
-    train_counts = []
-    lo = 0
-    for events_part in events:
-        n_sessions = events_part.get_column(SESSION).n_unique()
-        part = (
-            events_part.sort([SESSION, TIMESTAMP, ROW], multithreaded=True)
-            .join(codes, on=ITEM, how="left", maintain_order="left")
-            .join(labels.slice(lo, n_sessions), on=SESSION, how="left", maintain_order="left")
-        )
-        lo += n_sessions
-        columns = [SESSION, ITEM_INDEX, IS_BUY, TIMESTAMP] + (
-            [RATING] if RATING in part.columns else []
-        )
-        for name in SPLITS:
-            rows = part.filter(pl.col("split") == name).select(columns)
-            if name not in writers:
-                writers[name] = RowGroupWriter(tmp / f"{name}.parquet", rows)
-            writers[name].write(rows)
-            for key, value in _counts(rows).items():
-                split_stats[name][key] += value
-        train_counts.append(
-            part.filter(pl.col("split") == "train").group_by(ITEM_INDEX).agg(pl.len())
-        )
-    for writer in writers.values():
-        writer.close()
-    count_train = pl.concat(train_counts).group_by(ITEM_INDEX).agg(pl.col("len").sum())
+    split_stats, count_train = _write_splits(events, codes, labels, tmp)
     items = (
         items.join(count_train, on=ITEM_INDEX, how="left", maintain_order="left")
         .select(
@@ -233,6 +208,44 @@ def auto_memory_limit(source: Source) -> int | None:
     free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     size = sum(f.stat().st_size for f in source.input_files())
     return free // 2 if source.streams and size > free // 10 else None
+
+
+def _write_splits(
+    events: _Filtered, codes: pl.DataFrame, labels: pl.DataFrame, tmp: Path
+) -> tuple[dict[str, dict[str, int]], pl.DataFrame]:
+    """Sort, encode and label each part and append its rows to ``train/val/test.parquet``; returns
+    the per-split counts and each item's number of training events (``item``, ``len``).
+
+    ``codes``: raw item id → index; ``labels``: session → split, sorted by session, so the rows of
+    a part (a range of sessions, the parts in order) are the next ``n_sessions`` rows."""
+    writers: dict[str, RowGroupWriter] = {}
+    split_stats = {name: dict.fromkeys(_COUNTS, 0) for name in SPLITS}
+    train_counts = []
+    lo = 0
+    for events_part in events:
+        n_sessions = events_part.get_column(SESSION).n_unique()
+        part = (
+            events_part.sort([SESSION, TIMESTAMP, ROW], multithreaded=True)
+            .join(codes, on=ITEM, how="left", maintain_order="left")
+            .join(labels.slice(lo, n_sessions), on=SESSION, how="left", maintain_order="left")
+        )
+        lo += n_sessions
+        columns = [SESSION, ITEM_INDEX, IS_BUY, TIMESTAMP] + (
+            [RATING] if RATING in part.columns else []
+        )
+        for name in SPLITS:
+            rows = part.filter(pl.col("split") == name).select(columns)
+            if name not in writers:
+                writers[name] = RowGroupWriter(tmp / f"{name}.parquet", rows)
+            writers[name].write(rows)
+            for key, value in _counts(rows).items():
+                split_stats[name][key] += value
+        train_counts.append(
+            part.filter(pl.col("split") == "train").group_by(ITEM_INDEX).agg(pl.len())
+        )
+    for writer in writers.values():
+        writer.close()
+    return split_stats, pl.concat(train_counts).group_by(ITEM_INDEX).agg(pl.col("len").sum())
 
 
 def _selected(events: pl.DataFrame, keep: pl.Series | None) -> pl.DataFrame:
