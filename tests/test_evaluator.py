@@ -11,7 +11,16 @@ import torch
 
 from rlrec.data.dataset import SessionLog
 from rlrec.data.transitions import Transitions
-from rlrec.eval import EvalConfig, degenerate_warning, evaluate, metric_names, top_k
+from rlrec.eval import (
+    EvalConfig,
+    LinearScores,
+    degenerate_warning,
+    evaluate,
+    linear_rank_stats,
+    metric_names,
+    target_rank_stats,
+    top_k,
+)
 
 N = 6  # items 0..5, pad id 6
 KS = (1, 3, 5)
@@ -220,3 +229,88 @@ def test_chunked_top_k_equals_topk(k: int, chunk_size: int) -> None:
     assert torch.equal(values, ref_values)
     assert torch.equal(indices, ref_indices)
     assert torch.equal(top_k(scores, k)[1], ref_indices)
+
+
+# ---------------------------------------------------- linear heads ranked in column chunks
+
+
+def integer_head(n: int, d: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Small-integer weights and biases: products are exact in float32, so every way of summing
+    gives the same scores, and many items tie."""
+    g = torch.Generator().manual_seed(seed)
+    return (
+        torch.randint(-2, 3, (n, d), generator=g).float(),
+        torch.randint(-2, 3, (n,), generator=g).float(),
+    )
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 500, 10_000])
+@pytest.mark.parametrize("special", ["none", "nan item", "nan state", "inf bias"])
+def test_linear_rank_stats_equal_the_materialised_counts(chunk: int, special: str) -> None:
+    """Chunked counts = ``target_rank_stats`` of the full score matrix, ties, NaN and ∞ included."""
+    weight, bias = integer_head(531, 6, seed=chunk)
+    h = torch.randint(-2, 3, (40, 6), generator=torch.Generator().manual_seed(1)).float()
+    target = torch.randint(0, 531, (40,), generator=torch.Generator().manual_seed(2))
+    if special == "nan item":
+        weight[int(target[0])] = float("nan")  # a NaN target and NaN rivals elsewhere
+        weight[17] = float("nan")
+    elif special == "nan state":
+        h[3] = float("nan")
+    elif special == "inf bias":
+        bias[[5, int(target[1])]] = float("inf")
+        bias[9] = -float("inf")
+    expected = target_rank_stats(torch.addmm(bias, h, weight.t()), target)
+    got = linear_rank_stats(h, weight, bias, target, chunk)
+    assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+    if special == "none":
+        assert int(expected[1].sum()) > 40  # the case has ties to get right
+        no_bias = linear_rank_stats(h, weight, None, target, chunk)
+        want = target_rank_stats(h @ weight.t(), target)
+        assert torch.equal(no_bias[0], want[0]) and torch.equal(no_bias[1], want[1])
+
+
+def test_linear_rank_stats_recount_when_the_estimate_is_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The target's score is checked against the value its own chunk produced: an estimate that is
+    one ulp off (as a differently shaped product may give) is corrected by a second sweep."""
+    import rlrec.eval.metrics as metrics_module
+
+    weight = torch.randn(3000, 16, generator=torch.Generator().manual_seed(0))
+    bias = torch.randn(3000, generator=torch.Generator().manual_seed(1))
+    h = torch.randn(64, 16, generator=torch.Generator().manual_seed(2))
+    target = torch.randint(0, 3000, (64,), generator=torch.Generator().manual_seed(3))
+    exact = linear_rank_stats(h, weight, bias, target, 256)
+    scores = metrics_module._target_scores
+    monkeypatch.setattr(
+        metrics_module,
+        "_target_scores",
+        lambda *a: torch.nextafter(scores(*a), torch.tensor(float("inf"))),
+    )
+    sweeps = []
+    sweep = metrics_module._linear_sweep
+    monkeypatch.setattr(metrics_module, "_linear_sweep", lambda *a: sweeps.append(1) or sweep(*a))
+    got = linear_rank_stats(h, weight, bias, target, 256)
+    assert len(sweeps) == 2
+    assert torch.equal(got[0], exact[0]) and torch.equal(got[1], exact[1])
+
+
+@pytest.mark.parametrize("ties", ["expected", "pessimistic", "optimistic"])
+def test_linear_scores_give_the_materialised_metrics(ties: str) -> None:
+    """``evaluate`` with :class:`LinearScores` (chunks) = with the full score matrix, every metric."""
+    g = torch.Generator().manual_seed(4)
+    sessions = [torch.randint(0, 300, (int(n),), generator=g).tolist() for n in range(1, 40)]
+    buys = [[int(i % 3 == 0) for i in range(len(s))] for s in sessions]
+    data = Transitions(log_of(sessions, buys), state_size=5, pad_id=300)
+    weight, bias = integer_head(300, 5, seed=5)
+    embed = torch.randint(-1, 2, (301, 5), generator=g).float()
+
+    def encode(state: torch.Tensor, len_state: torch.Tensor) -> torch.Tensor:
+        return embed[state].sum(dim=1)  # integer states: exact scores, many ties
+
+    cfg = EvalConfig(ks=(1, 5, 10), ties=ties, batch_size=16)  # type: ignore[arg-type]
+    pop = np.linspace(0.1, 1.0, 300)
+    linear = evaluate(LinearScores(encode, weight, bias), data, cfg, 300, pop)
+    full = evaluate(lambda s, n: torch.addmm(bias, encode(s, n), weight.t()), data, cfg, 300, pop)
+    assert linear == full
+    assert linear["tied_target_share"] > 0.1

@@ -31,7 +31,13 @@ from pydantic import Field, field_validator
 from rlrec.config import StrictModel
 from rlrec.data.popularity import PopScope
 from rlrec.data.transitions import Transitions, history_window
-from rlrec.eval.metrics import MetricAccumulator, Ties, linear_rank_stats, target_rank_stats
+from rlrec.eval.metrics import (
+    MetricAccumulator,
+    Ties,
+    head_bound,
+    linear_rank_stats,
+    target_rank_stats,
+)
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``score_fn(state [B, L] int64, len_state [B] int64) -> [B, n_items]`` float scores."""
@@ -142,6 +148,7 @@ def evaluate(
         )
     step = cfg.batch_size if linear else cfg.effective_batch(n_items)
     chunk = _chunk_columns(step, n_items, device, cfg.max_score_elements)
+    bound = head_bound(score_fn.weight, score_fn.bias) if linear else None
     with torch.inference_mode():
         for lo in range(0, n_events, step):
             pos = torch.arange(lo, min(lo + step, n_events), device=device)
@@ -153,7 +160,9 @@ def evaluate(
             target = tr.items[lo : lo + step]
             if isinstance(score_fn, LinearScores):
                 h = score_fn.encode(state, len_state)
-                greater, tied = linear_rank_stats(h, score_fn.weight, score_fn.bias, target, chunk)
+                greater, tied = linear_rank_stats(
+                    h, score_fn.weight, score_fn.bias, target, chunk, bound
+                )
             else:
                 scores = score_fn(state, len_state)
                 if scores.shape != (len(pos), n_items):
@@ -177,7 +186,7 @@ def _chunk_columns(batch: int, n_items: int, device: torch.device, max_elements:
     """Columns per chunk of :class:`LinearScores`: a cache-sized buffer on CPU; on an accelerator,
     whose memory bandwidth makes chunks pointless, as wide as ``max_score_elements`` allows."""
     budget = CPU_CHUNK_ELEMENTS if device.type == "cpu" else max_elements
-    return max(1, min(n_items, budget // batch))
+    return max(1, min(n_items, budget // batch, 1 << 22))  # float sums of ±1 stay exact
 
 
 def metric_names(cfg: EvalConfig, *, ng_off: bool) -> set[str]:

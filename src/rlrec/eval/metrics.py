@@ -98,6 +98,7 @@ def linear_rank_stats(
     bias: torch.Tensor | None,
     target: torch.Tensor,
     chunk: int,
+    bound: tuple[float, float] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`target_rank_stats` of the scores ``h @ weight.T + bias`` without materialising them:
     the catalogue is scored ``chunk`` columns at a time into one cache-sized ``[B, chunk]`` buffer and
@@ -110,7 +111,8 @@ def linear_rank_stats(
     computed first by the same product on a chunk made of the target columns (same shapes, so in
     practice the same bits) and checks, per row, that it equals the value the target's chunk produced;
     if any row differs, the sweep runs again with the values the chunks produced (same shapes, hence
-    the same numbers). NaN targets rank last, as in :func:`target_rank_stats`.
+    the same numbers). NaN targets rank last, as in :func:`target_rank_stats`. ``bound``:
+    :func:`head_bound` of the head, when the caller ranks many batches with it.
     """
     if h.dim() != 2 or weight.dim() != 2 or target.shape != h.shape[:1]:
         raise ValueError(
@@ -122,8 +124,11 @@ def linear_rank_stats(
     n = weight.shape[0]
     rows = torch.arange(len(target), device=h.device)
     t = _target_scores(h, weight, bias, target, min(chunk, n))
+    w_max, b_max = bound if bound is not None else head_bound(weight, bias)
+    # every |score| ≤ |h|₁·max|w| + max|b|: far below float32's overflow, no score is NaN or ∞
+    by_signs = float(h.abs().sum(dim=1).max()) * w_max + b_max < 1e30 if len(h) else False
     for _sweep in range(2):
-        greater, tied, own = _linear_sweep(h, weight, bias, target, t, chunk, rows)
+        greater, tied, own = _linear_sweep(h, weight, bias, target, t, chunk, rows, by_signs)
         same = (own == t) | (own.isnan() & t.isnan())
         if bool(same.all()):
             break
@@ -164,6 +169,14 @@ def _target_scores(
     return t
 
 
+def head_bound(weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[float, float]:
+    """``(max |weight|, max |bias|)`` (NaN when either holds a NaN): with the states' norms, a
+    bound on every score, which tells :func:`linear_rank_stats` that no score can be NaN."""
+    w = float(weight.abs().amax()) if weight.numel() else 0.0
+    b = float(bias.abs().amax()) if bias is not None and bias.numel() else 0.0
+    return w, b
+
+
 def _linear_sweep(
     h: torch.Tensor,
     weight: torch.Tensor,
@@ -172,22 +185,36 @@ def _linear_sweep(
     t: torch.Tensor,
     chunk: int,
     rows: torch.Tensor,
+    by_signs: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One pass over the columns: ``(greater [B], equal [B] (the target included), own [B, 1])``
-    counted against ``t [B, 1]``; ``own`` is the value each target's column got in its chunk."""
+    counted against ``t [B, 1]``; ``own`` is the value each target's column got in its chunk.
+
+    ``by_signs`` (every score is known to be finite): counting by the signs of ``score − t`` (−1
+    below, 0 tied, +1 above), ``Σ sign = above − below`` and ``Σ |sign| = above + below``: two
+    float reductions over the cached buffer instead of two Boolean comparisons and their integer
+    conversions (about twice as fast on CPU; exact, the sums being integers below 2²⁴). Otherwise
+    by comparisons, where a NaN score never outranks nor ties the target."""
     n, b = weight.shape[0], len(target)
     buf = h.new_empty(b, min(chunk, n))
-    greater = torch.zeros(b, dtype=torch.int32, device=h.device)
+    greater = torch.zeros(b, dtype=torch.float64, device=h.device)
     equal = torch.zeros_like(greater)
     own = torch.empty_like(t)
     for lo in range(0, n, chunk):
         hi = min(lo + chunk, n)
         out = buf[:, : hi - lo]
         _product(h, weight[lo:hi], None if bias is None else bias[lo:hi], out)
-        greater += (out > t).sum(dim=1, dtype=torch.int32)
-        equal += (out == t).sum(dim=1, dtype=torch.int32)
         inside = (target >= lo) & (target < hi)
         own[inside, 0] = out[rows[inside], target[inside] - lo]
+        if by_signs:
+            signs = out.sub_(t).sign_()
+            net = signs.sum(dim=1)  # above − below
+            off = signs.abs_().sum(dim=1)  # above + below
+            greater += (net + off) * 0.5
+            equal += (hi - lo) - off
+        else:
+            greater += (out > t).sum(dim=1)
+            equal += (out == t).sum(dim=1)
     return greater.to(torch.int64), equal.to(torch.int64), own
 
 
