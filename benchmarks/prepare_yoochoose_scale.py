@@ -329,6 +329,7 @@ class Result:
     manifest: dict[str, Any] = field(default_factory=dict)
     stages: list[tuple[str, float]] = field(default_factory=list)
     stderr_tail: str = ""
+    cgroup: str = ""
 
 
 _WRAPPER = """\
@@ -390,6 +391,7 @@ def run_variant(
     rows_in: int,
     memory_limit: str,
     ulimit_gb: float | None,
+    cgroup_gb: float | None = None,
 ) -> Result:
     out = workdir / "prepared" / variant
     cmd = [
@@ -405,13 +407,30 @@ def run_variant(
     ]
     value = "null" if variant.startswith("unsampled") else str(sample_sessions)
     cmd += ["--set", f"source.sample_sessions={value}"]
+    group = None
     if variant.endswith("-ooc"):
         cmd += ["--memory-limit", memory_limit]
         if ulimit_gb is not None:  # address-space cap: the command fails rather than exceed it
             cmd = ["bash", "-c", f'ulimit -v {int(ulimit_gb * 1024**2)} && exec "$@"', "-", *cmd]
+        if cgroup_gb is not None:  # a memory cgroup (v1): resident memory and page cache capped
+            group = Path(f"/sys/fs/cgroup/memory/rlrec-bench-{os.getpid()}")
+            group.mkdir()
+            (group / "memory.limit_in_bytes").write_text(str(int(cgroup_gb * 10**9)))
+            cmd = ["bash", "-c", f'echo $$ > {group}/cgroup.procs && exec "$@"', "-", *cmd]
     print(f"run: {variant}: {' '.join(cmd)}", flush=True)
-    rc, wall, cpu, rss, log = measure(cmd)
-    result = Result(variant, rows_in, rc, wall, cpu, rss, stderr_tail=log[-2000:])
+    try:
+        rc, wall, cpu, rss, log = measure(cmd)
+        result = Result(variant, rows_in, rc, wall, cpu, rss, stderr_tail=log[-2000:])
+        if group is not None:
+            peak = int((group / "memory.max_usage_in_bytes").read_text())
+            words = (group / "memory.oom_control").read_text().split()
+            oom = words[words.index("oom_kill") + 1] if "oom_kill" in words else "?"
+            result.cgroup = (
+                f"cgroup limit {cgroup_gb} GB: peak {peak / 1e9:.2f} GB, OOM kills {oom}"
+            )
+    finally:
+        if group is not None:
+            group.rmdir()
     # "writing /path/to/out" -> "writing", so both variants share the column
     result.stages = [(m.group(1).split(" /")[0], float(m.group(2))) for m in _STAGE.finditer(log)]
     if rc == 0:
@@ -516,6 +535,7 @@ def run(
     results_file: Path | None,
     memory_limit: str = "4GB",
     ulimit_gb: float | None = None,
+    cgroup_gb: float | None = None,
 ) -> int:
     for name in (CLICKS_FILE, BUYS_FILE):
         if not (workdir / name).is_file():
@@ -535,9 +555,10 @@ def run(
     else:
         rows_in = count_lines(workdir / CLICKS_FILE) + count_lines(workdir / BUYS_FILE)
     results = [
-        run_variant(workdir, v, sample_sessions, rows_in, memory_limit, ulimit_gb) for v in variants
+        run_variant(workdir, v, sample_sessions, rows_in, memory_limit, ulimit_gb, cgroup_gb)
+        for v in variants
     ]
-    same = []
+    same = [f"{r.variant}: {r.cgroup}" for r in results if r.cgroup]
     for name in ("unsampled", "sampled"):
         if {name, f"{name}-ooc"} <= set(variants):
             a, b = workdir / "prepared" / name, workdir / "prepared" / f"{name}-ooc"
@@ -550,6 +571,7 @@ def run(
         header += f"\n\nsampled variant: source.sample_sessions={sample_sessions}"
     if any(v.endswith("-ooc") for v in variants):
         cap = f", address space capped at {ulimit_gb} GB (ulimit -v)" if ulimit_gb else ""
+        cap += f", in a memory cgroup of {cgroup_gb} GB" if cgroup_gb else ""
         header += f"\n\nout-of-core variants: --memory-limit {memory_limit}{cap}"
     table = "\n".join([markdown_table(results), "", *same])
     text = f"{header}\n\n{table}\n\nMachine:\n\n{machine_facts()}\n"
@@ -591,6 +613,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--ulimit-gb", type=float, default=None, help="cap the -ooc runs' address space (GB)"
     )
+    ap.add_argument(
+        "--cgroup-gb",
+        type=float,
+        default=None,
+        help="run the -ooc variants in a memory cgroup (v1, needs root) of this many GB",
+    )
     ap.add_argument("--results", type=Path, default=None, help="append the report to this file")
     args = ap.parse_args(argv)
 
@@ -605,7 +633,13 @@ def main(argv: list[str] | None = None) -> int:
         generate(workdir, args.clicks, args.buys, args.seed, args.chunk_rows)
     if args.only in ("run", "all"):
         return run(
-            workdir, variants, args.sample_sessions, args.results, args.memory_limit, args.ulimit_gb
+            workdir,
+            variants,
+            args.sample_sessions,
+            args.results,
+            args.memory_limit,
+            args.ulimit_gb,
+            args.cgroup_gb,
         )
     return 0
 

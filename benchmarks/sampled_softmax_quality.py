@@ -104,9 +104,7 @@ def main() -> None:
     eval_every = -(-train_events // 256)  # validate once per epoch
     jobs = [(name, extra, seed) for name, extra in VARIANTS.items() for seed in args.seeds]
     with ThreadPoolExecutor(args.jobs) as pool:
-        outs = list(
-            pool.map(lambda j: run(data, j[0], j[1], j[2], args.epochs, eval_every), jobs)
-        )
+        outs = list(pool.map(lambda j: run(data, j[0], j[1], j[2], args.epochs, eval_every), jobs))
     results: dict[str, list[dict]] = {}
     for (name, _, _), out in zip(jobs, outs, strict=True):
         results.setdefault(name, []).append(json.loads((out / "summary.json").read_text()))

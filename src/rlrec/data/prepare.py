@@ -153,6 +153,7 @@ def _prepare(
     splits = assign_splits(sessions, cfg.split, cfg.seed)
     _check_splits(splits, sessions.height, cfg)
     labels = splits.sort(SESSION)
+    del sessions, splits  # a row per session: large for a log larger than memory
     items = items.with_columns(pl.int_range(items.height, dtype=pl.Int32).alias(ITEM_INDEX))
     codes = items.select(ITEM, ITEM_INDEX)
 
