@@ -630,6 +630,39 @@ def _(c: Ctx) -> Case:
     )
 
 
+@case("prepare: --memory-limit that is not a size")
+def _(c: Ctx) -> Case:
+    return C(
+        "data",
+        "prepare",
+        "synthetic",
+        "--raw",
+        c.w.raw,
+        "--out",
+        "ds",
+        "--memory-limit",
+        "6 parsecs",
+        expect="--memory-limit: expected a size like 6GB or 512MiB, got '6 parsecs'",
+    )
+
+
+@case("prepare: --memory-limit with a source read in memory")
+def _(c: Ctx) -> Case:
+    c.file("log.csv", "session_id,item_id,timestamp\n1,2,3\n1,3,4\n")
+    return C(
+        "data",
+        "prepare",
+        "generic",
+        "--raw",
+        "log.csv",
+        "--out",
+        "ds",
+        "--memory-limit",
+        "1GB",
+        expect="--memory-limit: the generic source is read into memory",
+    )
+
+
 # ------------------------------------------------------------------------------ data stats
 
 

@@ -241,3 +241,24 @@ def test_happy_path_synth_prepare_stats(cli, tmp_path: Path) -> None:
 def test_help(cli, args: tuple[str, ...]) -> None:
     result = cli(*args)
     assert result.code == 0 and "Usage" in result.out
+
+
+def test_prepare_out_of_core_from_the_cli(cli, tmp_path: Path) -> None:
+    """``--memory-limit`` (and ``auto``, which keeps a small log in memory) give the dataset the
+    in-memory command writes, byte for byte."""
+    d = yc(
+        tmp_path, [*GOOD, *(line.replace("1,", f"{s},", 1) for s in range(2, 40) for line in GOOD)]
+    )
+    common = ("--set", "split.ratios=[0.34,0.33,0.33]")
+    outs = {}
+    for name, extra in (
+        ("whole", ()),
+        ("parts", ("--memory-limit", "2KB")),
+        ("auto", ("--memory-limit", "auto")),
+    ):
+        outs[name] = tmp_path / name
+        result = prep(cli, d, outs[name], *common, *extra)
+        assert result.code == 0, result.err
+    for name in ("parts", "auto"):
+        for f in sorted(outs["whole"].iterdir()):
+            assert f.read_bytes() == (outs[name] / f.name).read_bytes(), (name, f.name)

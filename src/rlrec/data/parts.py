@@ -65,6 +65,19 @@ class EventParts:
         for part in self._parts:
             yield pl.read_parquet(part) if isinstance(part, Path) else part
 
+    def replace(self, change: Callable[[int, pl.DataFrame], pl.DataFrame]) -> None:
+        """Replace part ``i`` by ``change(i, part)`` (in memory, or rewriting its scratch file),
+        so that later passes read the smaller result."""
+        height = 0
+        for i, part in enumerate(self):
+            new = change(i, part)
+            height += new.height
+            if isinstance(self._parts[i], Path):
+                new.write_parquet(self._parts[i])
+            else:
+                self._parts[i] = new
+        self.height = height
+
 
 def in_memory(batches: Batches) -> EventParts:
     """The whole log as one part."""

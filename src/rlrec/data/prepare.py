@@ -142,8 +142,10 @@ def _prepare(
         )
         say(f"selecting sessions and filtering {parts.height:,} events in {len(parts)} parts")
     keep = select_sessions(source, parts, cfg.seed)
-    events = _Filtered(parts, keep, cfg.filters)
-    sessions, items, raw_events = events.tables()
+    parts.replace(lambda i, part: _selected(part, keep[i]))
+    raw_events = parts.height
+    events = _Filtered(parts, cfg.filters)
+    sessions, items = events.tables()
     if items.height == 0:
         raise DataFormatError(
             source.path,
@@ -226,10 +228,15 @@ def _write_splits(
     for events_part in events:
         n_sessions = events_part.get_column(SESSION).n_unique()
         part = (
-            events_part.sort([SESSION, TIMESTAMP, ROW], multithreaded=True)
-            .join(codes, on=ITEM, how="left", maintain_order="left")
-            .join(labels.slice(lo, n_sessions), on=SESSION, how="left", maintain_order="left")
+            events_part.lazy()
+            .sort([SESSION, TIMESTAMP, ROW], multithreaded=True)
+            .join(codes.lazy(), on=ITEM, how="left", maintain_order="left")
+            .join(
+                labels.slice(lo, n_sessions).lazy(), on=SESSION, how="left", maintain_order="left"
+            )
+            .collect()
         )
+        del events_part
         lo += n_sessions
         columns = [SESSION, ITEM_INDEX, IS_BUY, TIMESTAMP] + (
             [RATING] if RATING in part.columns else []
@@ -255,7 +262,8 @@ def _selected(events: pl.DataFrame, keep: pl.Series | None) -> pl.DataFrame:
 
 
 class _Filtered:
-    """The events after the source's session selection and the session/item filters, part by part.
+    """The events (of the sessions the source selected) after the session and item filters, part
+    by part.
 
     The item filter needs counts over the whole log, so it is settled first (:meth:`_settle`): with
     ``I₀`` = every item, round ``r`` counts the items of the session-filtered events restricted to
@@ -266,15 +274,14 @@ class _Filtered:
     point as filtering the whole log repeatedly, whatever the order).
     """
 
-    def __init__(self, parts: EventParts, keep: list[pl.Series | None], cfg: FilterConfig) -> None:
-        self.parts, self.keep, self.cfg = parts, keep, cfg
+    def __init__(self, parts: EventParts, cfg: FilterConfig) -> None:
+        self.parts, self.cfg = parts, cfg
         self.before: pl.Series | None = None
         self.after: pl.Series | None = None
         self.schema: pl.Schema | None = None
         self._settle()
 
-    def _round(self, part: pl.DataFrame, keep: pl.Series | None) -> pl.DataFrame:
-        events = _selected(part, keep)
+    def _round(self, events: pl.DataFrame) -> pl.DataFrame:
         if self.before is not None:
             events = events.filter(pl.col(ITEM).is_in(self.before.implode()))
         if self.cfg.min_session_events > 1:
@@ -283,8 +290,7 @@ class _Filtered:
 
     def _item_counts(self) -> pl.DataFrame:
         counts = [
-            self._round(part, keep).group_by(ITEM).agg(pl.len().alias("count_all"))
-            for part, keep in zip(self.parts, self.keep, strict=True)
+            self._round(part).group_by(ITEM).agg(pl.len().alias("count_all")) for part in self.parts
         ]
         return pl.concat(counts).group_by(ITEM).agg(pl.col("count_all").sum())
 
@@ -299,28 +305,24 @@ class _Filtered:
             self.before = self.after
 
     def __iter__(self) -> Iterator[pl.DataFrame]:
-        for part, keep in zip(self.parts, self.keep, strict=True):
-            events = self._round(part, keep)
+        for part in self.parts:
+            events = self._round(part)
             if self.after is not None:
                 events = events.filter(pl.col(ITEM).is_in(self.after.implode()))
             self.schema = events.schema
             yield events
 
-    def tables(self) -> tuple[pl.DataFrame, pl.DataFrame, int]:
-        """``(sessions, items, selected)``: every session (sorted by id) with its first timestamp,
-        every item (sorted by raw id, the encoding order) with its event count, and the number of
-        events of the sessions the source selected (before the filters)."""
+    def tables(self) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """``(sessions, items)``: every session (sorted by id) with its first timestamp, and every
+        item (sorted by raw id, the encoding order) with its event count."""
         sessions, items = [], []
-        selected = sum(
-            len(_selected(part, keep)) for part, keep in zip(self.parts, self.keep, strict=True)
-        )
         for events in self:
             sessions.append(
                 events.group_by(SESSION).agg(pl.col(TIMESTAMP).min().alias(START)).sort(SESSION)
             )
             items.append(events.group_by(ITEM).agg(pl.len().alias("count_all")))
         item_table = pl.concat(items).group_by(ITEM).agg(pl.col("count_all").sum()).sort(ITEM)
-        return pl.concat(sessions), item_table, selected
+        return pl.concat(sessions), item_table
 
 
 def _check_splits(splits: pl.DataFrame, n_sessions: int, cfg: PrepareConfig) -> None:

@@ -172,8 +172,8 @@ def _target_scores(
 def head_bound(weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[float, float]:
     """``(max |weight|, max |bias|)`` (NaN when either holds a NaN): with the states' norms, a
     bound on every score, which tells :func:`linear_rank_stats` that no score can be NaN."""
-    w = float(weight.abs().amax()) if weight.numel() else 0.0
-    b = float(bias.abs().amax()) if bias is not None and bias.numel() else 0.0
+    w = float(weight.detach().abs().amax()) if weight.numel() else 0.0
+    b = float(bias.detach().abs().amax()) if bias is not None and bias.numel() else 0.0
     return w, b
 
 
