@@ -17,8 +17,11 @@ and the first ``--events`` test events are ranked against the whole catalogue by
   the ranking sits on (the machine's matrix-product speed at this shape).
 
 Each variant runs ``--repeats`` times; the best time is reported, with the metrics' agreement.
+``--items N`` (above the 691,044 items the log has) appends random rows to the head so that every
+event is ranked against exactly ``N`` items (the targets stay among the real ones).
 
     .venv/bin/python benchmarks/eval_large_catalogue.py [--events 4096] [--repeats 3]
+    .venv/bin/python benchmarks/eval_large_catalogue.py --items 1000000
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=4096)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--items", type=int, default=0, help="pad the head to this many items")
     args = parser.parse_args()
     torch.set_num_threads(2)
     data = ensure_data()
@@ -75,6 +79,15 @@ def main() -> None:
     events = Transitions(log, trainer.state_size, ds.pad_id)
     net = trainer.eval_net()
     net.eval()
+    head = net.head_layer("ce")
+    if args.items > net.n_items:  # more columns to rank: random rows like the initialised ones
+        g = torch.Generator().manual_seed(0)
+        extra = args.items - net.n_items
+        std = float(head.weight.std())
+        weight = torch.cat([head.weight.detach(), torch.randn(extra, 64, generator=g) * std])
+        head = torch.nn.Linear(64, args.items)
+        head.weight.data, head.bias.data = weight, torch.zeros(args.items)
+        net.ce_head, net.n_items = head, args.items
     n = net.n_items
     print(
         f"torch {torch.__version__}, {os.cpu_count()} CPUs, {torch.get_num_threads()} threads, load "
@@ -87,7 +100,6 @@ def main() -> None:
         args.repeats,
         lambda: evaluate(lambda s, m: net.logits(net(s, m)), events, cfg.eval, n, None),
     )
-    head = net.head_layer("ce")
     h = torch.randn(cfg.eval.batch_size, 64)
     width = CPU_CHUNK_ELEMENTS // cfg.eval.batch_size
     buf = torch.empty(cfg.eval.batch_size, width)
