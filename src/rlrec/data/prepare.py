@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 from pydantic import Field
 
@@ -142,7 +143,8 @@ def _prepare(
         )
         say(f"selecting sessions and filtering {parts.height:,} events in {len(parts)} parts")
     keep = select_sessions(source, parts, cfg.seed)
-    parts.replace(lambda i, part: _selected(part, keep[i]))
+    # the rows of a part stay in source order from here on, so ROW has done its work
+    parts.replace(lambda i, part: _selected(part, keep[i]).drop(ROW))
     raw_events = parts.height
     events = _Filtered(parts, cfg.filters)
     sessions, items = events.tables()
@@ -157,10 +159,9 @@ def _prepare(
     labels = splits.sort(SESSION)
     del sessions, splits  # a row per session: large for a log larger than memory
     items = items.with_columns(pl.int_range(items.height, dtype=pl.Int32).alias(ITEM_INDEX))
-    codes = items.select(ITEM, ITEM_INDEX)
 
     say("sorting, encoding and writing")
-    split_stats, count_train = _write_splits(events, codes, labels, tmp)
+    split_stats, count_train = _write_splits(events, items.get_column(ITEM), labels, tmp)
     items = (
         items.join(count_train, on=ITEM_INDEX, how="left", maintain_order="left")
         .select(
@@ -214,30 +215,29 @@ def auto_memory_limit(source: Source) -> int | None:
 
 
 def _write_splits(
-    events: _Filtered, codes: pl.DataFrame, labels: pl.DataFrame, tmp: Path
+    events: _Filtered, vocabulary: pl.Series, labels: pl.DataFrame, tmp: Path
 ) -> tuple[dict[str, dict[str, int]], pl.DataFrame]:
     """Sort, encode and label each part and append its rows to ``train/val/test.parquet``; returns
     the per-split counts and each item's number of training events (``item``, ``len``).
 
-    ``codes``: raw item id → index; ``labels``: session → split, sorted by session, so the rows of
-    a part (a range of sessions, the parts in order) are the next ``n_sessions`` rows."""
+    ``vocabulary``: the raw item ids in ascending order (an item's index is its position);
+    ``labels``: session → split, sorted by session, so the sessions of a part (a range of them, the
+    parts in order) are the next rows. A part's rows are in source order, so a stable sort by
+    ``(session_id, timestamp)`` breaks timestamp ties by it."""
     writers: dict[str, RowGroupWriter] = {}
     split_stats = {name: dict.fromkeys(_COUNTS, 0) for name in SPLITS}
     train_counts = []
     lo = 0
     for events_part in events:
-        n_sessions = events_part.get_column(SESSION).n_unique()
-        part = (
-            events_part.lazy()
-            .sort([SESSION, TIMESTAMP, ROW], multithreaded=True)
-            .join(codes.lazy(), on=ITEM, how="left", maintain_order="left")
-            .join(
-                labels.slice(lo, n_sessions).lazy(), on=SESSION, how="left", maintain_order="left"
-            )
-            .collect()
-        )
+        part = events_part.sort([SESSION, TIMESTAMP], maintain_order=True, multithreaded=True)
         del events_part
-        lo += n_sessions
+        runs = part.get_column(SESSION).rle().struct.field("len").to_numpy()
+        split = labels.get_column("split").slice(lo, len(runs))
+        lo += len(runs)
+        part = part.with_columns(
+            vocabulary.search_sorted(part.get_column(ITEM)).cast(pl.Int32).alias(ITEM_INDEX),
+            split.gather(np.repeat(np.arange(len(runs), dtype=np.uint32), runs)).alias("split"),
+        )
         columns = [SESSION, ITEM_INDEX, IS_BUY, TIMESTAMP] + (
             [RATING] if RATING in part.columns else []
         )
@@ -248,9 +248,8 @@ def _write_splits(
             writers[name].write(rows)
             for key, value in _counts(rows).items():
                 split_stats[name][key] += value
-        train_counts.append(
-            part.filter(pl.col("split") == "train").group_by(ITEM_INDEX).agg(pl.len())
-        )
+            if name == "train":
+                train_counts.append(rows.group_by(ITEM_INDEX).agg(pl.len()))
     for writer in writers.values():
         writer.close()
     return split_stats, pl.concat(train_counts).group_by(ITEM_INDEX).agg(pl.col("len").sum())
