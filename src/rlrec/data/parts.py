@@ -12,9 +12,11 @@ session, and the dataset files are written by appending part after part.
   the part boundaries (about ``rows_per_part`` events each); a second pass appends each batch's rows
   to their part's Parquet file in a scratch directory.
 
-Either way each row carries :data:`ROW`, its position in the source order, which breaks timestamp
-ties in the sort exactly as a stable sort of the whole log would. :class:`RowGroupWriter` writes the
-output files in fixed row groups, so the bytes do not depend on how the rows were split.
+Either way the rows of every part keep the source order (batches are appended in order), so a stable
+sort of a part breaks timestamp ties exactly as a stable sort of the whole log would; each row also
+carries :data:`ROW`, its position in the source order, for the selections that need it (YooChoose's
+sample takes sessions in order of first appearance). :class:`RowGroupWriter` writes the output
+files in fixed row groups, so the bytes do not depend on how the rows were split.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import pyarrow.parquet as pq
 from rlrec.data.schema import SESSION
 
 ROW = "_row"
-"""Position of an event in the source order (UInt64), the sort's last key."""
+"""Position of an event in the source order (UInt64)."""
 
 ROW_GROUP = 1 << 20
 """Rows per row group of every dataset file (the last group holds the rest)."""
