@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import polars as pl
 from pydantic import Field
 
 from rlrec.config import StrictModel
+from rlrec.data.parts import EventParts
 from rlrec.data.schema import ITEM, SESSION
 
 
@@ -21,13 +24,57 @@ class FilterConfig(StrictModel):
     iterate: bool = False
 
 
+class FilteredParts:
+    """The events of :class:`~rlrec.data.parts.EventParts` after the session and item filters,
+    part by part (a part holds whole sessions, so the session filter is local to it).
+
+    The item filter needs counts over the whole log, so it is settled first (:meth:`_settle`): with
+    ``I₀`` = every item, round ``r`` counts the items of the session-filtered events restricted to
+    ``Iᵣ`` and keeps ``Iᵣ₊₁`` = those with at least ``min_item_events``. The events are then the
+    session filter of the ``Iᵣ`` events, restricted to ``Iᵣ₊₁`` — after one round the reference's
+    "sessions, then items, once" (P-SA2C §4.1.1); with ``iterate`` rounds repeat until nothing
+    changes, the largest subset in which every session and item has its minimum (the same fixed
+    point as filtering the whole log repeatedly, whatever the order).
+    """
+
+    def __init__(self, parts: EventParts, cfg: FilterConfig) -> None:
+        self.parts, self.cfg = parts, cfg
+        self.before: pl.Series | None = None
+        self.after: pl.Series | None = None
+        self._settle()
+
+    def _round(self, events: pl.DataFrame) -> pl.DataFrame:
+        if self.before is not None:
+            events = events.filter(pl.col(ITEM).is_in(self.before.implode()))
+        if self.cfg.min_session_events > 1:
+            events = events.filter(pl.len().over(SESSION) >= self.cfg.min_session_events)
+        return events
+
+    def _item_counts(self) -> pl.DataFrame:
+        counts = [
+            self._round(part).group_by(ITEM).agg(pl.len().alias("count_all")) for part in self.parts
+        ]
+        return pl.concat(counts).group_by(ITEM).agg(pl.col("count_all").sum())
+
+    def _settle(self) -> None:
+        if self.cfg.min_item_events <= 1:
+            return
+        while True:
+            counts = self._item_counts()
+            self.after = counts.filter(pl.col("count_all") >= self.cfg.min_item_events)[ITEM]
+            if not self.cfg.iterate or len(self.after) == counts.height:
+                return
+            self.before = self.after
+
+    def __iter__(self) -> Iterator[pl.DataFrame]:
+        for part in self.parts:
+            events = self._round(part)
+            if self.after is not None:
+                events = events.filter(pl.col(ITEM).is_in(self.after.implode()))
+            yield events
+
+
 def apply_filters(events: pl.DataFrame, cfg: FilterConfig) -> pl.DataFrame:
-    """Apply the session filter, then the item filter; repeat to a fixed point if ``cfg.iterate``."""
-    while True:
-        before = events.height
-        if cfg.min_session_events > 1:
-            events = events.filter(pl.len().over(SESSION) >= cfg.min_session_events)
-        if cfg.min_item_events > 1:
-            events = events.filter(pl.len().over(ITEM) >= cfg.min_item_events)
-        if not cfg.iterate or events.height == before:
-            return events
+    """:class:`FilteredParts` of one in-memory part: the filtered events, in their order."""
+    (filtered,) = FilteredParts(EventParts([events], events.height), cfg)
+    return filtered

@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +33,9 @@ import polars as pl
 from pydantic import Field
 
 from rlrec.config import StrictModel, dump_config
-from rlrec.data.filters import FilterConfig
+from rlrec.data.filters import FilterConfig, FilteredParts
 from rlrec.data.loaders import Source
-from rlrec.data.parts import ROW, EventParts, RowGroupWriter, in_memory, on_disk, select_sessions
+from rlrec.data.parts import ROW, RowGroupWriter, in_memory, on_disk, select_sessions
 from rlrec.data.schema import IS_BUY, ITEM, RATING, SESSION, TIMESTAMP
 from rlrec.data.splits import SPLITS, START, SplitConfig, assign_splits
 from rlrec.errors import ConfigError, DataFormatError
@@ -147,8 +147,8 @@ def _prepare(
     # the rows of a part stay in source order from here on, so ROW has done its work
     parts.replace(lambda i, part: _selected(part, keep[i]).drop(ROW))
     raw_events = parts.height
-    events = _Filtered(parts, cfg.filters)
-    sessions, items = events.tables()
+    events = FilteredParts(parts, cfg.filters)
+    sessions, items = _tables(events)
     if items.height == 0:
         raise DataFormatError(
             source.path,
@@ -176,13 +176,12 @@ def _prepare(
     items.write_parquet(tmp / ITEMS, compression="zstd")
     labels.write_parquet(tmp / SPLITS_FILE, compression="zstd")
     dump_config(cfg, tmp / CONFIG)
-    schema = events.schema
     manifest = {
         **manifest_head(tmp, FORMAT, FORMAT_VERSION, cfg, source.kind, inputs),
         "n_items": items.height,
         "pad_id": items.height,
         "state_size": cfg.state_size,
-        "id_dtypes": {SESSION: str(schema[SESSION]), ITEM: str(schema[ITEM])},
+        "id_dtypes": {SESSION: str(labels.schema[SESSION]), ITEM: str(items.schema[ITEM])},
         "counts": {
             "raw_events": raw_events,
             **{key: sum(split_stats[name][key] for name in SPLITS) for key in _COUNTS},
@@ -216,7 +215,7 @@ def auto_memory_limit(source: Source) -> int | None:
 
 
 def _write_splits(
-    events: _Filtered, vocabulary: pl.Series, labels: pl.DataFrame, tmp: Path
+    events: FilteredParts, vocabulary: pl.Series, labels: pl.DataFrame, tmp: Path
 ) -> tuple[dict[str, dict[str, int]], pl.DataFrame]:
     """Sort, encode and label each part and append its rows to ``train/val/test.parquet``; returns
     the per-split counts and each item's number of training events (``item``, ``len``).
@@ -261,68 +260,17 @@ def _selected(events: pl.DataFrame, keep: pl.Series | None) -> pl.DataFrame:
     return events if keep is None else events.filter(pl.col(SESSION).is_in(keep.implode()))
 
 
-class _Filtered:
-    """The events (of the sessions the source selected) after the session and item filters, part
-    by part.
-
-    The item filter needs counts over the whole log, so it is settled first (:meth:`_settle`): with
-    ``I₀`` = every item, round ``r`` counts the items of the session-filtered events restricted to
-    ``Iᵣ`` and keeps ``Iᵣ₊₁`` = those with at least ``min_item_events``. The events are then the
-    session filter of the ``Iᵣ`` events, restricted to ``Iᵣ₊₁`` — after one round the reference's
-    "sessions, then items, once" (P-SA2C §4.1.1); with ``iterate`` rounds repeat until nothing
-    changes, the largest subset in which every session and item has its minimum (the same fixed
-    point as filtering the whole log repeatedly, whatever the order).
-    """
-
-    def __init__(self, parts: EventParts, cfg: FilterConfig) -> None:
-        self.parts, self.cfg = parts, cfg
-        self.before: pl.Series | None = None
-        self.after: pl.Series | None = None
-        self.schema: pl.Schema | None = None
-        self._settle()
-
-    def _round(self, events: pl.DataFrame) -> pl.DataFrame:
-        if self.before is not None:
-            events = events.filter(pl.col(ITEM).is_in(self.before.implode()))
-        if self.cfg.min_session_events > 1:
-            events = events.filter(pl.len().over(SESSION) >= self.cfg.min_session_events)
-        return events
-
-    def _item_counts(self) -> pl.DataFrame:
-        counts = [
-            self._round(part).group_by(ITEM).agg(pl.len().alias("count_all")) for part in self.parts
-        ]
-        return pl.concat(counts).group_by(ITEM).agg(pl.col("count_all").sum())
-
-    def _settle(self) -> None:
-        if self.cfg.min_item_events <= 1:
-            return
-        while True:
-            counts = self._item_counts()
-            self.after = counts.filter(pl.col("count_all") >= self.cfg.min_item_events)[ITEM]
-            if not self.cfg.iterate or len(self.after) == counts.height:
-                return
-            self.before = self.after
-
-    def __iter__(self) -> Iterator[pl.DataFrame]:
-        for part in self.parts:
-            events = self._round(part)
-            if self.after is not None:
-                events = events.filter(pl.col(ITEM).is_in(self.after.implode()))
-            self.schema = events.schema
-            yield events
-
-    def tables(self) -> tuple[pl.DataFrame, pl.DataFrame]:
-        """``(sessions, items)``: every session (sorted by id) with its first timestamp, and every
-        item (sorted by raw id, the encoding order) with its event count."""
-        sessions, items = [], []
-        for events in self:
-            sessions.append(
-                events.group_by(SESSION).agg(pl.col(TIMESTAMP).min().alias(START)).sort(SESSION)
-            )
-            items.append(events.group_by(ITEM).agg(pl.len().alias("count_all")))
-        item_table = pl.concat(items).group_by(ITEM).agg(pl.col("count_all").sum()).sort(ITEM)
-        return pl.concat(sessions), item_table
+def _tables(events: FilteredParts) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``(sessions, items)``: every session (sorted by id) with its first timestamp, and every
+    item (sorted by raw id, the encoding order) with its event count."""
+    sessions, items = [], []
+    for part in events:
+        sessions.append(
+            part.group_by(SESSION).agg(pl.col(TIMESTAMP).min().alias(START)).sort(SESSION)
+        )
+        items.append(part.group_by(ITEM).agg(pl.len().alias("count_all")))
+    item_table = pl.concat(items).group_by(ITEM).agg(pl.col("count_all").sum()).sort(ITEM)
+    return pl.concat(sessions), item_table
 
 
 def _check_splits(splits: pl.DataFrame, n_sessions: int, cfg: PrepareConfig) -> None:
