@@ -15,9 +15,12 @@ its own), with no validation; steps/s is the median of the per-step times after 
 * ``sampled+sparse``: the same with ``train.sparse_items: true`` (row-sparse gradients, lazy Adam);
 * for SNQN also ``target_chunk: 65536`` with the last (the double-Q target's max over the catalogue
   in column chunks), and ``target_max: candidates`` (the max over the step's candidates and logged
-  actions only).
+  actions only), each also with ``train.sparse_moments: bfloat16`` (the lazy Adam's moments stored
+  in bfloat16, stochastically rounded);
+* SA2C in its actor phase (``pretrain_steps: 0``) with the candidate target, float32 and bfloat16
+  moments.
 
-    .venv/bin/python benchmarks/sampled_softmax_scale.py [--steps 20] [--warmup 3] [--only snqn]
+    .venv/bin/python benchmarks/sampled_softmax_scale.py [--steps 20] [--warmup 3] [--only snqn sa2c]
 """
 
 from __future__ import annotations
@@ -54,6 +57,29 @@ VARIANTS: dict[str, list[tuple[str, dict[str, Any], dict[str, Any]]]] = {
             "sampled+sparse+candidate target",
             {"ce_negatives": 1024, "target_max": "candidates"},
             {"sparse_items": True},
+        ),
+        (
+            "sampled+sparse+chunked target+bf16 moments",
+            {"ce_negatives": 1024, "target_chunk": 65536},
+            {"sparse_items": True, "sparse_moments": "bfloat16"},
+        ),
+        (
+            "sampled+sparse+candidate target+bf16 moments",
+            {"ce_negatives": 1024, "target_max": "candidates"},
+            {"sparse_items": True, "sparse_moments": "bfloat16"},
+        ),
+    ],
+    # the actor phase from the first step (pretrain_steps 0): SNQN's step + the advantage weights
+    "sa2c": [
+        (
+            "sampled+sparse+candidate target",
+            {"ce_negatives": 1024, "target_max": "candidates", "pretrain_steps": 0},
+            {"sparse_items": True},
+        ),
+        (
+            "sampled+sparse+candidate target+bf16 moments",
+            {"ce_negatives": 1024, "target_max": "candidates", "pretrain_steps": 0},
+            {"sparse_items": True, "sparse_moments": "bfloat16"},
         ),
     ],
 }

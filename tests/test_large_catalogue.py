@@ -254,10 +254,12 @@ def test_sparse_items_lazy_adam(tiny_dataset: Path, tmp_path: Path) -> None:
     assert (moved & ~seen2).any()  # (among them rows step 1 moved, which dense Adam would move)
 
 
+@pytest.mark.parametrize("moments", ["float32", "bfloat16"])
 def test_sparse_items_resume_after_a_kill_ends_where_an_uninterrupted_run_ends(
-    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, moments: str
 ) -> None:
-    """The lazy Adam's moments go into the checkpoint and come back on resume."""
+    """The lazy Adam's moments go into the checkpoint and come back on resume (bfloat16 ones with
+    the same stochastic rounding: the noise is keyed by the step, not by a stored RNG state)."""
     import json
 
     from safetensors.torch import load_file
@@ -266,7 +268,13 @@ def test_sparse_items_resume_after_a_kill_ends_where_an_uninterrupted_run_ends(
 
     base = {
         "objective": {"kind": "snqn", "ce_negatives": 8, "ce_sampler": "popularity"},
-        "train": {"max_steps": 8, "eval_every": 4, "tensorboard": False, "sparse_items": True},
+        "train": {
+            "max_steps": 8,
+            "eval_every": 4,
+            "tensorboard": False,
+            "sparse_items": True,
+            "sparse_moments": moments,
+        },
     }
     Trainer(tiny_train_config(tiny_dataset, tmp_path / "full", **base)).fit()
     cfg = tiny_train_config(tiny_dataset, tmp_path / "killed", **base)
@@ -287,7 +295,9 @@ def test_sparse_items_resume_after_a_kill_ends_where_an_uninterrupted_run_ends(
     b = load_file(str(tmp_path / "killed" / last / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
     optim = load_file(str(tmp_path / "killed" / last / "optim.safetensors"))
-    assert any(".sparse/" in k for k in optim)  # the lazy Adam's state is saved
+    sparse_state = [v for k, v in optim.items() if ".sparse/" in k and "exp_avg" in k]
+    assert sparse_state  # the lazy Adam's state is saved, in its own dtype
+    assert {v.dtype for v in sparse_state} == {getattr(torch, moments)}
     summary = json.loads((tmp_path / "killed" / "summary.json").read_text())
     assert math.isfinite(summary["test"]["ndcg_purchase@10"])
     bad = tiny_train_config(
@@ -295,6 +305,10 @@ def test_sparse_items_resume_after_a_kill_ends_where_an_uninterrupted_run_ends(
     )
     with pytest.raises(ConfigError, match="sparse_items"):
         Trainer(bad)
+    no_sparse = deep_merge(base, {"train": {"sparse_items": False}})
+    if moments != "float32":  # bfloat16 moments without the lazy Adam would change nothing
+        with pytest.raises(ConfigError, match="sparse_moments applies"):
+            Trainer(tiny_train_config(tiny_dataset, tmp_path / "dense", **no_sparse))
 
 
 def test_lazy_adam_is_adam_on_rows_touched_every_step_and_lazy_elsewhere() -> None:
@@ -360,3 +374,61 @@ def test_target_over_the_candidate_pool(
         tiny_train_config(
             tiny_dataset, tmp_path, objective={"kind": "snqn", "target_max": "candidates"}
         )
+
+
+def test_stochastic_rounding_to_bfloat16_is_unbiased_and_seeded() -> None:
+    from rlrec.train.lazy_adam import round_to_bfloat16
+
+    x = torch.tensor([1.0 + 2**-9, -3.0 - 3 * 2**-9, 0.999, 1e-30, float("inf")])  # between bf16s
+    lo = x.to(torch.bfloat16, copy=True)  # round to nearest, one neighbour
+    draws = torch.stack(
+        [round_to_bfloat16(x, torch.Generator().manual_seed(s)).float() for s in range(4000)]
+    )
+    assert draws.shape == (4000, *x.shape) and draws.dtype == torch.float32
+    for j in range(4):
+        values = draws[:, j].unique()
+        assert len(values) == 2  # only the two neighbouring bfloat16 values
+        assert lo[j].float() in values
+    # the mean of the draws is x within 4 standard errors of the two-point distribution
+    finite = draws[:, :4].double()
+    gap = finite.max(0).values - finite.min(0).values
+    se = gap / 2 / math.sqrt(len(draws))
+    assert ((finite.mean(0) - x[:4].double()).abs() < 4 * se).all()
+    assert torch.isinf(draws[:, 4]).all()
+    gen = torch.Generator().manual_seed(1)
+    again = round_to_bfloat16(x, torch.Generator().manual_seed(1))
+    assert torch.equal(round_to_bfloat16(x, gen), again)  # seeded
+
+
+def test_lazy_adam_with_bfloat16_moments_tracks_float32() -> None:
+    """bfloat16 moments: the same update within bfloat16's resolution, moments stored in bfloat16,
+    and ``v`` still decays by β₂ (round-to-nearest would freeze it)."""
+    from rlrec.train.lazy_adam import LazyAdam
+
+    torch.manual_seed(0)
+    w32 = torch.nn.Parameter(torch.randn(50, 8))
+    w16 = torch.nn.Parameter(w32.detach().clone())
+    w0 = w32.detach().clone()
+    opt32 = LazyAdam([w32], lr=0.01)
+    opt16 = LazyAdam([w16], lr=0.01, moment_dtype=torch.bfloat16, seed=3)
+    idx = torch.arange(0, 50, 2)
+    for step in range(300):
+        g = torch.randn(len(idx), 8) * (10.0 if step == 0 else 0.01)  # a spike, then small
+        for w, opt in ((w32, opt32), (w16, opt16)):
+            opt.zero_grad()
+            (torch.nn.functional.embedding(idx, w, sparse=True) * g).sum().backward()
+            opt.step()
+    state16 = opt16.state[w16]
+    assert state16["exp_avg"].dtype == torch.bfloat16
+    v32, v16 = opt32.state[w32]["exp_avg_sq"][idx], state16["exp_avg_sq"][idx].float()
+    # after the spike v decays by 0.999 per step (300 steps: to 74 % of its peak); each rounding
+    # adds up to 0.2 % noise, a random walk of a few % per entry, but no bias on average
+    assert torch.allclose(v16, v32, rtol=0.15)
+    assert abs((v16 / v32).mean().item() - 1) < 0.01
+    moved32, moved16 = w32.detach() - w0, w16.detach() - w0
+    assert (moved16 - moved32).abs().mean() < 0.05 * moved32.abs().mean()
+    assert torch.equal(w16[1::2], w32[1::2])  # untouched rows: untouched
+    # reloading keeps bfloat16 moments (torch casts optimiser state to the parameter's dtype)
+    fresh = LazyAdam([w16], lr=0.01, moment_dtype=torch.bfloat16, seed=3)
+    fresh.load_state_dict(opt16.state_dict())
+    assert fresh.state[w16]["exp_avg_sq"].dtype == torch.bfloat16

@@ -70,6 +70,12 @@ class LoopConfig(StrictModel):
         "touches, updated by a lazy Adam (rlrec.train.lazy_adam): a step's cost is set by the "
         "batch and its sampled items, not by the catalogue (docs/offline.md)",
     )
+    sparse_moments: Literal["float32", "bfloat16"] = Field(
+        "float32",
+        description="storage of the lazy Adam's moments under sparse_items: bfloat16 halves the "
+        "optimiser's memory for the item rows (float32 arithmetic, stochastic rounding: exact in "
+        "expectation; seeded)",
+    )
     tensorboard: bool = True
     stability: StabilityConfig = StabilityConfig()
 

@@ -228,6 +228,8 @@ class Trainer:
                 "train.sparse_items trains in one process and without train.grad_clip_value "
                 "(row-sparse gradients are not averaged across processes here)"
             )
+        if cfg.train.sparse_moments != "float32" and not cfg.train.sparse_items:
+            raise ConfigError("train.sparse_moments applies to train.sparse_items: set it true")
         self.ce_probs = None  # q of the sampled-softmax candidates (popularity, in-batch)
         if obj.ce_negatives and obj.ce_sampler != "uniform":
             pop = item_popularity(self.ds, "train", 1.0)
@@ -297,7 +299,12 @@ class Trainer:
             kernel = {"fused": True} if self.cfg.train.fused_adam else {"foreach": True}
             self.optimizers[name] = torch.optim.Adam(params, lr=lr, **kernel)
             if sparse:  # lazy Adam: only the rows a step touched move (docs/offline.md)
-                self.optimizers[f"{name}.sparse"] = LazyAdam(sparse, lr=lr)
+                self.optimizers[f"{name}.sparse"] = LazyAdam(
+                    sparse,
+                    lr=lr,
+                    moment_dtype=getattr(torch, self.cfg.train.sparse_moments),
+                    seed=derive_seed(self.cfg.seed, name),
+                )
         return OptimizerPair(self.optimizers[name], self.optimizers.get(f"{name}.sparse"))
 
     def _modules(self) -> dict[str, torch.nn.Module]:
