@@ -63,6 +63,12 @@ def hand_metrics() -> dict[str, float]:
         "ndcg_click@5": (3 + G5) / 5,
         "hr_purchase@5": 2 / 3,
         "ndcg_purchase@5": 1.5 / 3,
+        "mrr_click@1": 3 / 5,  # reciprocal ranks: clicks 1/6, 1, 1/4, 1, 1; purchases 1, 1/3, 1/6
+        "mrr_click@3": 3 / 5,
+        "mrr_click@5": (3 + 1 / 4) / 5,
+        "mrr_purchase@1": 1 / 3,
+        "mrr_purchase@3": (1 + 1 / 3) / 3,
+        "mrr_purchase@5": (1 + 1 / 3) / 3,
         "reward@1": 0.2 * 3 + 1,
         "reward@3": 0.2 * 3 + 2,
         "reward@5": 0.2 * 4 + 2,
@@ -72,8 +78,8 @@ def hand_metrics() -> dict[str, float]:
         "n_purchase": 3,
         "n_events": 8,
         "tied_target_share": 0.0,
-        **{f"{m}_click@{k}/nonempty": 1.0 for k in KS for m in ("hr", "ndcg")},
-        **{f"{m}_purchase@{k}/nonempty": 0.5 for k in KS for m in ("hr", "ndcg")},
+        **{f"{m}_click@{k}/nonempty": 1.0 for k in KS for m in ("hr", "ndcg", "mrr")},
+        **{f"{m}_purchase@{k}/nonempty": 0.5 for k in KS for m in ("hr", "ndcg", "mrr")},
         "n_click/nonempty": 3,
         "n_purchase/nonempty": 2,
         "hr@1/session_mean": (2 / 3 + 0 + 1 / 2) / 3,
@@ -82,6 +88,9 @@ def hand_metrics() -> dict[str, float]:
         "ndcg@3/session_mean": (2 / 3 + 0.5 + 1 / 2) / 3,
         "hr@5/session_mean": (2 / 3 + 1 + 3 / 4) / 3,
         "ndcg@5/session_mean": (2 / 3 + 0.5 + (2 + G5) / 4) / 3,
+        "mrr@1/session_mean": (2 / 3 + 0 + 1 / 2) / 3,
+        "mrr@3/session_mean": (2 / 3 + 1 / 3 + 1 / 2) / 3,
+        "mrr@5/session_mean": (2 / 3 + 1 / 3 + (2 + 1 / 4) / 4) / 3,
         "n_sessions": 3,
     }
 

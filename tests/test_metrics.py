@@ -307,9 +307,10 @@ def test_type_without_events_gives_nan_rates() -> None:
 
 def test_key_set() -> None:
     m = accumulate(torch.tensor([1]), torch.tensor([1]), propensity=np.ones(1))
-    main = [f"{name}_{t}@{k}" for k in KS for t in ("click", "purchase") for name in ("hr", "ndcg")]
+    rates = ("hr", "ndcg", "mrr")
+    main = [f"{name}_{t}@{k}" for k in KS for t in ("click", "purchase") for name in rates]
     nonempty = [f"{key}/nonempty" for key in main]
-    session = [f"{name}@{k}/session_mean" for k in KS for name in ("hr", "ndcg")]
+    session = [f"{name}@{k}/session_mean" for k in KS for name in rates]
     expected = {
         *main,
         *(f"reward@{k}" for k in KS),
@@ -357,15 +358,17 @@ def _orderings(n: int) -> np.ndarray:
 
 def brute_force_events(
     scores: np.ndarray, target: np.ndarray, cut: list[int], ties: str
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """An independent, sort-based reference for integer scores and tiny ``n``: each row is sorted by
     (score desc, tie-break priority) and, under ``expected``, the hits and gains are averaged over
     **all** ``n!`` priority vectors (uniformly random tie-breaking); the target gets the best
     (``optimistic``) or worst (``pessimistic``) priority otherwise. Returns ``[B, max(cut) + 1]``
-    per-event ``hit[b, k]`` and ``gain[b, k]`` (filled for ``k`` in ``cut``)."""
+    per-event ``hit[b, k]``, ``gain[b, k]`` and reciprocal rank ``rr[b, k]`` (filled for ``k`` in
+    ``cut``)."""
     b_events, n = scores.shape
     hit = np.zeros((b_events, max(cut) + 1))
     gain = np.zeros((b_events, max(cut) + 1))
+    rr = np.zeros((b_events, max(cut) + 1))
     for b in range(b_events):
         if ties == "expected":
             prio = _orderings(n)
@@ -378,7 +381,8 @@ def brute_force_events(
         for k in cut:
             hit[b, k] = np.mean(rank <= k)
             gain[b, k] = np.mean(np.where(rank <= k, 1.0 / np.log2(rank + 1.0), 0.0))
-    return hit, gain
+            rr[b, k] = np.mean(np.where(rank <= k, 1.0 / rank, 0.0))
+    return hit, gain, rr
 
 
 def brute_force_metrics(
@@ -395,7 +399,7 @@ def brute_force_metrics(
     """Every metric of :class:`MetricAccumulator` from :func:`brute_force_events`, aggregated with
     plain Python."""
     b_events = len(target)
-    hit, gain = brute_force_events(scores, target, sorted({*ks, ng_off_k}), ties)
+    hit, gain, rr = brute_force_events(scores, target, sorted({*ks, ng_off_k}), ties)
 
     def mean(rows: list[int], v: np.ndarray) -> float:
         return float(np.mean(v[rows])) if rows else math.nan
@@ -405,10 +409,9 @@ def brute_force_metrics(
         rows = [b for b in range(b_events) if is_buy[b] == c]
         ne = [b for b in rows if not empty[b]]
         for k in ks:
-            out[f"hr_{name}@{k}"] = mean(rows, hit[:, k])
-            out[f"ndcg_{name}@{k}"] = mean(rows, gain[:, k])
-            out[f"hr_{name}@{k}/nonempty"] = mean(ne, hit[:, k])
-            out[f"ndcg_{name}@{k}/nonempty"] = mean(ne, gain[:, k])
+            for metric, v in (("hr", hit), ("ndcg", gain), ("mrr", rr)):
+                out[f"{metric}_{name}@{k}"] = mean(rows, v[:, k])
+                out[f"{metric}_{name}@{k}/nonempty"] = mean(ne, v[:, k])
         w = np.array([1.0 / beta[target[b]] for b in rows])
         g = np.array([gain[b, ng_off_k] for b in rows])
         out[f"ng_off_{name}"] = float((w * g).sum() / w.sum()) if rows else math.nan
@@ -421,7 +424,7 @@ def brute_force_metrics(
     out["tied_target_share"] = float(np.mean(tied)) if b_events else math.nan
     sessions = sorted(set(session.tolist()))
     for k in ks:
-        for name, v in (("hr", hit), ("ndcg", gain)):
+        for name, v in (("hr", hit), ("ndcg", gain), ("mrr", rr)):
             per = [np.mean(v[session == s_, k]) for s_ in sessions]
             out[f"{name}@{k}/session_mean"] = float(np.mean(per)) if per else math.nan
     out["n_sessions"] = float(len(sessions))
@@ -470,7 +473,7 @@ def test_matches_brute_force_over_all_tie_breaks(ties: str, seed: int) -> None:
         else:
             assert got[key] == pytest.approx(value, abs=1e-6), key
     if ties == "expected":  # the per-event closed forms
-        hit, gain = brute_force_events(scores, target, list(ks), ties)
+        hit, gain, _ = brute_force_events(scores, target, list(ks), ties)
         greater, tied = target_rank_stats(t(scores).to(torch.float32), t(target))
         for k in ks:
             assert expected_hit_at(greater, tied, k).numpy() == pytest.approx(hit[:, k], abs=1e-6)

@@ -19,7 +19,7 @@ from rlrec.config import build_config
 from rlrec.data.transitions import history_window
 from rlrec.device import resolve_device
 from rlrec.errors import DataFormatError, RlrecError
-from rlrec.eval.evaluator import top_k
+from rlrec.eval.lists import in_total_order, ranked_top
 from rlrec.fsutil import read_json
 from rlrec.models.network import QNetwork
 from rlrec.train.checkpoint import latest_checkpoint, load_checkpoint, load_modules
@@ -124,35 +124,6 @@ def history_states(
     lengths = torch.tensor([len(h) for h in histories], dtype=torch.long, device=device)
     ends = torch.cumsum(lengths, 0)
     return history_window(flat, ends - lengths, ends, state_size, pad_id)
-
-
-def ranked_top(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``k`` best ``(values, indices)`` ``(B, k)`` of each row of ``scores`` ``(B, n)`` in a
-    total order: higher score first, equal scores by lower item index (``torch.topk`` leaves ties
-    in any order, also at the boundary of the k kept).
-
-    The k-th best value ``t`` of a row splits it: every item above ``t`` is kept, and of the items
-    equal to ``t`` the lowest-indexed ones fill the rest; a stable sort of the kept items (in index
-    order) by value then orders them."""
-    b = scores.shape[0]
-    t = top_k(scores, k)[0][:, -1:]
-    above = scores > t
-    tied = scores == t
-    room = k - above.sum(1, keepdim=True)
-    keep = above | (tied & (tied.cumsum(1) <= room))
-    indices = keep.nonzero()[:, 1].view(b, k)  # row-major: each row's kept items in index order
-    return in_total_order(scores.gather(1, indices), indices)
-
-
-def in_total_order(
-    values: torch.Tensor, indices: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Candidates ``(values, indices)`` ``(B, m)`` sorted by value, highest first, equal values by
-    lower item index: a stable sort by value of the candidates put in index order."""
-    by_index = indices.argsort(dim=1)
-    values, indices = values.gather(1, by_index), indices.gather(1, by_index)
-    order = values.argsort(dim=1, descending=True, stable=True)
-    return values.gather(1, order), indices.gather(1, order)
 
 
 @dataclass(frozen=True)
