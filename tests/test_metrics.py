@@ -1,4 +1,4 @@
-"""Ranking metrics, reward@k, NG_off and the HR/NDCG consistency bound (spec-offline §E.2–E.4, §E.8)."""
+"""Ranking metrics (HR, NDCG, MRR), reward@k, NG_off, the HR/NDCG consistency bound, list metrics and sampled negatives (spec-offline §E.2–E.4, §E.8)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rlrec.eval.lists import ListAccumulator
 from rlrec.eval.metrics import (
     DEGENERATE_TIE_SHARE,
     MetricAccumulator,
@@ -24,6 +25,7 @@ from rlrec.eval.metrics import (
     target_rank_stats,
     target_ranks,
 )
+from rlrec.eval.sampled import N_NEGATIVES, NegativeSampler
 
 KS = (5, 10, 20)
 
@@ -545,3 +547,104 @@ def test_consistency_checker_flags_published_violations() -> None:
     assert check_ndcg_consistency({5: 0.3}, {5: 0.4}, from_zero=True) != []  # NDCG@5 > HR@5
     with pytest.raises(ValueError, match="same cut-offs"):
         check_ndcg_consistency({5: 0.3}, {10: 0.2})
+
+
+# ------------------------------------------------------------ metrics of the top-k lists
+
+
+def test_list_metrics_by_hand() -> None:
+    """Coverage, diversity and novelty of three hand-made lists over 5 items."""
+    vectors = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [-2.0, 0.0], [0.0, 0.0]])
+    pop = np.array([0.5, 0.25, 0.125, 0.0625, 0.0625])  # self-information 1, 2, 3, 4, 4 bits
+    acc = ListAccumulator((1, 2, 3), 5, vectors=vectors, popularity=pop)
+    acc.update(torch.tensor([[0, 1, 2], [0, 3, 1]]))
+    acc.update(torch.tensor([[4, 0, 1]]))  # item 4's zero vector: cosine 0 with every item
+    got = acc.compute()
+    c = 1 / math.sqrt(
+        2
+    )  # cos(v0, v2) = cos(v1, v2); cos(v0, v1) = cos(v3, v1) = 0, cos(v0, v3) = -1
+    expected = {
+        "coverage@1": 2 / 5,  # {0, 4}
+        "coverage@2": 4 / 5,  # {0, 1, 3, 4}
+        "coverage@3": 5 / 5,
+        "diversity_head@2": ((1 - 0) + (1 + 1) + (1 - 0)) / 3,
+        "diversity_head@3": ((1 - 2 * c / 3) + (1 + 1 / 3) + 1) / 3,
+        "novelty@1": (1 + 1 + 4) / 3,
+        "novelty@2": ((1 + 2) / 2 + (1 + 4) / 2 + (4 + 1) / 2) / 3,
+        "novelty@3": ((1 + 2 + 3) / 3 + (1 + 4 + 2) / 3 + (4 + 1 + 2) / 3) / 3,
+    }
+    assert math.isnan(got.pop("diversity_head@1"))  # a single item has no pairs
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, rel=1e-12), key
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_diversity_equals_the_pairwise_mean(seed: int) -> None:
+    """The ``|Σ u|²`` identity equals the mean of ``1 − cos`` over every pair of each list."""
+    g = torch.Generator().manual_seed(seed)
+    vectors = torch.randn(40, 5, generator=g)
+    lists = torch.stack([torch.randperm(40, generator=g)[:7] for _ in range(11)])
+    acc = ListAccumulator((2, 4, 7), 40, vectors=vectors)
+    acc.update(lists)
+    got = acc.compute()
+    u = torch.nn.functional.normalize(vectors.double(), dim=1)
+    for k in (2, 4, 7):
+        per_list = [
+            np.mean(
+                [1 - float(u[a] @ u[b]) for a, b in itertools.combinations(row[:k].tolist(), 2)]
+            )
+            for row in lists
+        ]
+        assert got[f"diversity_head@{k}"] == pytest.approx(np.mean(per_list), rel=1e-12)
+
+
+def test_list_accumulator_bad_inputs() -> None:
+    with pytest.raises(ValueError, match="at least as many items"):
+        ListAccumulator((5,), 4)
+    with pytest.raises(ValueError, match="popularity"):
+        ListAccumulator((2,), 4, popularity=np.array([0.5, 0.5, 0.0, 0.0]))
+    acc = ListAccumulator((2,), 4, coverage=False)
+    with pytest.raises(ValueError, match="lists must be"):
+        acc.update(torch.tensor([[0, 1, 2]]))
+    assert acc.compute() == {}
+    assert math.isnan(ListAccumulator((2,), 4).compute()["coverage@2"])  # no events
+
+
+# ------------------------------------------------------------ sampled negatives
+
+
+def test_negatives_are_distinct_exclude_the_target_and_ignore_batching() -> None:
+    rng = np.random.default_rng(0)
+    targets = rng.integers(0, 400, 9000)  # three seeded blocks
+    for probs in (None, rng.random(400) + 0.01):
+        whole = NegativeSampler(targets, 400, probs=probs, seed=3).rows(0, 9000)
+        assert whole.shape == (9000, N_NEGATIVES) and whole.min() >= 0 and whole.max() < 400
+        assert all(len(set(row)) == N_NEGATIVES for row in whole.tolist())
+        assert not (whole == targets[:, None]).any()
+        sampler = NegativeSampler(targets, 400, probs=probs, seed=3)
+        parts = [sampler.rows(lo, min(lo + 777, 9000)) for lo in range(0, 9000, 777)]
+        assert np.array_equal(np.concatenate(parts), whole)  # same negatives whatever the batch
+        again = NegativeSampler(targets, 400, probs=probs, seed=3).rows(4000, 4100)
+        assert np.array_equal(again, whole[4000:4100])
+        other = NegativeSampler(targets, 400, probs=probs, seed=4).rows(0, 9000)
+        assert not np.array_equal(other, whole)
+    with pytest.raises(ValueError, match="at least 101 items"):
+        NegativeSampler(targets[:5] % 100, 100)
+
+
+def test_popularity_negatives_are_successive_sampling() -> None:
+    """Two negatives of {0, 1, 2} (target 3) with weights .4, .3, .2: P({a, b}) =
+    p_a/(1 − p_3) · p_b/(1 − p_3 − p_a) + the same with a and b swapped (Monte Carlo, 5σ)."""
+    p = np.array([0.4, 0.3, 0.2, 0.1])
+    draws = NegativeSampler(np.full(40_000, 3), 4, probs=p, seed=0, m=2).rows(0, 40_000)
+    rest = 1 - p[3]
+
+    def pair(a: int, b: int) -> float:
+        return p[a] / rest * p[b] / (rest - p[a]) + p[b] / rest * p[a] / (rest - p[b])
+
+    seen = np.sort(draws, axis=1)
+    for a, b in ((0, 1), (0, 2), (1, 2)):
+        share = float(np.mean((seen[:, 0] == a) & (seen[:, 1] == b)))
+        q = pair(a, b)
+        assert abs(share - q) < 5 * math.sqrt(q * (1 - q) / len(draws)), (a, b)

@@ -96,21 +96,21 @@ class NegativeSampler:
         redraw every repeat and every copy of the target until none is left. The kept items are
         the first ``m`` distinct non-target items of an i.i.d. sequence, which is sampling without
         replacement (successive sampling when ``probs`` is not uniform)."""
-        b, m = len(targets), self.m
-        out = self._sample(rng, (b, m))
-        bad = np.ones((b, m), dtype=bool)
-        while True:
-            order = np.argsort(out, axis=1, kind="stable")
-            s = np.take_along_axis(out, order, axis=1)
-            repeat = np.zeros_like(bad)
+        out = self._sample(rng, (len(targets), self.m))
+        rows = np.arange(len(targets))  # the rows that may still hold a repeat or the target
+        while len(rows):
+            sub = out[rows]
+            order = np.argsort(sub, axis=1, kind="stable")
+            s = np.take_along_axis(sub, order, axis=1)
+            repeat = np.zeros(sub.shape, dtype=bool)
             repeat[:, 1:] = s[:, 1:] == s[:, :-1]  # every copy after the first (in sorted order)
-            bad = np.zeros_like(bad)
+            bad = np.zeros_like(repeat)
             np.put_along_axis(bad, order, repeat, axis=1)
-            bad |= out == targets[:, None]
-            count = int(bad.sum())
-            if count == 0:
-                return out
-            out[bad] = self._sample(rng, (count,))
+            bad |= sub == targets[rows, None]
+            sub[bad] = self._sample(rng, (int(bad.sum()),))
+            out[rows] = sub
+            rows = rows[bad.any(axis=1)]
+        return out
 
     def _sample(self, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
         if self.cdf is None:
