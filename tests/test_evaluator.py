@@ -14,6 +14,7 @@ from rlrec.data.transitions import Transitions
 from rlrec.eval import (
     EvalConfig,
     LinearScores,
+    ScoreFn,
     degenerate_warning,
     evaluate,
     linear_rank_stats,
@@ -402,6 +403,11 @@ def test_linear_scores_give_the_materialised_list_metrics() -> None:
 # ---------------------------------------------------- sampled ranking (uni100, pop100)
 
 
+def last_item_rows(table: torch.Tensor) -> ScoreFn:
+    """A model whose output for a history is the row of ``table`` of the history's last item."""
+    return lambda s, ln: table[s.gather(1, (ln - 1).unsqueeze(1)).squeeze(1)]
+
+
 def random_split(n_events: int, n_items: int, seed: int) -> Transitions:
     rng = np.random.default_rng(seed)
     items = list(rng.integers(0, n_items, n_events))
@@ -417,7 +423,7 @@ def test_sampled_ranking_by_hand(protocol: str) -> None:
     the sampled ranking is the full one."""
     n = 150
     tr = random_split(200, n, seed=1)
-    by_index = lambda s, l: -torch.arange(n, dtype=torch.float32).expand(len(s), n)  # noqa: E731
+    by_index = lambda s, ln: -torch.arange(n, dtype=torch.float32).expand(len(s), n)  # noqa: E731
     pop = np.random.default_rng(2).random(n) + 0.01
     cfg = EvalConfig(ks=(1, 10, 50), protocol=protocol, sample_seed=5)  # type: ignore[arg-type]
     got = evaluate(by_index, tr, cfg, n, None, pop)
@@ -434,7 +440,7 @@ def test_sampled_ranking_by_hand(protocol: str) -> None:
         )
     small = random_split(60, 101, seed=3)
     table = torch.randn(102, 101, generator=torch.Generator().manual_seed(0))
-    last = lambda s, l: table[s.gather(1, (l - 1).unsqueeze(1)).squeeze(1)]  # noqa: E731
+    last = last_item_rows(table)
     full = evaluate(last, small, EvalConfig(), 101)
     sampled = evaluate(
         last, small, cfg.model_copy(update={"ks": (5, 10, 20)}), 101, None, pop[:101]
@@ -445,14 +451,14 @@ def test_sampled_ranking_by_hand(protocol: str) -> None:
 def test_sampled_ties_and_determinism() -> None:
     n = 120
     tr = random_split(300, n, seed=4)
-    flat = lambda s, l: torch.zeros(len(s), n)  # noqa: E731
+    flat = lambda s, ln: torch.zeros(len(s), n)  # noqa: E731
     got = evaluate(flat, tr, EvalConfig(ks=(1, 10), protocol="uni100"), n)
     assert got["hr_click@10"] == pytest.approx(10 / 101, rel=1e-12)  # in expectation, not 1
     assert got["tied_target_share"] == 1.0
     pess = evaluate(flat, tr, EvalConfig(ks=(10,), protocol="uni100", ties="pessimistic"), n)
     assert pess["hr_click@10"] == 0.0
     table = torch.randn(n + 1, n, generator=torch.Generator().manual_seed(1))
-    last = lambda s, l: table[s.gather(1, (l - 1).unsqueeze(1)).squeeze(1)]  # noqa: E731
+    last = last_item_rows(table)
     cfg = EvalConfig(protocol="uni100", sample_seed=9)
     a = evaluate(last, tr, cfg, n)
     assert same(a, evaluate(last, tr, cfg, n))
@@ -460,7 +466,7 @@ def test_sampled_ties_and_determinism() -> None:
     assert not same(a, evaluate(last, tr, cfg.model_copy(update={"sample_seed": 10}), n))
     linear = evaluate(
         LinearScores(
-            lambda s, l: torch.eye(n + 1)[s.gather(1, (l - 1).unsqueeze(1)).squeeze(1)],
+            last_item_rows(torch.eye(n + 1)),
             table.t().contiguous(),
         ),
         tr,
@@ -480,7 +486,7 @@ def test_uni100_hit_rate_of_a_random_model_is_10_over_101() -> None:
     n, events = 500, 20_000
     tr = random_split(events, n, seed=5)
     g = torch.Generator().manual_seed(6)
-    noise = lambda s, l: torch.rand(len(s), n, generator=g)  # noqa: E731
+    noise = lambda s, ln: torch.rand(len(s), n, generator=g)  # noqa: E731
     got = evaluate(noise, tr, EvalConfig(ks=(10,), protocol="uni100"), n)
     hr = (got["hr_click@10"] * got["n_click"] + got["hr_purchase@10"] * got["n_purchase"]) / events
     p = 10 / 101
