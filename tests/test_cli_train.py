@@ -68,6 +68,27 @@ def test_evaluate_both_splits_and_json_output(cli, run_dir: Path, tmp_path: Path
         summary["test"]["ndcg_purchase@10"]
     )
     assert_clean_failure(cli("evaluate", run_dir, "--out", out), "output already exists")
+    assert "(full ranking)" in result.out and "mrr_purchase" in result.out
+    assert saved["eval_protocol"] == summary["eval_protocol"] == "full"
+    assert "coverage" not in result.out  # list metrics are opt-in
+
+
+def test_evaluate_with_changed_eval_settings(cli, run_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "lists.json"
+    lists = "eval.list_metrics=[coverage,diversity,novelty]"
+    result = cli("evaluate", run_dir, "--set", lists, "--out", out)
+    assert result.code == 0, result.err
+    assert "coverage" in result.out and "diversity_head" in result.out and "novelty" in result.out
+    metrics = json.loads(out.read_text())["metrics"]
+    assert 0 < metrics["coverage@10"] <= 1 and metrics["novelty@10"] > 0
+    # the 60-item catalogue is too small for 100 negatives: one clear line, no traceback
+    assert_clean_failure(
+        cli("evaluate", run_dir, "--set", "eval.protocol=uni100"), "needs at least 101 items"
+    )
+    assert_clean_failure(
+        cli("evaluate", run_dir, "--set", "train.lr=1"), "changes eval.* settings only"
+    )
+    assert_clean_failure(cli("evaluate", run_dir, "--set", "eval.protocol=pop5"), "eval.protocol")
 
 
 def test_recommend_single_and_batch(cli, run_dir: Path, tmp_path: Path) -> None:
@@ -159,7 +180,7 @@ def test_bad_inputs(cli, run_dir: Path, tiny_dataset: Path, tmp_path: Path) -> N
 def test_compare_and_logged_session(cli, run_dir: Path, tiny_dataset: Path) -> None:
     result = cli("compare", run_dir, run_dir)
     assert result.code == 0, result.err
-    assert "ndcg_purchase@10" in result.out and "(sa2c/gru)" in result.out
+    assert "ndcg_purchase@10" in result.out and "(sa2c/gru, full)" in result.out
     session = pl.read_parquet(tiny_dataset / "test.parquet").get_column("session_id")[0]
     result = cli("recommend", run_dir, "--session", str(session), "-k", "5")
     assert result.code == 0, result.err

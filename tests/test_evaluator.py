@@ -11,6 +11,7 @@ import torch
 
 from rlrec.data.dataset import SessionLog
 from rlrec.data.transitions import Transitions
+from rlrec.errors import ConfigError
 from rlrec.eval import (
     EvalConfig,
     LinearScores,
@@ -474,7 +475,7 @@ def test_sampled_ties_and_determinism() -> None:
         n,
     )
     assert same(a, linear)  # the candidates' batched product = the gathered full scores
-    with pytest.raises(ValueError, match="needs at least 101 items"):
+    with pytest.raises(ConfigError, match="needs at least 101 items"):
         evaluate(last, random_split(30, 100, 0), EvalConfig(protocol="uni100"), 100)
     with pytest.raises(ValueError, match="pop100' needs the training popularity"):
         evaluate(last, tr, EvalConfig(protocol="pop100"), n)

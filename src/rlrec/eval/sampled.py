@@ -22,6 +22,8 @@ from typing import Literal, get_args
 import numpy as np
 import torch
 
+from rlrec.errors import ConfigError
+
 Protocol = Literal["full", "uni100", "pop100"]
 PROTOCOLS: tuple[str, ...] = get_args(Protocol)
 N_NEGATIVES = 100
@@ -36,9 +38,9 @@ PROTOCOL_LABELS = {
 
 
 def check_protocol(protocol: Protocol, n_items: int) -> None:
-    """A sampled protocol needs at least ``N_NEGATIVES + 1`` items."""
+    """A sampled protocol needs at least ``N_NEGATIVES + 1`` items (a :class:`ConfigError`)."""
     if protocol != "full" and n_items < N_NEGATIVES + 1:
-        raise ValueError(
+        raise ConfigError(
             f"eval.protocol {protocol} ranks the target against {N_NEGATIVES} negatives and needs at "
             f"least {N_NEGATIVES + 1} items; the catalogue has {n_items}"
         )
