@@ -119,6 +119,21 @@ def test_recommend_python_api_matches_scores(run_dir: Path) -> None:
     top = rec.recommend([items[:4], []], k=4)
     assert len(top) == 2 and all(len(row) == 4 for row in top)
     assert all(row[i][1] >= row[i + 1][1] for row in top for i in range(3))  # sorted by score
+    frame = rec.recommend([items[:4], []], k=4, as_frame=True)
+    assert frame.columns == ["session", "rank", "item_id", "score"]
+    assert frame.get_column("session").to_list() == [0] * 4 + [1] * 4  # positions as given
+    assert frame.get_column("rank").to_list() == [1, 2, 3, 4] * 2
+    assert list(frame.select("item_id", "score").iter_rows()) == [p for row in top for p in row]
+    assert frame.schema["item_id"] == pl.read_parquet(run_dir / "items.parquet").schema["item_id"]
+    by_id = rec.recommend({"u7": items[:4], "u2": items[:2]}, k=3, as_frame=True)
+    assert by_id.get_column("session").to_list() == ["u7"] * 3 + ["u2"] * 3  # ids as given
+    assert by_id.filter(pl.col("session") == "u7").get_column("item_id").to_list() == [
+        i for i, _ in top[0][:3]
+    ]
+    short = rec.recommend({"a": items[:58]}, k=4, exclude_history=True, as_frame=True)
+    assert short.height == 2 and short.get_column("rank").to_list() == [1, 2]  # 60 − 58 left
+    empty = rec.recommend([], k=3, as_frame=True)
+    assert empty.height == 0 and empty.columns == frame.columns
 
 
 def test_bad_inputs(cli, run_dir: Path, tiny_dataset: Path, tmp_path: Path) -> None:

@@ -397,24 +397,25 @@ def recommend(
             f"{sessions}: needs columns session_id,item_id; found {','.join(df.columns)}"
         )
     groups = df.group_by("session_id", maintain_order=True).agg(pl.col("item_id"))
-    histories = [rec.parse_ids(",".join(items)) for items in groups.get_column("item_id").to_list()]
-    results = rec.recommend(histories, k, exclude_history)
-    short = sum(len(r) < k for r in results)
+    histories = {
+        sid: rec.parse_ids(",".join(items))
+        for sid, items in zip(
+            *(groups.get_column(c).to_list() for c in groups.columns), strict=True
+        )
+    }
+    frame = rec.recommend(histories, k, exclude_history, as_frame=True)
+    short = int((frame.group_by("session").len().get_column("len") < k).sum())
+    short += len(histories) - frame.get_column("session").n_unique()  # sessions with no item left
     if short:
         err.print(f"{short} session(s) got fewer than {k} items: the rest are in their history")
-    rows = [
-        (sid, rank, item, score)
-        for sid, recs in zip(groups.get_column("session_id").to_list(), results, strict=True)
-        for rank, (item, score) in enumerate(recs, 1)
-    ]
-    csv_text = pl.DataFrame(
-        rows, schema=["session_id", "rank", "item_id", "score"], orient="row"
-    ).write_csv()
+    csv_text = frame.rename({"session": "session_id"}).write_csv()
     if out_file is None:
         sys.stdout.write(csv_text)
     else:
         atomic_write_bytes(out_file, csv_text.encode())
-        out.print(f"wrote {len(rows)} recommendations for {len(histories)} sessions to {out_file}")
+        out.print(
+            f"wrote {frame.height} recommendations for {len(histories)} sessions to {out_file}"
+        )
 
 
 app.command("serve")(serve_command)

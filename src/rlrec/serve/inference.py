@@ -7,10 +7,10 @@ no pickle, and the run directory is self-contained (``items.parquet`` maps item 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import polars as pl
 import torch
@@ -281,7 +281,9 @@ class Recommender:
     def top(self, queries: Sequence[Query]) -> list[list[tuple[Any, float]]]:
         """Each query's list: :meth:`rank` over the full catalogue, or, with an index
         (:meth:`use_index`), the same ordering over the index's candidates (``k`` plus the
-        history's length when it is excluded)."""
+        history's length when it is excluded); no queries, no lists."""
+        if not queries:
+            return []
         if self.ann is None:
             return self.rank(self.score([q.history for q in queries]), queries)
         want = max(q.k + (len(set(q.history)) if q.exclude_history else 0) for q in queries)
@@ -289,14 +291,61 @@ class Recommender:
         values = torch.nan_to_num(values, nan=-torch.inf)
         return self._lists(*in_total_order(values, indices), queries)
 
+    @overload
     def recommend(
-        self, histories: Sequence[Sequence[Any]], k: int = 10, exclude_history: bool = False
-    ) -> list[list[tuple[Any, float]]]:
+        self,
+        histories: Sequence[Sequence[Any]] | Mapping[Any, Sequence[Any]],
+        k: int = 10,
+        exclude_history: bool = False,
+        *,
+        as_frame: Literal[False] = False,
+    ) -> list[list[tuple[Any, float]]]: ...
+
+    @overload
+    def recommend(
+        self,
+        histories: Sequence[Sequence[Any]] | Mapping[Any, Sequence[Any]],
+        k: int = 10,
+        exclude_history: bool = False,
+        *,
+        as_frame: Literal[True],
+    ) -> pl.DataFrame: ...
+
+    def recommend(
+        self,
+        histories: Sequence[Sequence[Any]] | Mapping[Any, Sequence[Any]],
+        k: int = 10,
+        exclude_history: bool = False,
+        *,
+        as_frame: bool = False,
+    ) -> list[list[tuple[Any, float]]] | pl.DataFrame:
         """For each history of raw ids (oldest first) the ``k`` best raw item ids with their
-        scores (see :meth:`rank`); an unknown id is an error."""
+        scores (see :meth:`rank`); an unknown id is an error.
+
+        ``histories``: a sequence of histories, or a mapping from a user or session id to its
+        history. The default result is one list of ``(item_id, score)`` per history, in order.
+        ``as_frame=True`` returns a polars DataFrame instead, one row per recommended item, best
+        first within each history: ``session`` (the mapping's key, or the history's position
+        ``0, 1, …`` in the sequence), ``rank`` (1 = best), ``item_id`` (raw id) and ``score``."""
+        keys = list(histories) if isinstance(histories, Mapping) else None
+        lists = histories.values() if isinstance(histories, Mapping) else histories
         self.check_k(k)
-        queries = [Query(self.encode(h), k, exclude_history) for h in histories]
-        return self.top(queries)
+        queries = [Query(self.encode(h), k, exclude_history) for h in lists]
+        top = self.top(queries)
+        if not as_frame:
+            return top
+        session = pl.Series("session", keys if keys is not None else range(len(top)))
+        lengths = [len(recs) for recs in top]
+        return pl.DataFrame(
+            {
+                "session": session.gather([i for i, n in enumerate(lengths) for _ in range(n)]),
+                "rank": pl.Series([r for n in lengths for r in range(1, n + 1)], dtype=pl.Int64),
+                "item_id": pl.Series(
+                    [i for recs in top for i, _ in recs], dtype=self.raw_ids.dtype
+                ),
+                "score": pl.Series([v for recs in top for _, v in recs], dtype=pl.Float64),
+            }
+        )
 
     def check_k(self, k: int) -> None:
         """``k`` must be in ``1..n_items``."""
