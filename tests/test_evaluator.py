@@ -332,6 +332,20 @@ def test_linear_scores_give_the_materialised_metrics(ties: str) -> None:
 # ---------------------------------------------------- list metrics (opt-in) through evaluate
 
 
+@pytest.mark.parametrize("levels", [2, 5, 1000])
+def test_ranked_top_is_the_total_order(levels: int) -> None:
+    """:func:`ranked_top` = a full sort by (score desc, item index asc), ties across the k-th place
+    included, for every k."""
+    g = torch.Generator().manual_seed(levels)
+    scores = torch.randint(0, levels, (25, 40), generator=g).float()
+    scores[3] = 0.0  # a constant row
+    order = np.lexsort((np.arange(40)[None, :].repeat(25, 0), -scores.numpy()), axis=1)
+    for k in (1, 3, 39, 40):
+        values, indices = ranked_top(scores, k)
+        assert indices.tolist() == order[:, :k].tolist()
+        assert torch.equal(values, scores.gather(1, indices))
+
+
 @pytest.mark.parametrize("chunk", [1, 7, 64, 1000])
 def test_linear_ranked_top_equals_the_served_lists(chunk: int) -> None:
     """Chunked lists = :func:`ranked_top` of the materialised scores: ties by lower item index,

@@ -221,8 +221,9 @@ def evaluate(
                 n_tied=tied,
             )
             if lists is not None:
-                if h is not None:
-                    top = linear_ranked_top(h, weight, bias, lists.k_max, chunk)
+                if h is not None:  # wide chunks: topk gains nothing from a cache-sized buffer
+                    wide = max(chunk, cfg.max_score_elements // len(h))
+                    top = linear_ranked_top(h, weight, bias, lists.k_max, wide)
                 else:
                     top = ranked_top(torch.nan_to_num(scores, nan=-torch.inf), lists.k_max)[1]
                 lists.update(top)

@@ -32,17 +32,27 @@ def ranked_top(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor
     in any order, also at the boundary of the k kept). NaN scores must be replaced first (the
     callers map them to ``−inf``, ranked last).
 
-    The k-th best value ``t`` of a row splits it: every item above ``t`` is kept, and of the items
-    equal to ``t`` the lowest-indexed ones fill the rest; a stable sort of the kept items (in index
-    order) by value then orders them."""
-    b = scores.shape[0]
-    t = torch.topk(scores, k, dim=1)[0][:, -1:]
-    above = scores > t
-    tied = scores == t
-    room = k - above.sum(1, keepdim=True)
-    keep = above | (tied & (tied.cumsum(1) <= room))
-    indices = keep.nonzero()[:, 1].view(b, k)  # row-major: each row's kept items in index order
-    return in_total_order(scores.gather(1, indices), indices)
+    ``torch.topk`` of ``k + 1`` decides most rows: when the ``(k+1)``-th best value is below the
+    ``k``-th, exactly ``k`` items reach the ``k``-th value and the kept set is the one of the total
+    order, which :func:`in_total_order` then sorts. The other rows (a tie across the boundary) are
+    split by their k-th best value ``t``: every item above ``t`` is kept, and of the items equal to
+    ``t`` the lowest-indexed ones fill the rest."""
+    b, n = scores.shape
+    v, i = torch.topk(scores, min(k + 1, n), dim=1)
+    if k == n:
+        return in_total_order(v, i)
+    values, indices = v[:, :k].clone(), i[:, :k].clone()
+    crossing = (v[:, k] == v[:, k - 1]).nonzero().squeeze(1)
+    if len(crossing):
+        rows = scores[crossing]
+        t = v[crossing, k - 1 : k]
+        above = rows > t
+        tied = rows == t
+        room = k - above.sum(1, keepdim=True)
+        keep = above | (tied & (tied.cumsum(1) <= room))
+        values[crossing] = rows[keep].view(len(crossing), k)  # row-major: in index order
+        indices[crossing] = keep.nonzero()[:, 1].view(len(crossing), k)
+    return in_total_order(values, indices)
 
 
 def in_total_order(
