@@ -37,7 +37,7 @@ def ranked_top(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor
     order, which :func:`in_total_order` then sorts. The other rows (a tie across the boundary) are
     split by their k-th best value ``t``: every item above ``t`` is kept, and of the items equal to
     ``t`` the lowest-indexed ones fill the rest."""
-    b, n = scores.shape
+    n = scores.shape[1]
     v, i = torch.topk(scores, min(k + 1, n), dim=1)
     if k == n:
         return in_total_order(v, i)
