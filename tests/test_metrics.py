@@ -622,6 +622,7 @@ def test_negatives_are_distinct_exclude_the_target_and_ignore_batching() -> None
         assert whole.shape == (9000, N_NEGATIVES) and whole.min() >= 0 and whole.max() < 400
         assert all(len(set(row)) == N_NEGATIVES for row in whole.tolist())
         assert not (whole == targets[:, None]).any()
+        assert (whole[:4096] == whole[4096:8192]).mean() < 0.05  # blocks draw independently
         sampler = NegativeSampler(targets, 400, probs=probs, seed=3)
         parts = [sampler.rows(lo, min(lo + 777, 9000)) for lo in range(0, 9000, 777)]
         assert np.array_equal(np.concatenate(parts), whole)  # same negatives whatever the batch
