@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
 import torch
@@ -290,26 +290,6 @@ class Recommender:
         values, indices = self.ann.search(self.states([q.history for q in queries]), want)
         values = torch.nan_to_num(values, nan=-torch.inf)
         return self._lists(*in_total_order(values, indices), queries)
-
-    @overload
-    def recommend(
-        self,
-        histories: Sequence[Sequence[Any]] | Mapping[Any, Sequence[Any]],
-        k: int = 10,
-        exclude_history: bool = False,
-        *,
-        as_frame: Literal[False] = False,
-    ) -> list[list[tuple[Any, float]]]: ...
-
-    @overload
-    def recommend(
-        self,
-        histories: Sequence[Sequence[Any]] | Mapping[Any, Sequence[Any]],
-        k: int = 10,
-        exclude_history: bool = False,
-        *,
-        as_frame: Literal[True],
-    ) -> pl.DataFrame: ...
 
     def recommend(
         self,
