@@ -68,6 +68,27 @@ def test_evaluate_both_splits_and_json_output(cli, run_dir: Path, tmp_path: Path
         summary["test"]["ndcg_purchase@10"]
     )
     assert_clean_failure(cli("evaluate", run_dir, "--out", out), "output already exists")
+    assert "(full ranking)" in result.out and "mrr_purchase" in result.out
+    assert saved["eval_protocol"] == summary["eval_protocol"] == "full"
+    assert "coverage" not in result.out  # list metrics are opt-in
+
+
+def test_evaluate_with_changed_eval_settings(cli, run_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "lists.json"
+    lists = "eval.list_metrics=[coverage,diversity,novelty]"
+    result = cli("evaluate", run_dir, "--set", lists, "--out", out)
+    assert result.code == 0, result.err
+    assert "coverage" in result.out and "diversity_head" in result.out and "novelty" in result.out
+    metrics = json.loads(out.read_text())["metrics"]
+    assert 0 < metrics["coverage@10"] <= 1 and metrics["novelty@10"] > 0
+    # the 60-item catalogue is too small for 100 negatives: one clear line, no traceback
+    assert_clean_failure(
+        cli("evaluate", run_dir, "--set", "eval.protocol=uni100"), "needs at least 101 items"
+    )
+    assert_clean_failure(
+        cli("evaluate", run_dir, "--set", "train.lr=1"), "changes eval.* settings only"
+    )
+    assert_clean_failure(cli("evaluate", run_dir, "--set", "eval.protocol=pop5"), "eval.protocol")
 
 
 def test_recommend_single_and_batch(cli, run_dir: Path, tmp_path: Path) -> None:
@@ -98,6 +119,21 @@ def test_recommend_python_api_matches_scores(run_dir: Path) -> None:
     top = rec.recommend([items[:4], []], k=4)
     assert len(top) == 2 and all(len(row) == 4 for row in top)
     assert all(row[i][1] >= row[i + 1][1] for row in top for i in range(3))  # sorted by score
+    frame = rec.recommend([items[:4], []], k=4, as_frame=True)
+    assert frame.columns == ["session", "rank", "item_id", "score"]
+    assert frame.get_column("session").to_list() == [0] * 4 + [1] * 4  # positions as given
+    assert frame.get_column("rank").to_list() == [1, 2, 3, 4] * 2
+    assert list(frame.select("item_id", "score").iter_rows()) == [p for row in top for p in row]
+    assert frame.schema["item_id"] == pl.read_parquet(run_dir / "items.parquet").schema["item_id"]
+    by_id = rec.recommend({"u7": items[:4], "u2": items[:2]}, k=3, as_frame=True)
+    assert by_id.get_column("session").to_list() == ["u7"] * 3 + ["u2"] * 3  # ids as given
+    assert by_id.filter(pl.col("session") == "u7").get_column("item_id").to_list() == [
+        i for i, _ in top[0][:3]
+    ]
+    short = rec.recommend({"a": items[:58]}, k=4, exclude_history=True, as_frame=True)
+    assert short.height == 2 and short.get_column("rank").to_list() == [1, 2]  # 60 − 58 left
+    empty = rec.recommend([], k=3, as_frame=True)
+    assert empty.height == 0 and empty.columns == frame.columns
 
 
 def test_bad_inputs(cli, run_dir: Path, tiny_dataset: Path, tmp_path: Path) -> None:
@@ -159,7 +195,7 @@ def test_bad_inputs(cli, run_dir: Path, tiny_dataset: Path, tmp_path: Path) -> N
 def test_compare_and_logged_session(cli, run_dir: Path, tiny_dataset: Path) -> None:
     result = cli("compare", run_dir, run_dir)
     assert result.code == 0, result.err
-    assert "ndcg_purchase@10" in result.out and "(sa2c/gru)" in result.out
+    assert "ndcg_purchase@10" in result.out and "(sa2c/gru, full)" in result.out
     session = pl.read_parquet(tiny_dataset / "test.parquet").get_column("session_id")[0]
     result = cli("recommend", run_dir, "--session", str(session), "-k", "5")
     assert result.code == 0, result.err

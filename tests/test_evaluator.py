@@ -11,9 +11,11 @@ import torch
 
 from rlrec.data.dataset import SessionLog
 from rlrec.data.transitions import Transitions
+from rlrec.errors import ConfigError
 from rlrec.eval import (
     EvalConfig,
     LinearScores,
+    ScoreFn,
     degenerate_warning,
     evaluate,
     linear_rank_stats,
@@ -21,6 +23,8 @@ from rlrec.eval import (
     target_rank_stats,
     top_k,
 )
+from rlrec.eval.lists import linear_ranked_top, ranked_top
+from rlrec.eval.sampled import NegativeSampler
 
 N = 6  # items 0..5, pad id 6
 KS = (1, 3, 5)
@@ -63,6 +67,12 @@ def hand_metrics() -> dict[str, float]:
         "ndcg_click@5": (3 + G5) / 5,
         "hr_purchase@5": 2 / 3,
         "ndcg_purchase@5": 1.5 / 3,
+        "mrr_click@1": 3 / 5,  # reciprocal ranks: clicks 1/6, 1, 1/4, 1, 1; purchases 1, 1/3, 1/6
+        "mrr_click@3": 3 / 5,
+        "mrr_click@5": (3 + 1 / 4) / 5,
+        "mrr_purchase@1": 1 / 3,
+        "mrr_purchase@3": (1 + 1 / 3) / 3,
+        "mrr_purchase@5": (1 + 1 / 3) / 3,
         "reward@1": 0.2 * 3 + 1,
         "reward@3": 0.2 * 3 + 2,
         "reward@5": 0.2 * 4 + 2,
@@ -72,8 +82,8 @@ def hand_metrics() -> dict[str, float]:
         "n_purchase": 3,
         "n_events": 8,
         "tied_target_share": 0.0,
-        **{f"{m}_click@{k}/nonempty": 1.0 for k in KS for m in ("hr", "ndcg")},
-        **{f"{m}_purchase@{k}/nonempty": 0.5 for k in KS for m in ("hr", "ndcg")},
+        **{f"{m}_click@{k}/nonempty": 1.0 for k in KS for m in ("hr", "ndcg", "mrr")},
+        **{f"{m}_purchase@{k}/nonempty": 0.5 for k in KS for m in ("hr", "ndcg", "mrr")},
         "n_click/nonempty": 3,
         "n_purchase/nonempty": 2,
         "hr@1/session_mean": (2 / 3 + 0 + 1 / 2) / 3,
@@ -82,6 +92,9 @@ def hand_metrics() -> dict[str, float]:
         "ndcg@3/session_mean": (2 / 3 + 0.5 + 1 / 2) / 3,
         "hr@5/session_mean": (2 / 3 + 1 + 3 / 4) / 3,
         "ndcg@5/session_mean": (2 / 3 + 0.5 + (2 + G5) / 4) / 3,
+        "mrr@1/session_mean": (2 / 3 + 0 + 1 / 2) / 3,
+        "mrr@3/session_mean": (2 / 3 + 1 / 3 + 1 / 2) / 3,
+        "mrr@5/session_mean": (2 / 3 + 1 / 3 + (2 + 1 / 4) / 4) / 3,
         "n_sessions": 3,
     }
 
@@ -314,3 +327,183 @@ def test_linear_scores_give_the_materialised_metrics(ties: str) -> None:
     full = evaluate(lambda s, n: torch.addmm(bias, encode(s, n), weight.t()), data, cfg, 300, pop)
     assert linear == full
     assert linear["tied_target_share"] > 0.1
+
+
+# ---------------------------------------------------- list metrics (opt-in) through evaluate
+
+
+@pytest.mark.parametrize("levels", [2, 5, 1000])
+def test_ranked_top_is_the_total_order(levels: int) -> None:
+    """:func:`ranked_top` = a full sort by (score desc, item index asc), ties across the k-th place
+    included, for every k."""
+    g = torch.Generator().manual_seed(levels)
+    scores = torch.randint(0, levels, (25, 40), generator=g).float()
+    scores[3] = 0.0  # a constant row
+    order = np.lexsort((np.arange(40)[None, :].repeat(25, 0), -scores.numpy()), axis=1)
+    for k in (1, 3, 39, 40):
+        values, indices = ranked_top(scores, k)
+        assert indices.tolist() == order[:, :k].tolist()
+        assert torch.equal(values, scores.gather(1, indices))
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 1000])
+def test_linear_ranked_top_equals_the_served_lists(chunk: int) -> None:
+    """Chunked lists = :func:`ranked_top` of the materialised scores: ties by lower item index,
+    NaN last (integer heads: exact scores, many ties)."""
+    weight, bias = integer_head(300, 4, seed=chunk)
+    weight[[3, 77]] = float("nan")
+    h = torch.randint(-2, 3, (30, 4), generator=torch.Generator().manual_seed(0)).float()
+    scores = torch.addmm(bias, h, weight.t()).nan_to_num(nan=-torch.inf)
+    for k in (1, 10, 300):
+        want = ranked_top(scores, k)[1]
+        assert torch.equal(linear_ranked_top(h, weight, bias, k, chunk), want)
+    flat = torch.zeros(2, 300)
+    assert ranked_top(flat, 4)[1].tolist() == [[0, 1, 2, 3]] * 2  # ties: lower index first
+
+
+def test_list_metrics_of_a_constant_model_and_the_served_lists() -> None:
+    """A constant model serves items 0..k-1 to everybody (the serving tie rule): coverage k/n,
+    the diversity and novelty of those k items."""
+    tr = tiny()
+    flat = lambda s, n: torch.zeros(len(s), N)  # noqa: E731
+    vectors = torch.eye(N)  # orthogonal items: every pair has 1 − cos = 1
+    pop = np.array([0.4, 0.2, 0.1, 0.1, 0.1, 0.1])
+    cfg = EvalConfig(ks=KS, list_metrics=["coverage", "diversity", "novelty"])
+    got = evaluate(
+        LinearScores(lambda s, n: torch.zeros(len(s), N), vectors), tr, cfg, N, None, pop
+    )
+    for k in KS:
+        assert got[f"coverage@{k}"] == k / N
+        assert got[f"novelty@{k}"] == pytest.approx(np.mean(-np.log2(pop[:k])), rel=1e-12)
+        if k > 1:
+            assert got[f"diversity_head@{k}"] == pytest.approx(1.0)
+    assert set(got) == metric_names(cfg, ng_off=False)
+    assert "coverage@1" not in evaluate(flat, tr, EvalConfig(ks=KS), N)  # opt-in
+    with pytest.raises(ValueError, match="diversity list metric needs item vectors"):
+        evaluate(flat, tr, cfg, N, None, pop)
+    with pytest.raises(ValueError, match="novelty list metric needs"):
+        evaluate(flat, tr, EvalConfig(ks=KS, list_metrics=["novelty"]), N)
+
+
+def test_list_metrics_of_the_successor_oracle() -> None:
+    """``successor`` ranks ``last + 1, last + 2, …`` (mod N): the lists are known by hand."""
+    tr = (
+        tiny()
+    )  # last items: pad(6), 0, 1 | pad | pad, 4, 4, 5  → top-1 items 1, 1, 2 | 1 | 1, 5, 5, 0
+    got = evaluate(successor, tr, EvalConfig(ks=(1, 2), list_metrics=["coverage"]), N)
+    assert got["coverage@1"] == 4 / N  # {0, 1, 2, 5}
+    assert got["coverage@2"] == 5 / N  # second places 2, 2, 3 | 2 | 2, 0, 0, 1: adds 3, not 4
+
+
+def test_linear_scores_give_the_materialised_list_metrics() -> None:
+    g = torch.Generator().manual_seed(7)
+    sessions = [torch.randint(0, 200, (int(n),), generator=g).tolist() for n in range(1, 30)]
+    data = Transitions(log_of(sessions, [[0] * len(s) for s in sessions]), state_size=4, pad_id=200)
+    weight, bias = integer_head(200, 5, seed=8)
+    embed = torch.randint(-1, 2, (201, 5), generator=g).float()
+
+    def encode(state: torch.Tensor, len_state: torch.Tensor) -> torch.Tensor:
+        return embed[state].sum(dim=1)
+
+    pop = np.linspace(0.1, 1.0, 200) / np.linspace(0.1, 1.0, 200).sum()
+    cfg = EvalConfig(ks=(1, 5, 10), batch_size=16, list_metrics=["coverage", "novelty"])
+    linear = evaluate(LinearScores(encode, weight, bias), data, cfg, 200, None, pop)
+    full = evaluate(
+        lambda s, n: torch.addmm(bias, encode(s, n), weight.t()), data, cfg, 200, None, pop
+    )
+    assert linear == full
+    assert 0 < linear["coverage@10"] < 1
+
+
+# ---------------------------------------------------- sampled ranking (uni100, pop100)
+
+
+def last_item_rows(table: torch.Tensor) -> ScoreFn:
+    """A model whose output for a history is the row of ``table`` of the history's last item."""
+    return lambda s, ln: table[s.gather(1, (ln - 1).unsqueeze(1)).squeeze(1)]
+
+
+def random_split(n_events: int, n_items: int, seed: int) -> Transitions:
+    rng = np.random.default_rng(seed)
+    items = list(rng.integers(0, n_items, n_events))
+    sessions = [items[i : i + 10] for i in range(0, n_events, 10)]
+    buys = [[int(j % 4 == 0) for j in range(len(s))] for s in sessions]
+    return Transitions(log_of(sessions, buys), state_size=3, pad_id=n_items)
+
+
+@pytest.mark.parametrize("protocol", ["uni100", "pop100"])
+def test_sampled_ranking_by_hand(protocol: str) -> None:
+    """Scores ``−item``: the target's sampled rank is 1 + the number of its negatives with a lower
+    index (those drawn by the seeded sampler); with 101 items every other item is a negative and
+    the sampled ranking is the full one."""
+    n = 150
+    tr = random_split(200, n, seed=1)
+    by_index = lambda s, ln: -torch.arange(n, dtype=torch.float32).expand(len(s), n)  # noqa: E731
+    pop = np.random.default_rng(2).random(n) + 0.01
+    cfg = EvalConfig(ks=(1, 10, 50), protocol=protocol, sample_seed=5)  # type: ignore[arg-type]
+    got = evaluate(by_index, tr, cfg, n, None, pop)
+    target = tr.items[: len(tr)].numpy()
+    negatives = NegativeSampler(
+        target, n, probs=pop if protocol == "pop100" else None, seed=5
+    ).rows(0, len(tr))
+    rank = 1 + (negatives < target[:, None]).sum(axis=1)
+    click = tr.is_buy[: len(tr)].numpy() == 0
+    for k in (1, 10, 50):
+        assert got[f"hr_click@{k}"] == pytest.approx(np.mean(rank[click] <= k), rel=1e-12)
+        assert got[f"mrr_click@{k}"] == pytest.approx(
+            np.mean(np.where(rank[click] <= k, 1 / rank[click], 0)), rel=1e-12
+        )
+    small = random_split(60, 101, seed=3)
+    table = torch.randn(102, 101, generator=torch.Generator().manual_seed(0))
+    last = last_item_rows(table)
+    full = evaluate(last, small, EvalConfig(), 101)
+    sampled = evaluate(
+        last, small, cfg.model_copy(update={"ks": (5, 10, 20)}), 101, None, pop[:101]
+    )
+    assert same(full, sampled)
+
+
+def test_sampled_ties_and_determinism() -> None:
+    n = 120
+    tr = random_split(300, n, seed=4)
+    flat = lambda s, ln: torch.zeros(len(s), n)  # noqa: E731
+    got = evaluate(flat, tr, EvalConfig(ks=(1, 10), protocol="uni100"), n)
+    assert got["hr_click@10"] == pytest.approx(10 / 101, rel=1e-12)  # in expectation, not 1
+    assert got["tied_target_share"] == 1.0
+    pess = evaluate(flat, tr, EvalConfig(ks=(10,), protocol="uni100", ties="pessimistic"), n)
+    assert pess["hr_click@10"] == 0.0
+    table = torch.randn(n + 1, n, generator=torch.Generator().manual_seed(1))
+    last = last_item_rows(table)
+    cfg = EvalConfig(protocol="uni100", sample_seed=9)
+    a = evaluate(last, tr, cfg, n)
+    assert same(a, evaluate(last, tr, cfg, n))
+    assert same(a, evaluate(last, tr, cfg.model_copy(update={"batch_size": 7}), n))
+    assert not same(a, evaluate(last, tr, cfg.model_copy(update={"sample_seed": 10}), n))
+    linear = evaluate(
+        LinearScores(
+            last_item_rows(torch.eye(n + 1)),
+            table.t().contiguous(),
+        ),
+        tr,
+        cfg,
+        n,
+    )
+    assert same(a, linear)  # the candidates' batched product = the gathered full scores
+    with pytest.raises(ConfigError, match="needs at least 101 items"):
+        evaluate(last, random_split(30, 100, 0), EvalConfig(protocol="uni100"), 100)
+    with pytest.raises(ValueError, match="pop100' needs the training popularity"):
+        evaluate(last, tr, EvalConfig(protocol="pop100"), n)
+
+
+def test_uni100_hit_rate_of_a_random_model_is_10_over_101() -> None:
+    """A model with i.i.d. random scores ranks the target uniformly among the 101 candidates:
+    HR@10 = 10/101 in expectation; 100,000 events put the estimate within 4 standard deviations
+    (±0.0038: a rank off by one, 9/101 or 11/101, is outside)."""
+    n, events = 500, 100_000
+    tr = random_split(events, n, seed=5)
+    g = torch.Generator().manual_seed(6)
+    noise = lambda s, ln: torch.rand(len(s), n, generator=g)  # noqa: E731
+    got = evaluate(noise, tr, EvalConfig(ks=(10,), protocol="uni100"), n)
+    hr = (got["hr_click@10"] * got["n_click"] + got["hr_purchase@10"] * got["n_purchase"]) / events
+    p = 10 / 101
+    assert abs(hr - p) < 4 * math.sqrt(p * (1 - p) / events)

@@ -1,4 +1,4 @@
-"""Ranking metrics, reward@k, NG_off and the HR/NDCG consistency bound (spec-offline §E.2–E.4, §E.8)."""
+"""Ranking metrics (HR, NDCG, MRR), reward@k, NG_off, the HR/NDCG consistency bound, list metrics and sampled negatives (spec-offline §E.2–E.4, §E.8)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rlrec.eval.lists import ListAccumulator
 from rlrec.eval.metrics import (
     DEGENERATE_TIE_SHARE,
     MetricAccumulator,
@@ -24,6 +25,7 @@ from rlrec.eval.metrics import (
     target_rank_stats,
     target_ranks,
 )
+from rlrec.eval.sampled import N_NEGATIVES, NegativeSampler
 
 KS = (5, 10, 20)
 
@@ -307,9 +309,10 @@ def test_type_without_events_gives_nan_rates() -> None:
 
 def test_key_set() -> None:
     m = accumulate(torch.tensor([1]), torch.tensor([1]), propensity=np.ones(1))
-    main = [f"{name}_{t}@{k}" for k in KS for t in ("click", "purchase") for name in ("hr", "ndcg")]
+    rates = ("hr", "ndcg", "mrr")
+    main = [f"{name}_{t}@{k}" for k in KS for t in ("click", "purchase") for name in rates]
     nonempty = [f"{key}/nonempty" for key in main]
-    session = [f"{name}@{k}/session_mean" for k in KS for name in ("hr", "ndcg")]
+    session = [f"{name}@{k}/session_mean" for k in KS for name in rates]
     expected = {
         *main,
         *(f"reward@{k}" for k in KS),
@@ -357,15 +360,17 @@ def _orderings(n: int) -> np.ndarray:
 
 def brute_force_events(
     scores: np.ndarray, target: np.ndarray, cut: list[int], ties: str
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """An independent, sort-based reference for integer scores and tiny ``n``: each row is sorted by
     (score desc, tie-break priority) and, under ``expected``, the hits and gains are averaged over
     **all** ``n!`` priority vectors (uniformly random tie-breaking); the target gets the best
     (``optimistic``) or worst (``pessimistic``) priority otherwise. Returns ``[B, max(cut) + 1]``
-    per-event ``hit[b, k]`` and ``gain[b, k]`` (filled for ``k`` in ``cut``)."""
+    per-event ``hit[b, k]``, ``gain[b, k]`` and reciprocal rank ``rr[b, k]`` (filled for ``k`` in
+    ``cut``)."""
     b_events, n = scores.shape
     hit = np.zeros((b_events, max(cut) + 1))
     gain = np.zeros((b_events, max(cut) + 1))
+    rr = np.zeros((b_events, max(cut) + 1))
     for b in range(b_events):
         if ties == "expected":
             prio = _orderings(n)
@@ -378,7 +383,8 @@ def brute_force_events(
         for k in cut:
             hit[b, k] = np.mean(rank <= k)
             gain[b, k] = np.mean(np.where(rank <= k, 1.0 / np.log2(rank + 1.0), 0.0))
-    return hit, gain
+            rr[b, k] = np.mean(np.where(rank <= k, 1.0 / rank, 0.0))
+    return hit, gain, rr
 
 
 def brute_force_metrics(
@@ -395,7 +401,7 @@ def brute_force_metrics(
     """Every metric of :class:`MetricAccumulator` from :func:`brute_force_events`, aggregated with
     plain Python."""
     b_events = len(target)
-    hit, gain = brute_force_events(scores, target, sorted({*ks, ng_off_k}), ties)
+    hit, gain, rr = brute_force_events(scores, target, sorted({*ks, ng_off_k}), ties)
 
     def mean(rows: list[int], v: np.ndarray) -> float:
         return float(np.mean(v[rows])) if rows else math.nan
@@ -405,10 +411,9 @@ def brute_force_metrics(
         rows = [b for b in range(b_events) if is_buy[b] == c]
         ne = [b for b in rows if not empty[b]]
         for k in ks:
-            out[f"hr_{name}@{k}"] = mean(rows, hit[:, k])
-            out[f"ndcg_{name}@{k}"] = mean(rows, gain[:, k])
-            out[f"hr_{name}@{k}/nonempty"] = mean(ne, hit[:, k])
-            out[f"ndcg_{name}@{k}/nonempty"] = mean(ne, gain[:, k])
+            for metric, v in (("hr", hit), ("ndcg", gain), ("mrr", rr)):
+                out[f"{metric}_{name}@{k}"] = mean(rows, v[:, k])
+                out[f"{metric}_{name}@{k}/nonempty"] = mean(ne, v[:, k])
         w = np.array([1.0 / beta[target[b]] for b in rows])
         g = np.array([gain[b, ng_off_k] for b in rows])
         out[f"ng_off_{name}"] = float((w * g).sum() / w.sum()) if rows else math.nan
@@ -421,7 +426,7 @@ def brute_force_metrics(
     out["tied_target_share"] = float(np.mean(tied)) if b_events else math.nan
     sessions = sorted(set(session.tolist()))
     for k in ks:
-        for name, v in (("hr", hit), ("ndcg", gain)):
+        for name, v in (("hr", hit), ("ndcg", gain), ("mrr", rr)):
             per = [np.mean(v[session == s_, k]) for s_ in sessions]
             out[f"{name}@{k}/session_mean"] = float(np.mean(per)) if per else math.nan
     out["n_sessions"] = float(len(sessions))
@@ -470,7 +475,7 @@ def test_matches_brute_force_over_all_tie_breaks(ties: str, seed: int) -> None:
         else:
             assert got[key] == pytest.approx(value, abs=1e-6), key
     if ties == "expected":  # the per-event closed forms
-        hit, gain = brute_force_events(scores, target, list(ks), ties)
+        hit, gain, _ = brute_force_events(scores, target, list(ks), ties)
         greater, tied = target_rank_stats(t(scores).to(torch.float32), t(target))
         for k in ks:
             assert expected_hit_at(greater, tied, k).numpy() == pytest.approx(hit[:, k], abs=1e-6)
@@ -542,3 +547,105 @@ def test_consistency_checker_flags_published_violations() -> None:
     assert check_ndcg_consistency({5: 0.3}, {5: 0.4}, from_zero=True) != []  # NDCG@5 > HR@5
     with pytest.raises(ValueError, match="same cut-offs"):
         check_ndcg_consistency({5: 0.3}, {10: 0.2})
+
+
+# ------------------------------------------------------------ metrics of the top-k lists
+
+
+def test_list_metrics_by_hand() -> None:
+    """Coverage, diversity and novelty of three hand-made lists over 5 items."""
+    vectors = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [-2.0, 0.0], [0.0, 0.0]])
+    pop = np.array([0.5, 0.25, 0.125, 0.0625, 0.0625])  # self-information 1, 2, 3, 4, 4 bits
+    acc = ListAccumulator((1, 2, 3), 5, vectors=vectors, popularity=pop)
+    acc.update(torch.tensor([[0, 1, 2], [0, 3, 1]]))
+    acc.update(torch.tensor([[4, 0, 1]]))  # item 4's zero vector: cosine 0 with every item
+    got = acc.compute()
+    c = 1 / math.sqrt(
+        2
+    )  # cos(v0, v2) = cos(v1, v2); cos(v0, v1) = cos(v3, v1) = 0, cos(v0, v3) = -1
+    expected = {
+        "coverage@1": 2 / 5,  # {0, 4}
+        "coverage@2": 4 / 5,  # {0, 1, 3, 4}
+        "coverage@3": 5 / 5,
+        "diversity_head@2": ((1 - 0) + (1 + 1) + (1 - 0)) / 3,
+        "diversity_head@3": ((1 - 2 * c / 3) + (1 + 1 / 3) + 1) / 3,
+        "novelty@1": (1 + 1 + 4) / 3,
+        "novelty@2": ((1 + 2) / 2 + (1 + 4) / 2 + (4 + 1) / 2) / 3,
+        "novelty@3": ((1 + 2 + 3) / 3 + (1 + 4 + 2) / 3 + (4 + 1 + 2) / 3) / 3,
+    }
+    assert math.isnan(got.pop("diversity_head@1"))  # a single item has no pairs
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, rel=1e-12), key
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_diversity_equals_the_pairwise_mean(seed: int) -> None:
+    """The ``|Σ u|²`` identity equals the mean of ``1 − cos`` over every pair of each list."""
+    g = torch.Generator().manual_seed(seed)
+    vectors = torch.randn(40, 5, generator=g)
+    lists = torch.stack([torch.randperm(40, generator=g)[:7] for _ in range(11)])
+    acc = ListAccumulator((2, 4, 7), 40, vectors=vectors)
+    acc.update(lists)
+    got = acc.compute()
+    u = torch.nn.functional.normalize(vectors.double(), dim=1)
+    for k in (2, 4, 7):
+        per_list = [
+            np.mean(
+                [1 - float(u[a] @ u[b]) for a, b in itertools.combinations(row[:k].tolist(), 2)]
+            )
+            for row in lists
+        ]
+        assert got[f"diversity_head@{k}"] == pytest.approx(np.mean(per_list), rel=1e-12)
+
+
+def test_list_accumulator_bad_inputs() -> None:
+    with pytest.raises(ValueError, match="at least as many items"):
+        ListAccumulator((5,), 4)
+    with pytest.raises(ValueError, match="popularity"):
+        ListAccumulator((2,), 4, popularity=np.array([0.5, 0.5, 0.0, 0.0]))
+    acc = ListAccumulator((2,), 4, coverage=False)
+    with pytest.raises(ValueError, match="lists must be"):
+        acc.update(torch.tensor([[0, 1, 2]]))
+    assert acc.compute() == {}
+    assert math.isnan(ListAccumulator((2,), 4).compute()["coverage@2"])  # no events
+
+
+# ------------------------------------------------------------ sampled negatives
+
+
+def test_negatives_are_distinct_exclude_the_target_and_ignore_batching() -> None:
+    rng = np.random.default_rng(0)
+    targets = rng.integers(0, 400, 9000)  # three seeded blocks
+    for probs in (None, rng.random(400) + 0.01):
+        whole = NegativeSampler(targets, 400, probs=probs, seed=3).rows(0, 9000)
+        assert whole.shape == (9000, N_NEGATIVES) and whole.min() >= 0 and whole.max() < 400
+        assert all(len(set(row)) == N_NEGATIVES for row in whole.tolist())
+        assert not (whole == targets[:, None]).any()
+        assert (whole[:4096] == whole[4096:8192]).mean() < 0.05  # blocks draw independently
+        sampler = NegativeSampler(targets, 400, probs=probs, seed=3)
+        parts = [sampler.rows(lo, min(lo + 777, 9000)) for lo in range(0, 9000, 777)]
+        assert np.array_equal(np.concatenate(parts), whole)  # same negatives whatever the batch
+        again = NegativeSampler(targets, 400, probs=probs, seed=3).rows(4000, 4100)
+        assert np.array_equal(again, whole[4000:4100])
+        other = NegativeSampler(targets, 400, probs=probs, seed=4).rows(0, 9000)
+        assert not np.array_equal(other, whole)
+    with pytest.raises(ValueError, match="at least 101 items"):
+        NegativeSampler(targets[:5] % 100, 100)
+
+
+def test_popularity_negatives_are_successive_sampling() -> None:
+    """Two negatives of {0, 1, 2} (target 3) with weights .4, .3, .2: P({a, b}) =
+    p_a/(1 − p_3) · p_b/(1 − p_3 − p_a) + the same with a and b swapped (Monte Carlo, 5σ)."""
+    p = np.array([0.4, 0.3, 0.2, 0.1])
+    draws = NegativeSampler(np.full(40_000, 3), 4, probs=p, seed=0, m=2).rows(0, 40_000)
+    rest = 1 - p[3]
+
+    def pair(a: int, b: int) -> float:
+        return p[a] / rest * p[b] / (rest - p[a]) + p[b] / rest * p[a] / (rest - p[b])
+
+    seen = np.sort(draws, axis=1)
+    for a, b in ((0, 1), (0, 2), (1, 2)):
+        share = float(np.mean((seen[:, 0] == a) & (seen[:, 1] == b)))
+        q = pair(a, b)
+        assert abs(share - q) < 5 * math.sqrt(q * (1 - q) / len(draws)), (a, b)

@@ -221,6 +221,7 @@ def train(
         _print_metrics(
             f"{cfg.out}: test metrics of the best validation checkpoint (step {summary['best_step']})",
             summary["test"],
+            cfg.eval.protocol,
         )
 
 
@@ -239,22 +240,40 @@ def evaluate_run(
         Path | None,
         typer.Option("--out", help="Also write the metrics as JSON here.", show_default=False),
     ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            "-s",
+            help="Change an eval.* setting of the run's config, e.g. --set eval.protocol=uni100 "
+            "or --set eval.list_metrics=[coverage,novelty].",
+            show_default=False,
+        ),
+    ] = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
-    """Evaluate a run's checkpoint on a split (HR/NDCG@k for clicks and purchases, reward, NG_off)."""
+    """Evaluate a run's checkpoint on a split (HR/NDCG/MRR@k for clicks and purchases, reward,
+    NG_off; eval.list_metrics; full ranking unless eval.protocol says otherwise)."""
+    from rlrec.config import deep_merge, parse_overrides
     from rlrec.data.dataset import PreparedDataset
     from rlrec.data.transitions import Transitions
     from rlrec.eval.metrics import degenerate_warning
     from rlrec.fsutil import atomic_write_json
     from rlrec.outputs import check_output_file
     from rlrec.serve.inference import load_run
-    from rlrec.train.trainer import evaluate_network, ng_off_beta
+    from rlrec.train.config import TrainConfig
+    from rlrec.train.trainer import eval_popularity, evaluate_network, ng_off_beta
 
     if split not in ("val", "test"):
         raise RlrecError(f"--split must be val or test, got '{split}'")
     if out_file is not None:
         check_output_file(out_file, overwrite=overwrite, inputs=[run_dir, data])
     cfg, net, meta = load_run(run_dir, checkpoint)
+    if set_:
+        tree = parse_overrides(set_)
+        if set(tree) != {"eval"}:
+            raise RlrecError("--set: rlrec evaluate changes eval.* settings only")
+        cfg = build_config(TrainConfig, cli=deep_merge(cfg.model_dump(mode="json"), tree))
     ds = PreparedDataset.load(data or cfg.data)
     if ds.manifest.get("content_hash") != meta.get("dataset_content_hash"):
         raise RlrecError(
@@ -264,9 +283,10 @@ def evaluate_run(
     transitions = Transitions(ds.split(split), meta["state_size"], ds.pad_id, device=device)
     beta = ng_off_beta(ds, cfg)
     t0 = time.perf_counter()
-    metrics = evaluate_network(net, cfg, transitions, beta)
+    metrics = evaluate_network(net, cfg, transitions, beta, eval_popularity(ds))
     seconds = time.perf_counter() - t0
-    _print_metrics(f"{run_dir} [{checkpoint}] on {split}", metrics)
+    protocol = cfg.eval.protocol
+    _print_metrics(f"{run_dir} [{checkpoint}] on {split}", metrics, protocol)
     events = int(metrics.get("n_events", len(transitions)))
     out.print(f"scored {events:,} events in {seconds:.2f} s ({events / seconds:,.0f} events/s)")
     degenerate = degenerate_warning(metrics)
@@ -279,6 +299,8 @@ def evaluate_run(
                 "run": str(run_dir),
                 "checkpoint": checkpoint,
                 "split": split,
+                "eval_protocol": protocol,
+                **({"sample_seed": cfg.eval.sample_seed} if protocol != "full" else {}),
                 "metrics": {k: _json_number(v) for k, v in metrics.items()},
                 "degenerate_scores": degenerate,
                 "seconds": seconds,
@@ -375,24 +397,25 @@ def recommend(
             f"{sessions}: needs columns session_id,item_id; found {','.join(df.columns)}"
         )
     groups = df.group_by("session_id", maintain_order=True).agg(pl.col("item_id"))
-    histories = [rec.parse_ids(",".join(items)) for items in groups.get_column("item_id").to_list()]
-    results = rec.recommend(histories, k, exclude_history)
-    short = sum(len(r) < k for r in results)
+    histories = {
+        sid: rec.parse_ids(",".join(items))
+        for sid, items in zip(
+            *(groups.get_column(c).to_list() for c in groups.columns), strict=True
+        )
+    }
+    frame = rec.recommend(histories, k, exclude_history, as_frame=True)
+    short = int((frame.group_by("session").len().get_column("len") < k).sum())
+    short += len(histories) - frame.get_column("session").n_unique()  # sessions with no item left
     if short:
         err.print(f"{short} session(s) got fewer than {k} items: the rest are in their history")
-    rows = [
-        (sid, rank, item, score)
-        for sid, recs in zip(groups.get_column("session_id").to_list(), results, strict=True)
-        for rank, (item, score) in enumerate(recs, 1)
-    ]
-    csv_text = pl.DataFrame(
-        rows, schema=["session_id", "rank", "item_id", "score"], orient="row"
-    ).write_csv()
+    csv_text = frame.rename({"session": "session_id"}).write_csv()
     if out_file is None:
         sys.stdout.write(csv_text)
     else:
         atomic_write_bytes(out_file, csv_text.encode())
-        out.print(f"wrote {len(rows)} recommendations for {len(histories)} sessions to {out_file}")
+        out.print(
+            f"wrote {frame.height} recommendations for {len(histories)} sessions to {out_file}"
+        )
 
 
 app.command("serve")(serve_command)
@@ -436,10 +459,21 @@ def compare(runs: Annotated[list[Path], typer.Argument(help="Finished run direct
         if not isinstance(summary, dict) or not isinstance(summary.get("test"), dict):
             raise RlrecError(f"{path}: has no test metrics")
         summaries.append(summary)
+    # summaries written before eval.protocol existed come from the full ranking, the only one then
+    protocols = [s.get("eval_protocol", "full") for s in summaries]
     table = Table(title=Text("test split, best validation checkpoint of each run"))
     table.add_column("metric")
-    for run, s in zip(runs, summaries, strict=True):
-        table.add_column(f"{run.name}\n({s['objective']}/{s['encoder']})", justify="right")
+    for run, s, protocol in zip(runs, summaries, protocols, strict=True):
+        header = f"{run.name}\n({s['objective']}/{s['encoder']}, {protocol})"
+        table.add_column(header, justify="right")
+    if len(set(protocols)) > 1:
+        err.print(
+            Text.assemble(
+                ("warning: ", "yellow"),
+                "the runs were evaluated under different protocols "
+                f"({', '.join(sorted(set(protocols)))}): their numbers are not comparable",
+            )
+        )
     keys = [
         f"{m}_{t}@{k}" for t in ("purchase", "click") for m in ("hr", "ndcg") for k in (5, 10, 20)
     ]
@@ -545,14 +579,34 @@ def report(
     )
 
 
-def _print_metrics(title: str, metrics: dict[str, float]) -> None:
-    """HR/NDCG@k for clicks and purchases, and reward@k, as one table (k as columns)."""
+METRIC_ROWS = (
+    "hr_click",
+    "ndcg_click",
+    "mrr_click",
+    "hr_purchase",
+    "ndcg_purchase",
+    "mrr_purchase",
+    "reward",
+    "coverage",
+    "diversity_head",
+    "novelty",
+)
+"""Rows of the metrics table, in order; a row whose metric was not computed is left out."""
+
+
+def _print_metrics(title: str, metrics: dict[str, float], protocol: str) -> None:
+    """HR/NDCG/MRR@k for clicks and purchases, reward@k and the list metrics that were computed, as
+    one table (k as columns) whose title says the ranking protocol."""
+    from rlrec.eval.sampled import PROTOCOL_LABELS
+
     ks = sorted(int(m.group(1)) for key in metrics if (m := re.fullmatch(r"hr_click@(\d+)", key)))
-    table = Table(title=Text(title))
+    table = Table(title=Text(f"{title} ({PROTOCOL_LABELS[protocol]})"))
     table.add_column("metric")
     for k in ks:
         table.add_column(f"@{k}", justify="right")
-    for name in ("hr_click", "ndcg_click", "hr_purchase", "ndcg_purchase", "reward"):
+    for name in METRIC_ROWS:
+        if not any(f"{name}@{k}" in metrics for k in ks):
+            continue
         table.add_row(
             name,
             *(

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -31,6 +32,7 @@ from pydantic import Field, field_validator
 from rlrec.config import StrictModel
 from rlrec.data.popularity import PopScope
 from rlrec.data.transitions import Transitions, history_window
+from rlrec.eval.lists import ListAccumulator, linear_ranked_top, ranked_top
 from rlrec.eval.metrics import (
     MetricAccumulator,
     Ties,
@@ -38,6 +40,9 @@ from rlrec.eval.metrics import (
     linear_rank_stats,
     target_rank_stats,
 )
+from rlrec.eval.sampled import NegativeSampler, Protocol, candidate_scores, check_protocol
+
+ListMetric = Literal["coverage", "diversity", "novelty"]
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``score_fn(state [B, L] int64, len_state [B] int64) -> [B, n_items]`` float scores."""
@@ -87,6 +92,16 @@ class EvalConfig(StrictModel):
 
     ``ng_off_pop_scope`` / ``ng_off_pop_smoothing``: the item popularity β of ``NG_off`` (P-SA2C
     Eq. 11), with the same options as SA2C's β (the train split with add-one smoothing by default).
+
+    ``protocol``: ``"full"`` (default) ranks the target against the whole catalogue, the papers'
+    protocol; ``"uni100"`` / ``"pop100"`` against 100 negatives sampled uniformly / by training
+    popularity (:mod:`rlrec.eval.sampled`), drawn from ``sample_seed``. It applies to the rank
+    metrics (HR, NDCG, MRR, reward, ``NG_off``).
+
+    ``list_metrics``: opt-in metrics of the full-catalogue top-``k`` lists (:mod:`rlrec.eval.lists`):
+    ``coverage``, ``diversity`` (of the ranking head's item rows: ``diversity_head@k``) and
+    ``novelty`` (self-information under training popularity). They need each event's top-k list,
+    which costs a top-k selection per event on top of the ranking.
     """
 
     ks: tuple[int, ...] = (5, 10, 20)
@@ -98,6 +113,9 @@ class EvalConfig(StrictModel):
     ng_off_pop_smoothing: float = Field(default=1.0, ge=0.0)
     batch_size: int = Field(default=1024, gt=0)
     max_score_elements: int = Field(default=2**26, gt=0)
+    protocol: Protocol = "full"
+    sample_seed: int = 0
+    list_metrics: tuple[ListMetric, ...] = ()
 
     @field_validator("ks")
     @classmethod
@@ -105,6 +123,11 @@ class EvalConfig(StrictModel):
         if not ks or min(ks) < 1:
             raise ValueError("ks must be a non-empty list of positive cut-offs")
         return tuple(sorted(set(ks)))
+
+    @field_validator("list_metrics")
+    @classmethod
+    def _unique(cls, names: tuple[ListMetric, ...]) -> tuple[ListMetric, ...]:
+        return tuple(dict.fromkeys(names))
 
     def effective_batch(self, n_items: int) -> int:
         """Events per batch for a catalogue of ``n_items`` columns."""
@@ -117,18 +140,25 @@ def evaluate(
     cfg: EvalConfig,
     n_items: int,
     propensity: np.ndarray | None = None,
+    popularity: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """Score every event of ``transitions`` and return the metrics of :meth:`MetricAccumulator.compute`.
+    """Score every event of ``transitions`` and return the metrics of :meth:`MetricAccumulator.compute`
+    (and of :meth:`~rlrec.eval.lists.ListAccumulator.compute` for ``cfg.list_metrics``).
 
     ``score_fn`` must return ``[B, n_items]`` scores for the real items (no pad column), or be a
     :class:`LinearScores`, ranked in column chunks of a cache-sized buffer; the caller puts
     the model in eval mode, this function runs it under ``torch.inference_mode()`` on the transitions'
-    device. ``propensity``: optional ``[n_items]`` β for ``NG_off`` (P-SA2C Eq. 11). The result includes
+    device. ``propensity``: optional ``[n_items]`` β for ``NG_off`` (P-SA2C Eq. 11). ``popularity``:
+    ``[n_items]`` training-split item probabilities, strictly positive (add-one smoothed), needed by
+    ``protocol="pop100"`` (the negatives' distribution) and by the ``novelty`` list metric. The
+    ``diversity`` list metric uses the rows of a :class:`LinearScores` head. The result includes
     ``tied_target_share``; pass it to :func:`~rlrec.eval.metrics.degenerate_warning` to flag a
     degenerate (constant or collapsed) model.
     """
-    if propensity is not None and len(propensity) != n_items:
-        raise ValueError(f"propensity has {len(propensity)} entries, expected n_items = {n_items}")
+    for name, arr in (("propensity", propensity), ("popularity", popularity)):
+        if arr is not None and len(arr) != n_items:
+            raise ValueError(f"{name} has {len(arr)} entries, expected n_items = {n_items}")
+    check_protocol(cfg.protocol, n_items)
     tr = transitions
     device = tr.items.device
     n_events = len(tr)
@@ -147,6 +177,8 @@ def evaluate(
         raise ValueError(
             f"weight has {score_fn.weight.shape[0]} rows, expected n_items = {n_items}"
         )
+    sampler = _sampler(cfg, tr, n_items, popularity)
+    lists = _list_accumulator(cfg, n_items, score_fn, popularity)
     step = cfg.batch_size if linear else cfg.effective_batch(n_items)
     chunk = _chunk_columns(step, n_items, device, cfg.max_score_elements)
     bound = head_bound(score_fn.weight, score_fn.bias) if linear else None
@@ -159,18 +191,26 @@ def evaluate(
                 tr.items, start, pos, tr.state_size, tr.pad_id, tr.padding
             )
             target = tr.items[lo : lo + step]
+            scores = h = None
             if isinstance(score_fn, LinearScores):
                 h = score_fn.encode(state, len_state)
-                greater, tied = linear_rank_stats(
-                    h, score_fn.weight, score_fn.bias, target, chunk, bound
-                )
+                weight, bias = score_fn.weight, score_fn.bias
             else:
                 scores = score_fn(state, len_state)
+                weight = bias = None
                 if scores.shape != (len(pos), n_items):
                     raise ValueError(
                         f"score_fn returned shape {tuple(scores.shape)}, "
                         f"expected ({len(pos)}, {n_items})"
                     )
+            if sampler is not None:
+                negatives = torch.from_numpy(sampler.rows(lo, lo + len(pos))).to(device)
+                candidates = torch.cat([target.unsqueeze(1), negatives], dim=1)
+                sampled = candidate_scores(scores, h, weight, bias, candidates)
+                greater, tied = target_rank_stats(sampled, torch.zeros_like(target))
+            elif h is not None:
+                greater, tied = linear_rank_stats(h, weight, bias, target, chunk, bound)
+            else:
                 greater, tied = target_rank_stats(scores, target)
             acc.update(
                 greater + 1,
@@ -180,7 +220,62 @@ def evaluate(
                 empty_history=pos == start,
                 n_tied=tied,
             )
-    return acc.compute()
+            if lists is not None:
+                if h is not None:  # wide chunks: topk gains nothing from a cache-sized buffer
+                    wide = max(chunk, cfg.max_score_elements // len(h))
+                    top = linear_ranked_top(h, weight, bias, lists.k_max, wide)
+                else:
+                    top = ranked_top(torch.nan_to_num(scores, nan=-torch.inf), lists.k_max)[1]
+                lists.update(top)
+    return acc.compute() | (lists.compute() if lists is not None else {})
+
+
+def _sampler(
+    cfg: EvalConfig, tr: Transitions, n_items: int, popularity: np.ndarray | None
+) -> NegativeSampler | None:
+    """The negatives of a sampled ``cfg.protocol`` for every event of ``tr`` (``None``: full)."""
+    if cfg.protocol == "full":
+        return None
+    if cfg.protocol == "pop100" and popularity is None:
+        raise ValueError("protocol 'pop100' needs the training popularity (popularity=...)")
+    probs = popularity if cfg.protocol == "pop100" else None
+    targets = tr.items[: len(tr)].cpu().numpy()
+    return NegativeSampler(targets, n_items, probs=probs, seed=cfg.sample_seed)
+
+
+def _list_accumulator(
+    cfg: EvalConfig,
+    n_items: int,
+    score_fn: ScoreFn | LinearScores | None,
+    popularity: np.ndarray | None,
+) -> ListAccumulator | None:
+    """The accumulator of ``cfg.list_metrics`` (``None`` when none is asked for); ``score_fn``
+    ``None`` builds one for the key names only."""
+    if not cfg.list_metrics:
+        return None
+    vectors = None
+    if "diversity" in cfg.list_metrics:
+        if isinstance(score_fn, LinearScores):
+            vectors = score_fn.weight
+        elif score_fn is None:
+            vectors = torch.zeros(n_items, 1)
+        else:
+            raise ValueError("the diversity list metric needs item vectors: pass a LinearScores")
+    if "novelty" in cfg.list_metrics:
+        if popularity is None:
+            if score_fn is not None:
+                raise ValueError("the novelty list metric needs the training popularity")
+            popularity = np.ones(n_items)
+    else:
+        popularity = None
+    return ListAccumulator(
+        cfg.ks,
+        n_items,
+        coverage="coverage" in cfg.list_metrics,
+        vectors=vectors,
+        label="head",
+        popularity=popularity,
+    )
 
 
 def _chunk_columns(batch: int, n_items: int, device: torch.device, max_elements: int) -> int:
@@ -201,7 +296,8 @@ def metric_names(cfg: EvalConfig, *, ng_off: bool) -> set[str]:
         ng_off_k=cfg.ng_off_k,
         ties=cfg.ties,
     )
-    return set(acc.compute())
+    lists = _list_accumulator(cfg, max(cfg.ks), None, None)
+    return set(acc.compute()) | (set(lists.compute()) if lists is not None else set())
 
 
 def top_k(

@@ -10,7 +10,7 @@ Pure tensor math, no I/O:
 * :func:`hit_at` / :func:`ndcg_at` — ``1[rank ≤ k]`` and ``1[rank ≤ k] / log2(rank + 1)`` (one relevant
   item, so IDCG = 1); :func:`expected_hit_at` / :func:`expected_ndcg_at` — their closed-form
   expectations when the target's rank is uniform on ``g+1 … g+t+1`` (random tie-breaking);
-* :class:`MetricAccumulator` — micro-averaged HR/NDCG per event type (click vs purchase decided by
+* :class:`MetricAccumulator` — micro-averaged HR/NDCG/MRR per event type (click vs purchase decided by
   ``is_buy``, never by the reward value), cumulative reward@k (P-SA2C §4.1.2), the off-policy NDCG
   ``NG_off`` (P-SA2C Eq. 11), the diagnostics (empty-history events excluded; per-session means) and the
   share of tied targets;
@@ -29,7 +29,13 @@ lower bound; ``"optimistic"`` (it wins every tie, ``R = g + 1``) is what an unst
 give and gives a constant model HR = NDCG = 1 — an upper bound, never the default. All three agree when
 the target's score is unique.
 
-HR and NDCG only depend on the distribution of ``min(rank, k_max + 1)``, so the accumulator keeps
+**MRR@k** is the mean reciprocal rank truncated at ``k``, ``E[1[R ≤ k]/R]``, tie-resolved like HR and
+NDCG: under ``"expected"`` it is ``(1/(t+1)) · Σ_{r=g+1}^{min(g+t+1, k)} 1/r`` (the expected reciprocal
+rank over the tie positions, not the reciprocal of the expected rank), under ``"pessimistic"``
+``1/(g+t+1)``. It is a third gain on the same rank histogram, so it costs nothing, also on the
+chunked path of a linear head (:func:`linear_rank_stats` gives the same ``g`` and ``t``).
+
+HR, NDCG and MRR only depend on the distribution of ``min(rank, k_max + 1)``, so the accumulator keeps
 **histograms of ranks** and turns them into rates in :meth:`MetricAccumulator.compute`. Every event
 with a point rank (an untied target, or any target under ``optimistic``/``pessimistic``) is counted in
 an **integer** histogram, which makes those numbers exact, independent of how the events were batched
@@ -40,8 +46,9 @@ last bits, may vary; hit counts are clipped to the event count and gains to the 
 never pushes HR above 1 or NDCG above HR). ``NG_off``, whose weights ``1/β`` are real numbers, is
 summed in float64.
 
-Every reported metric is linear in the per-event rank distribution — HR, NDCG (the expected *gain*
-``E[1[R ≤ k]/log2(R+1)]`` is used, never the gain of an expected rank), reward@k, the ``/nonempty``
+Every reported metric is linear in the per-event rank distribution — HR, NDCG and MRR (the expected
+*gain* ``E[1[R ≤ k]/log2(R+1)]`` or ``E[1[R ≤ k]/R]`` is used, never the gain of an expected rank),
+reward@k, the ``/nonempty``
 rates, ``NG_off`` (its weights ``1/β(a_e)`` and its denominator do not depend on the ranks) and the
 ``/session_mean`` rates (each session's event count does not depend on the ranks) — so under
 ``"expected"`` each of them is exactly its expectation under random tie-breaking.
@@ -296,9 +303,11 @@ def degenerate_warning(metrics: Mapping[str, float]) -> str | None:
     )
 
 
-def _gains(k_max: int) -> np.ndarray:
-    """``[k_max + 1]`` NDCG gain of rank ``r = 1..k_max`` at index ``r - 1``; 0 for the overflow bin."""
-    return np.append(1.0 / np.log2(np.arange(2, k_max + 2, dtype=np.float64)), 0.0)
+def _gains(k_max: int) -> dict[str, np.ndarray]:
+    """``[k_max + 1]`` per-rank gains at index ``r - 1`` for ``r = 1..k_max``, 0 for the overflow
+    bin: ``"ndcg"`` ``1/log2(r + 1)`` and ``"mrr"`` ``1/r`` (the reciprocal rank)."""
+    r = np.arange(1, k_max + 1, dtype=np.float64)
+    return {"ndcg": np.append(1.0 / np.log2(r + 1.0), 0.0), "mrr": np.append(1.0 / r, 0.0)}
 
 
 def _as_float(t: torch.Tensor | None, shape: tuple[int, ...]) -> np.ndarray:
@@ -453,16 +462,17 @@ class MetricAccumulator:
         """The metrics so far as a flat ``dict[str, float]``.
 
         Main numbers, micro-averaged over events (P-SA2C Eq. 9), for every ``k`` in ``ks``:
-        ``hr_click@k``, ``ndcg_click@k``, ``hr_purchase@k``, ``ndcg_purchase@k`` and
+        ``hr_click@k``, ``ndcg_click@k``, ``mrr_click@k``, the same three ``_purchase`` and
         ``reward@k = r_click · #click hits@k + r_buy · #purchase hits@k`` (P-SA2C §4.1.2); ``ng_off_click``,
         ``ng_off_purchase`` (only with a propensity, P-SA2C Eq. 11); ``n_click``, ``n_purchase``, ``n_events``;
         ``tied_target_share`` — the share of events whose target score equals at least one other
         item's (whatever ``ties`` is; see :func:`degenerate_warning`). Under ``ties="expected"`` the
         hit counts and rates are expectations under random tie-breaking (fractional hit counts).
 
-        Diagnostics: the same four rates over events with a non-empty history, suffixed
+        Diagnostics: the same six rates over events with a non-empty history, suffixed
         ``/nonempty`` (e.g. ``ndcg_purchase@10/nonempty``), with ``n_click/nonempty`` and
-        ``n_purchase/nonempty``; ``hr@k/session_mean`` and ``ndcg@k/session_mean`` (both event types,
+        ``n_purchase/nonempty``; ``hr@k/session_mean``, ``ndcg@k/session_mean`` and
+        ``mrr@k/session_mean`` (both event types,
         mean over sessions of the per-session mean) with ``n_sessions`` (sessions with ≥ 1 event).
 
         A type (or subset) with no events gives NaN rates; counts and rewards are then 0.
@@ -475,19 +485,20 @@ class MetricAccumulator:
         gains = _gains(self.k_max)
         out: dict[str, float] = {}
 
-        def cumulative(h: np.ndarray, n: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+        def cumulative(h: np.ndarray, n: np.ndarray | float) -> dict[str, np.ndarray]:
             # Sequential cumulative sums of non-negative masses keep hits and gains monotone in k;
             # clipping hits to the event count n (fractional masses may overshoot it by float64
-            # rounding) and gains to the hits keeps HR ≤ 1 and NDCG ≤ HR exactly.
+            # rounding) and gains to the hits keeps HR ≤ 1 and NDCG, MRR ≤ HR exactly.
             hits = np.minimum(np.cumsum(h, axis=-1), np.expand_dims(n, -1))
-            return hits, np.minimum(np.cumsum(h * gains, axis=-1), hits)
+            sums = {m: np.minimum(np.cumsum(h * g, axis=-1), hits) for m, g in gains.items()}
+            return {"hr": hits, **sums}
 
         def rates(name: str, h: np.ndarray, n: float, suffix: str = "") -> np.ndarray:
-            hits, gain = cumulative(h, n)
+            sums = cumulative(h, n)
             for k in self.ks:
-                out[f"hr_{name}@{k}{suffix}"] = _rate(hits[k - 1], n)
-                out[f"ndcg_{name}@{k}{suffix}"] = _rate(gain[k - 1], n)
-            return hits
+                for metric, total in sums.items():
+                    out[f"{metric}_{name}@{k}{suffix}"] = _rate(total[k - 1], n)
+            return sums["hr"]
 
         per_type = hist.sum(axis=1)
         n_type = counts_hist.sum(axis=(1, 2))
@@ -519,14 +530,12 @@ class MetricAccumulator:
             )
         counts = sess_counts.sum(axis=1)
         seen = sess[counts > 0] / counts[counts > 0, None]
-        cum_hits, cum_gain = cumulative(seen, np.ones(len(seen)))
+        per_session = cumulative(seen, np.ones(len(seen)))
         for k in self.ks:
-            out[f"hr@{k}/session_mean"] = (
-                float(cum_hits[:, k - 1].mean()) if len(seen) else math.nan
-            )
-            out[f"ndcg@{k}/session_mean"] = (
-                float(cum_gain[:, k - 1].mean()) if len(seen) else math.nan
-            )
+            for metric, total in per_session.items():
+                out[f"{metric}@{k}/session_mean"] = (
+                    float(total[:, k - 1].mean()) if len(seen) else math.nan
+                )
         out["n_sessions"] = float(len(seen))
         return out
 

@@ -7,7 +7,7 @@ no pickle, and the run directory is self-contained (``items.parquet`` maps item 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -19,7 +19,7 @@ from rlrec.config import build_config
 from rlrec.data.transitions import history_window
 from rlrec.device import resolve_device
 from rlrec.errors import DataFormatError, RlrecError
-from rlrec.eval.evaluator import top_k
+from rlrec.eval.lists import in_total_order, ranked_top
 from rlrec.fsutil import read_json
 from rlrec.models.network import QNetwork
 from rlrec.train.checkpoint import latest_checkpoint, load_checkpoint, load_modules
@@ -124,35 +124,6 @@ def history_states(
     lengths = torch.tensor([len(h) for h in histories], dtype=torch.long, device=device)
     ends = torch.cumsum(lengths, 0)
     return history_window(flat, ends - lengths, ends, state_size, pad_id)
-
-
-def ranked_top(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``k`` best ``(values, indices)`` ``(B, k)`` of each row of ``scores`` ``(B, n)`` in a
-    total order: higher score first, equal scores by lower item index (``torch.topk`` leaves ties
-    in any order, also at the boundary of the k kept).
-
-    The k-th best value ``t`` of a row splits it: every item above ``t`` is kept, and of the items
-    equal to ``t`` the lowest-indexed ones fill the rest; a stable sort of the kept items (in index
-    order) by value then orders them."""
-    b = scores.shape[0]
-    t = top_k(scores, k)[0][:, -1:]
-    above = scores > t
-    tied = scores == t
-    room = k - above.sum(1, keepdim=True)
-    keep = above | (tied & (tied.cumsum(1) <= room))
-    indices = keep.nonzero()[:, 1].view(b, k)  # row-major: each row's kept items in index order
-    return in_total_order(scores.gather(1, indices), indices)
-
-
-def in_total_order(
-    values: torch.Tensor, indices: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Candidates ``(values, indices)`` ``(B, m)`` sorted by value, highest first, equal values by
-    lower item index: a stable sort by value of the candidates put in index order."""
-    by_index = indices.argsort(dim=1)
-    values, indices = values.gather(1, by_index), indices.gather(1, by_index)
-    order = values.argsort(dim=1, descending=True, stable=True)
-    return values.gather(1, order), indices.gather(1, order)
 
 
 @dataclass(frozen=True)
@@ -310,7 +281,9 @@ class Recommender:
     def top(self, queries: Sequence[Query]) -> list[list[tuple[Any, float]]]:
         """Each query's list: :meth:`rank` over the full catalogue, or, with an index
         (:meth:`use_index`), the same ordering over the index's candidates (``k`` plus the
-        history's length when it is excluded)."""
+        history's length when it is excluded); no queries, no lists."""
+        if not queries:
+            return []
         if self.ann is None:
             return self.rank(self.score([q.history for q in queries]), queries)
         want = max(q.k + (len(set(q.history)) if q.exclude_history else 0) for q in queries)
@@ -319,13 +292,40 @@ class Recommender:
         return self._lists(*in_total_order(values, indices), queries)
 
     def recommend(
-        self, histories: Sequence[Sequence[Any]], k: int = 10, exclude_history: bool = False
-    ) -> list[list[tuple[Any, float]]]:
+        self,
+        histories: Sequence[Sequence[Any]] | Mapping[Any, Sequence[Any]],
+        k: int = 10,
+        exclude_history: bool = False,
+        *,
+        as_frame: bool = False,
+    ) -> list[list[tuple[Any, float]]] | pl.DataFrame:
         """For each history of raw ids (oldest first) the ``k`` best raw item ids with their
-        scores (see :meth:`rank`); an unknown id is an error."""
+        scores (see :meth:`rank`); an unknown id is an error.
+
+        ``histories``: a sequence of histories, or a mapping from a user or session id to its
+        history. The default result is one list of ``(item_id, score)`` per history, in order.
+        ``as_frame=True`` returns a polars DataFrame instead, one row per recommended item, best
+        first within each history: ``session`` (the mapping's key, or the history's position
+        ``0, 1, …`` in the sequence), ``rank`` (1 = best), ``item_id`` (raw id) and ``score``."""
+        keys = list(histories) if isinstance(histories, Mapping) else None
+        lists = histories.values() if isinstance(histories, Mapping) else histories
         self.check_k(k)
-        queries = [Query(self.encode(h), k, exclude_history) for h in histories]
-        return self.top(queries)
+        queries = [Query(self.encode(h), k, exclude_history) for h in lists]
+        top = self.top(queries)
+        if not as_frame:
+            return top
+        session = pl.Series("session", keys if keys is not None else range(len(top)))
+        lengths = [len(recs) for recs in top]
+        return pl.DataFrame(
+            {
+                "session": session.gather([i for i, n in enumerate(lengths) for _ in range(n)]),
+                "rank": pl.Series([r for n in lengths for r in range(1, n + 1)], dtype=pl.Int64),
+                "item_id": pl.Series(
+                    [i for recs in top for i, _ in recs], dtype=self.raw_ids.dtype
+                ),
+                "score": pl.Series([v for recs in top for _, v in recs], dtype=pl.Float64),
+            }
+        )
 
     def check_k(self, k: int) -> None:
         """``k`` must be in ``1..n_items``."""

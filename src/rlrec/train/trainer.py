@@ -40,6 +40,7 @@ from rlrec.device import keep_freed_memory, resolve_device, set_threads
 from rlrec.errors import ConfigError, RlrecError
 from rlrec.eval.evaluator import LinearScores, evaluate, metric_names
 from rlrec.eval.metrics import degenerate_warning
+from rlrec.eval.sampled import check_protocol
 from rlrec.fsutil import atomic_write_json
 from rlrec.models.encoders import build_encoder
 from rlrec.models.network import QNetwork
@@ -179,6 +180,7 @@ class Trainer:
         self.state_size = cfg.state_size or self.ds.state_size
         self.n_items = self.ds.n_items
         check_select_metric(cfg)
+        check_protocol(cfg.eval.protocol, self.n_items)
         self.claim = claim_run_dir(
             self.run_dir,
             cfg,
@@ -242,6 +244,7 @@ class Trainer:
 
         self._eval_data: dict[str, Transitions] = {}
         self._eval_beta = ng_off_beta(self.ds, cfg)
+        self._eval_pop = eval_popularity(self.ds)
         self.step = 0
         self.stopped = False  # stopped early (patience, a stability flag) at ``step``
         self.best: dict[str, Any] = {"metric": None, "step": None, "evals_since": 0}
@@ -459,7 +462,8 @@ class Trainer:
             self._eval_data[split] = Transitions(
                 self.ds.split(split), self.state_size, self.ds.pad_id, device=self.device
             )
-        return evaluate_network(self.eval_net(), self.cfg, self._eval_data[split], self._eval_beta)
+        data = self._eval_data[split]
+        return evaluate_network(self.eval_net(), self.cfg, data, self._eval_beta, self._eval_pop)
 
     def _flag(self, flags: list[Flag]) -> bool:
         """Log new stability flags; True when the run should stop on them (this rank's view)."""
@@ -598,6 +602,7 @@ class Trainer:
                 "steps_per_epoch": self.steps_per_epoch,
                 "best_step": self.best["step"],
                 "select_metric": self.cfg.train.select_metric,
+                "eval_protocol": self.cfg.eval.protocol,
                 "best_val": self.best["metric"],
                 "test": test,
                 "top": top,
@@ -664,6 +669,12 @@ def ng_off_beta(ds: PreparedDataset, cfg: TrainConfig) -> np.ndarray:
     return item_popularity(ds, cfg.eval.ng_off_pop_scope, cfg.eval.ng_off_pop_smoothing)
 
 
+def eval_popularity(ds: PreparedDataset) -> np.ndarray:
+    """Training-split item probabilities with add-one smoothing: the distribution of ``pop100``'s
+    negatives and the ``p(i)`` of novelty (docs/offline.md, Evaluation)."""
+    return item_popularity(ds, "train", 1.0)
+
+
 def check_select_metric(cfg: TrainConfig) -> None:
     """``train.select_metric`` must be one of the quality metrics validation computes (not a count
     or the tie share; checked before the run directory is touched)."""
@@ -680,15 +691,21 @@ def check_select_metric(cfg: TrainConfig) -> None:
 
 
 def evaluate_network(
-    net: QNetwork, cfg: TrainConfig, data: Transitions, beta: np.ndarray | None
+    net: QNetwork,
+    cfg: TrainConfig,
+    data: Transitions,
+    beta: np.ndarray | None,
+    popularity: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """Rank the full catalogue with ``cfg.objective.eval_head`` for every event of ``data``."""
+    """Rank the full catalogue (or ``cfg.eval.protocol``'s sampled candidates) with
+    ``cfg.objective.eval_head`` for every event of ``data``; ``beta``: NG_off's β;
+    ``popularity``: :func:`eval_popularity` (for ``pop100`` and novelty)."""
     head = cfg.objective.eval_head
     was_training = net.training
     net.eval()
     try:
         layer = net.head_layer(head)
         scores = LinearScores(net, layer.weight, layer.bias)
-        return evaluate(scores, data, cfg.eval, net.n_items, beta)
+        return evaluate(scores, data, cfg.eval, net.n_items, beta, popularity)
     finally:
         net.train(was_training)
