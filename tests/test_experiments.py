@@ -120,7 +120,7 @@ def test_report_writes_table_plots_and_marks_the_best(tmp_path: Path, cli) -> No
         in md
     )
     assert (
-        "| sac/sasrec | 1 | 0.5 ± 0.0 | – | – | – | **0.9000 ± 0.0000** | 0.0500 ± 0.0000 |" in md
+        "| sac/sasrec | 1 | 0.5 (n = 1) | – | – | – | **0.9000 (n = 1)** | 0.0500 (n = 1) |" in md
     )
     # best validation steps 20 and 10; last vs best: 1 − 0.4/0.5 and 1 − 0.2/0.6
     assert "| ccql/sasrec | 1/2 | val_drop: 30 | 15 | 43.3% |" in md
@@ -197,7 +197,9 @@ def test_sweep_plan_grid_times_seeds_and_validates_first(
     ]
     bad = cfg.model_copy(update={"grid": {"objective.cql_alfa": [0.1]}})
     with pytest.raises(
-        ConfigError, match=r"point_000/seed_3: .*unknown config key 'objective.ccql.cql_alfa'"
+        ConfigError,
+        match=r"point_000/seed_3 \(objective.cql_alfa=0.1\): .*unknown config key "
+        r"'objective.ccql.cql_alfa'",
     ):
         plan(bad)
     assert [s.name for s in plan(cfg.model_copy(update={"grid": {}}))] == ["seed_3", "seed_4"]
