@@ -50,6 +50,11 @@ TRAIN_PANELS: tuple[tuple[str, str, bool], ...] = (  # key, title, log scale
 
 LOWER_IS_BETTER = frozenset({"total_reward_var"})  # P-HAC: lower reward variance = more stable
 SIM_COLUMNS = ("total_reward_mean", "depth_mean", "total_reward_var")
+TITLES = {
+    "total_reward_mean": "total reward",
+    "depth_mean": "depth",
+    "total_reward_var": "reward variance",
+}
 NO_MATPLOTLIB = "curves skipped: matplotlib is not installed (pip install 'rlrec[plot]')"
 
 
@@ -138,7 +143,7 @@ def markdown(
 ) -> str:
     lines = [f"# {title}", ""]
     lines += [f"_{note}_" for note in notes] + ([""] if notes else [])
-    lines += ["| method | seeds | " + " | ".join(columns) + " |"]
+    lines += ["| method | seeds | " + " | ".join(TITLES.get(c, c) for c in columns) + " |"]
     lines.append("|---|---:|" + "---:|" * len(columns))
     best = {c: _best(table, c) for c in columns}
     for label, row in table.items():
@@ -174,7 +179,8 @@ def html_page(
     notes: list[str],
 ) -> str:
     best = {c: _best(table, c) for c in columns}
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in ["method", "seeds", *columns])
+    titles = ["method", "seeds", *(TITLES.get(c, c) for c in columns)]
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in titles)
     body = []
     for label, row in table.items():
         n = max((cell[2] for cell in row.values() if cell is not None), default=0)

@@ -25,7 +25,8 @@ run's ``metrics.jsonl`` every ``poll_seconds`` and reports each new validation v
 (``trial.report``); with ``pruning`` optuna's median rule (after ``prune_startup_trials`` finished
 trials and ``prune_warmup_steps`` training steps) may stop it (SIGTERM; state ``pruned``). The
 study lives in ``out/optuna.journal`` — optuna's journal storage, JSON lines, no pickle — so a
-re-run resumes it: trials that were running are continued (their runs resumed from their last
+re-run resumes it (``n_trials``, the sampler and the pruning settings may change; the space, metric
+and direction may not): trials that were running are continued (their runs resumed from their last
 checkpoint), finished and pruned ones count towards ``n_trials``, failed ones do not. Three failed
 trials in a row stop the search. The sampler is seeded (``seed``), so one job gives the same trials
 every time; several jobs, or a resumed study, ask in another order.
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
 JOURNAL = "optuna.journal"
 STUDY = "rlrec-sweep"
 MAX_FAILED_IN_A_ROW = 3
+SAME_SEARCH = {"backend", "space", "metric", "direction"}  # a resumed search keeps these
 Choice = bool | int | float | str | None
 
 
@@ -228,7 +230,7 @@ class Search:
             "base": str(cfg.base),
             "overrides": cfg.overrides,
             "seed": self.seed,
-            "search": self.search.model_dump(mode="json", exclude={"poll_seconds"}),
+            "search": self.search.model_dump(mode="json", include=SAME_SEARCH),
         }
         self._check_same_search()
 
@@ -243,8 +245,8 @@ class Search:
         saved = index.get("settings") if isinstance(index, dict) else None
         if saved != self.settings:
             raise ConfigError(
-                f"{path}: this sweep directory holds another sweep (its base, overrides, seed or "
-                "search differ); give another out to start a new search"
+                f"{path}: this sweep directory holds another sweep (its base, overrides, seed, "
+                "search space, metric or direction differ); give another out to start a new one"
             )
 
     def _study(self) -> Any:

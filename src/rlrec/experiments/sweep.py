@@ -33,6 +33,7 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -140,20 +141,16 @@ def run_sweep(
     on_event: Callable[[RunSpec, int, int], None] | None = None,
 ) -> list[RunSpec]:
     """Run (or complete) the sweep; ``on_event(spec, done, total)`` after each run ends."""
-    kind = detect(cfg.base)
-    jobs, per_run = threads(cfg)
-    if cfg.search is not None:
-        from rlrec.experiments.search import Search
+    if cfg.search is None:
+        return run_sweeps([cfg], overwrite=overwrite, on_event=on_event)[0]
+    from rlrec.experiments.search import Search
 
-        if overwrite:
-            raise ConfigError("--overwrite does not apply to a search; give another out instead")
-        search = Search(cfg, kind, jobs, per_run)  # checks everything before the directory exists
-        with reusable_output(cfg.out, "sweep", inputs=[cfg.base]):
-            return search.run(on_event)
-    specs = plan(cfg, kind)
+    if overwrite:
+        raise ConfigError("--overwrite does not apply to a search; give another out instead")
+    jobs, per_run = threads(cfg)
+    search = Search(cfg, detect(cfg.base), jobs, per_run)  # all checks before the directory exists
     with reusable_output(cfg.out, "sweep", inputs=[cfg.base]):
-        launcher = Launcher(kind, cfg.base, cfg.out / "logs", per_run)
-        return _run(cfg, kind, specs, launcher, jobs, overwrite, on_event)
+        return search.run(on_event)
 
 
 def write_index(
@@ -176,49 +173,64 @@ def write_index(
     )
 
 
-def _run(
-    cfg: SweepConfig,
-    kind: RunKind,
-    specs: list[RunSpec],
-    launcher: Launcher,
-    jobs: int,
-    overwrite: bool,
-    on_event: Callable[[RunSpec, int, int], None] | None,
-) -> list[RunSpec]:
-
+def run_sweeps(
+    cfgs: list[SweepConfig],
+    *,
+    overwrite: bool = False,
+    on_event: Callable[[RunSpec, int, int], None] | None = None,
+) -> list[list[RunSpec]]:
+    """Run (or complete) several grid sweeps through one pool of processes — e.g. one sweep per
+    method config, so that no process slot idles between them. The first config's ``jobs`` and
+    ``threads_per_job`` apply; every run of every sweep is checked before any starts."""
+    if any(c.search is not None for c in cfgs):
+        raise ConfigError("run_sweeps runs grid sweeps; run a search with run_sweep")
+    kinds = [detect(c.base) for c in cfgs]
+    plans = [plan(c, k) for c, k in zip(cfgs, kinds, strict=True)]
+    jobs, per_run = threads(cfgs[0])
+    launchers = [
+        Launcher(k, c.base, c.out / "logs", per_run) for c, k in zip(cfgs, kinds, strict=True)
+    ]
+    work = [(i, spec) for i, specs in enumerate(plans) for spec in specs]
     lock = threading.Lock()
     done = 0
 
-    def execute(spec: RunSpec) -> None:
+    def save(i: int) -> None:
+        write_index(cfgs[i], kinds[i], jobs, per_run, plans[i])
+
+    def execute(i: int, spec: RunSpec) -> None:
         nonlocal done
         if (spec.out / "summary.json").is_file() and not overwrite:
             spec.status, spec.message = "done", "already finished"
         else:
-            launcher.run(spec, overwrite=overwrite)
+            launchers[i].run(spec, overwrite=overwrite)
         with lock:
             done += 1
-            write_index(cfg, kind, jobs, launcher.threads, specs)
+            save(i)
             if on_event is not None:
-                on_event(spec, done, len(specs))
+                on_event(spec, done, len(work))
 
-    write_index(cfg, kind, jobs, launcher.threads, specs)
-    pool = ThreadPoolExecutor(max_workers=jobs)
-    try:
-        for future in [pool.submit(execute, s) for s in specs]:
-            future.result()
-    except BaseException:
-        launcher.terminate_all()
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    pool.shutdown()
-    failed = [s for s in specs if s.status == "failed"]
+    with ExitStack() as claims:
+        for i, c in enumerate(cfgs):
+            claims.enter_context(reusable_output(c.out, "sweep", inputs=[c.base]))
+            save(i)
+        pool = ThreadPoolExecutor(max_workers=jobs)
+        try:
+            for future in [pool.submit(execute, i, s) for i, s in work]:
+                future.result()
+        except BaseException:
+            for launcher in launchers:
+                launcher.terminate_all()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown()
+    failed = [(i, s) for i, s in work if s.status == "failed"]
     if failed:
-        first = failed[0]
+        i, first = failed[0]
         raise RlrecError(
-            f"{len(failed)} of {len(specs)} sweep runs failed; first: {first.name}: {first.message} "
-            f"(log: {cfg.out / 'logs'}; rerun the sweep to retry them)"
+            f"{len(failed)} of {len(work)} sweep runs failed; first: {cfgs[i].out / first.name}: "
+            f"{first.message} (log: {cfgs[i].out / 'logs'}; rerun the sweep to retry them)"
         )
-    return specs
+    return plans
 
 
 def summary_metric(spec: RunSpec) -> tuple[str, str, float] | None:
