@@ -367,7 +367,8 @@ def test_search_runs_trials_as_processes_and_resumes_the_study(
     tiny_dataset: Path, tmp_path: Path, cli
 ) -> None:
     optuna = pytest.importorskip("optuna")
-    config = search_file(tmp_path, tiny_base(tmp_path, tiny_dataset))
+    # trials compared on another metric than the one runs select their checkpoint on
+    config = search_file(tmp_path, tiny_base(tmp_path, tiny_dataset), metric="val hr_click@5")
     result = cli("sweep", "--config", config)
     assert result.code == 0, result.err
     sw = tmp_path / "sw"
@@ -381,14 +382,14 @@ def test_search_runs_trials_as_processes_and_resumes_the_study(
         saved = yaml.safe_load((run / "config.yaml").read_text())
         assert saved["train"]["batch_size"] == entry["point"]["train.batch_size"]
         assert saved["objective"]["lr"] == pytest.approx(entry["point"]["objective.lr"])
-        # the value: validation ndcg_purchase@10 at the checkpoint the run selected
+        # the value: validation hr_click@5 at the checkpoint the run selected (ndcg_purchase@10)
         best = json.loads((run / "summary.json").read_text())["best_step"]
         val = [
             r
             for line in (run / "metrics.jsonl").read_text().splitlines()
             if (r := json.loads(line))["kind"] == "val"
         ]
-        assert entry["value"] == next(r["ndcg_purchase@10"] for r in val if r["step"] == best)
+        assert entry["value"] == next(r["hr_click@5"] for r in val if r["step"] == best)
     assert "best trial: trial_00" in result.out
     # the study is JSON lines (no pickle), and holds each trial's validation curve
     lines = (sw / "optuna.journal").read_text().splitlines()
