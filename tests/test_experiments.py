@@ -213,27 +213,28 @@ def test_sweep_plan_grid_times_seeds_and_validates_first(
     assert [s.name for s in plan(cfg.model_copy(update={"grid": {}}))] == ["seed_3", "seed_4"]
 
 
-def test_sweep_runs_seeds_as_processes_and_skips_finished_runs(
-    tiny_dataset: Path, tmp_path: Path, cli
-) -> None:
+def tiny_base(tmp_path: Path, data: Path, **train: object) -> Path:
+    """An rlrec train config of a few seconds (GRU 8, CO, 9 steps, validation every 3)."""
     base = tmp_path / "base.yaml"
+    loop = {"batch_size": 32, "max_steps": 9, "eval_every": 3, "log_every": 3, "tensorboard": False}
     base.write_text(
         yaml.safe_dump(
             {
-                "data": str(tiny_dataset),
+                "data": str(data),
                 "out": "unused",
                 "encoder": {"kind": "gru", "hidden": 8},
                 "objective": {"kind": "co", "warmup_steps": 5},
-                "train": {
-                    "batch_size": 32,
-                    "max_steps": 6,
-                    "eval_every": 3,
-                    "log_every": 3,
-                    "tensorboard": False,
-                },
+                "train": {**loop, **train},
             }
         )
     )
+    return base
+
+
+def test_sweep_runs_seeds_as_processes_and_skips_finished_runs(
+    tiny_dataset: Path, tmp_path: Path, cli
+) -> None:
+    base = tiny_base(tmp_path, tiny_dataset, max_steps=6)
     result = cli(
         "sweep", "--base", base, "--out", tmp_path / "sw", "--set", "seeds=[0,1]", "--set", "jobs=2"
     )
@@ -317,23 +318,6 @@ def test_sweep_checks_every_run_before_starting_any(
 
 
 # ----------------------------------------------------------------------------- search (optuna)
-
-
-def tiny_base(tmp_path: Path, data: Path, **train: object) -> Path:
-    base = tmp_path / "base.yaml"
-    loop = {"batch_size": 32, "max_steps": 9, "eval_every": 3, "log_every": 3, "tensorboard": False}
-    base.write_text(
-        yaml.safe_dump(
-            {
-                "data": str(data),
-                "out": "unused",
-                "encoder": {"kind": "gru", "hidden": 8},
-                "objective": {"kind": "co", "warmup_steps": 5},
-                "train": {**loop, **train},
-            }
-        )
-    )
-    return base
 
 
 def search_file(tmp_path: Path, base: Path, **search: object) -> Path:
