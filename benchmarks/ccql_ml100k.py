@@ -78,7 +78,7 @@ def main() -> None:
         run_sweep(sweep, on_event=progress)
         outs.append(sweep.out)
     for protocol in ("best", "per_metric_top_k"):
-        out = write_report(
+        out, _ = write_report(
             outs,
             WORK / ("report" if protocol == "best" else f"report_{protocol}"),
             protocol=protocol,

@@ -10,9 +10,10 @@ The script (re)uses, under ``benchmarks/_work/hac_table2/``:
 2. the training environment's URM (fit on train) and the evaluation environment's URM (fit on all
    records), ``configs/sim/urm/``;
 3. every column of Table 2 plus the two ablations (``configs/sim/agents/``: HAC, DDPG, TD3, A2C,
-   PG-RA, Online SL, Offline SL, HAC w/o BCE, HAC w/o Hyper), each seed its own process
-   (``rlrec sim train``), ``--iterations`` iterations for every agent. A finished run is skipped, an
-   interrupted one resumed, so re-running completes the benchmark.
+   PG-RA, Online SL, Offline SL, HAC w/o BCE, HAC w/o Hyper), one ``rlrec sweep`` per agent
+   (``sweeps/it<N>/<agent>/seed_<s>``, every seed its own ``rlrec sim train`` process, all agents'
+   runs through one pool of ``--jobs`` processes), ``--iterations`` iterations for every agent. A
+   finished run is skipped, an interrupted one resumed, so re-running completes the benchmark.
 
 It prints one table per data set — the evaluation environment's total reward, depth and reward
 variance (across users) of the checkpoint selected on the validation users, mean ± std over seeds
@@ -39,10 +40,8 @@ import itertools
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +49,8 @@ import torch
 
 from rlrec.config import build_config
 from rlrec.errors import RlrecError
+from rlrec.experiments.launch import RunSpec
+from rlrec.experiments.sweep import SweepConfig, run_sweeps
 from rlrec.online.config import OnlineTrainConfig
 from rlrec.online.evaluate import HEADLINE, across_seeds, write_curves
 from rlrec.online.trainer import OnlineTrainer
@@ -115,50 +116,39 @@ def prepare(dataset: str, raw: Path) -> dict[str, Path]:
     return paths
 
 
-def loop_settings(iterations: int) -> list[str]:
+def loop_settings(iterations: int) -> dict[str, int]:
     """Log and validation intervals that fit ``iterations`` (the configs' 100 / 2,500 at 50k; at
     least 6 validations in shorter runs)."""
     log_every = min(100, iterations)
     eval_every = max(log_every, min(2500, iterations // 6) // log_every * log_every)
+    return {
+        "train.iterations": iterations,
+        "train.log_every": log_every,
+        "train.eval_every": eval_every,
+    }
+
+
+def sweeps(dataset: str, paths: dict[str, Path], args: argparse.Namespace) -> list[SweepConfig]:
+    """One sweep over ``args.seeds`` per agent of ``args.agents``, on ``dataset``'s simulator."""
+    overrides = {
+        "data": str(paths["data"]),
+        "urm": str(paths["urm"]),
+        "eval_urm": str(paths["eval_urm"]),
+        "device": "cpu",
+        "eval.users": DATASETS[dataset]["users"],
+        **loop_settings(args.iterations),
+    }
     return [
-        f"train.iterations={iterations}",
-        f"train.log_every={log_every}",
-        f"train.eval_every={eval_every}",
+        SweepConfig(
+            base=ROOT / "configs" / "sim" / "agents" / f"{agent}.yaml",
+            out=WORK / dataset / "sweeps" / f"it{args.iterations}" / agent,
+            seeds=args.seeds,
+            overrides=overrides,
+            jobs=args.jobs,
+            threads_per_job=args.threads,
+        )
+        for agent in args.agents
     ]
-
-
-def run_one(
-    dataset: str, agent: str, seed: int, paths: dict[str, Path], args: argparse.Namespace
-) -> Path:
-    """Train one (agent, seed) in its own process; returns the run directory."""
-    out = WORK / dataset / "runs" / f"it{args.iterations}" / agent / f"seed_{seed}"
-    if (out / "summary.json").is_file():
-        return out
-    settings = [
-        f"data={paths['data']}",
-        f"urm={paths['urm']}",
-        f"eval_urm={paths['eval_urm']}",
-        f"out={out}",
-        f"seed={seed}",
-        "device=cpu",
-        f"eval.users={DATASETS[dataset]['users']}",
-        f"train.num_threads={args.threads}",
-        *loop_settings(args.iterations),
-    ]
-    command = [sys.executable, "-m", "rlrec", "sim", "train"]
-    command += ["--config", str(ROOT / "configs" / "sim" / "agents" / f"{agent}.yaml")]
-    command += [a for s in settings for a in ("--set", s)]
-    command.append("--resume" if (out / "config.yaml").is_file() else "--overwrite")
-    log = WORK / "logs" / f"{dataset}_{agent}_seed{seed}_it{args.iterations}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    with open(log, "w") as fh:
-        code = subprocess.call(command, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT)
-    status = "done" if code == 0 else f"FAILED ({code}, see {log})"
-    print(
-        f"[{dataset}] {agent} seed {seed}: {status} in {time.perf_counter() - t0:.0f} s", flush=True
-    )
-    return out
 
 
 def spearman(a: list[float], b: list[float]) -> float:
@@ -261,13 +251,21 @@ def benchmark(args: argparse.Namespace) -> None:
         if raws[dataset] is None or not Path(raws[dataset]).exists():
             sys.exit(f"{dataset}: raw data not found ({raws[dataset]}); see --help")
         paths = prepare(dataset, Path(raws[dataset]))
-        jobs = [(a, s) for a in args.agents for s in args.seeds]
-        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            futures = [pool.submit(run_one, dataset, a, s, paths, args) for a, s in jobs]
-            outs = [f.result() for f in futures]
-        runs: dict[str, list[Path]] = {}
-        for (agent, _), out in zip(jobs, outs, strict=True):
-            runs.setdefault(agent, []).append(out)
+        cfgs = sweeps(dataset, paths, args)
+
+        def progress(spec: RunSpec, done: int, total: int, dataset: str = dataset) -> None:
+            status = "done" if spec.status == "done" else f"FAILED ({spec.message})"
+            took = f" in {spec.seconds:.0f} s" if spec.seconds is not None else ""
+            print(f"[{dataset}] [{done}/{total}] {spec.out}: {status}{took}", flush=True)
+
+        try:
+            run_sweeps(cfgs, on_event=progress)
+        except RlrecError as exc:  # the table shows what finished
+            print(f"[{dataset}] {exc}", flush=True)
+        runs = {
+            agent: [cfg.out / f"seed_{s}" for s in args.seeds]
+            for agent, cfg in zip(args.agents, cfgs, strict=True)
+        }
         report[dataset] = table(dataset, runs)
         curves = {
             a: [d for d in dirs if (d / "summary.json").is_file()] for a, dirs in runs.items()

@@ -508,12 +508,11 @@ def sweep(
         bool, typer.Option("--overwrite", help="Retrain every run, finished ones included.")
     ] = False,
 ) -> None:
-    """Run a training config over seeds × a grid of overrides, each run its own process."""
+    """Run an rlrec train or sim train config over seeds × a grid (or a search), one process per run."""
+    from rlrec.experiments.search import best_trial
     from rlrec.experiments.sweep import SweepConfig, run_sweep, summary_metric
-    from rlrec.train.config import TrainConfig
 
     cfg = build_config(SweepConfig, path=config, overrides=set_, cli=given(base=base, out=out_dir))
-    select = build_config(TrainConfig, path=cfg.base).train.select_metric
 
     def on_event(spec: Any, done: int, total: int) -> None:
         if spec.status == "failed":
@@ -525,12 +524,22 @@ def sweep(
                 )
             )
             return
-        value = summary_metric(spec, select)
         took = "" if spec.seconds is None else f" in {spec.seconds:.0f} s"
-        shown = "" if value is None else f", test {select} {value:.4f}"
+        if spec.status == "pruned":
+            err.print(f"[{done}/{total}] {spec.name} pruned{took}")
+            return
+        final = summary_metric(spec)
+        shown = "" if final is None else f", {final[0]} {final[1]} {final[2]:.4f}"
+        if spec.value is not None:
+            shown = f", objective {spec.value:.4f}" + shown
         err.print(f"[{done}/{total}] {spec.name} {spec.message or 'finished'}{took}{shown}")
 
     specs = run_sweep(cfg, overwrite=overwrite, on_event=on_event)
+    if cfg.search is not None:
+        best = best_trial(specs, cfg.search.direction)
+        if best is not None:
+            point = ", ".join(f"{k}={v}" for k, v in best.point.items())
+            out.print(f"best trial: {best.name} ({best.value:.4f}): {point}")
     out.print(
         f"{len(specs)} runs in {cfg.out} (index: {cfg.out / 'sweep.json'}); next: rlrec report {cfg.out}"
     )
@@ -557,7 +566,7 @@ def report(
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write the PNG curves.")] = True,
     overwrite: OverwriteOpt = False,
 ) -> None:
-    """Table of test metrics (mean ± std over seeds, best marked) and training-curve plots."""
+    """Table of test (or sim evaluation) metrics, mean ± std over seeds, best marked, and curves."""
     from rlrec.experiments.report import write_report
     from rlrec.experiments.results import PROTOCOLS
 
@@ -565,7 +574,7 @@ def report(
         raise RlrecError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got '{protocol}'")
     if top_k < 1:
         raise RlrecError(f"--top-k must be at least 1, got {top_k}")
-    path = write_report(
+    path, notes = write_report(
         runs,
         out_dir,
         protocol=protocol,
@@ -573,9 +582,12 @@ def report(
         plots=plots,
         overwrite=overwrite,  # type: ignore[arg-type]
     )
-    out.print((path / "report.md").read_text())
+    out.print((path / "report.md").read_text(), markup=False)
+    for note in notes:
+        err.print(Text.assemble(("note: ", "yellow"), note))
+    curves = [p.name for p in sorted(path.glob("*_curves.png"))]
     out.print(
-        f"wrote {path} (report.md, report.html, results.json{', PNG curves' if plots else ''})"
+        f"wrote {path} (report.md, report.html, results.json{''.join(', ' + c for c in curves)})"
     )
 
 

@@ -2,14 +2,20 @@
 
 Writes, into one new directory (atomically; an existing one is replaced only with ``overwrite``):
 
-* ``report.md`` and ``report.html`` — test metrics per method, mean ± std over seeds under the chosen
-  protocol (:mod:`.results`), the best mean of each column in bold; a stability table (seeds with
+* ``report.md`` and ``report.html`` — per method, mean ± std over seeds (``(n = 1)`` for a single
+  seed) of the test metrics under the chosen protocol (:mod:`.results`) — for ``rlrec sim train``
+  runs the evaluation environment's total reward, depth and reward variance (P-HAC §3.1.4) — the
+  best mean of each column in bold (the lowest for reward variance); a stability table (seeds with
   divergence flags, where the best validation score was reached, how far the last one fell);
 * ``results.json`` — the same numbers for programs;
-* ``val_curves.png`` — validation HR/NDCG@k for purchases and clicks against the training step,
-  mean over seeds with a ±1 std band (P-CCQL Figs. 3–4);
+* ``val_curves.png`` — validation curves against the training step, mean over seeds with a ±1 std
+  band: HR/NDCG@k for purchases and clicks at the smallest, largest and selection ``k``
+  (P-CCQL Figs. 3–4), or total reward, depth, reward variance and coverage;
 * ``train_curves.png`` — TD losses, Q-values of logged / sampled actions and of the catalogue,
-  cross-entropy, contrastive and CQL terms and the gradient norm, with the same bands.
+  cross-entropy, contrastive and CQL terms and the gradient norm (or the online agents' training
+  rewards and losses), with the same bands.
+
+Without matplotlib the report has its tables only and says that the curves were skipped.
 """
 
 from __future__ import annotations
@@ -42,13 +48,26 @@ TRAIN_PANELS: tuple[tuple[str, str, bool], ...] = (  # key, title, log scale
 )
 
 
+LOWER_IS_BETTER = frozenset({"total_reward_var"})  # P-HAC: lower reward variance = more stable
+SIM_COLUMNS = ("total_reward_mean", "depth_mean", "total_reward_var")
+TITLES = {
+    "total_reward_mean": "total reward",
+    "depth_mean": "depth",
+    "total_reward_var": "reward variance",
+}
+NO_MATPLOTLIB = "curves skipped: matplotlib is not installed (pip install 'rlrec[plot]')"
+
+
 def metric_columns(runs: list[Run]) -> list[str]:
-    """``reward@K, hr_purchase@k, ndcg_purchase@k, …, hr_click@k, ndcg_click@k`` (K = largest k)."""
+    """``reward@K, hr_purchase@k, ndcg_purchase@k, …, hr_click@k, ndcg_click@k`` (K = largest k);
+    for sim runs total reward, depth and reward variance (P-HAC Table 2)."""
+    if runs[0].kind.name == "sim":
+        return list(SIM_COLUMNS)
     ks = sorted(
         {
             int(m.group(1))
             for r in runs
-            for key in r.summary["test"]
+            for key in r.final
             if (m := re.fullmatch(r"hr_click@(\d+)", key))
         }
     )
@@ -70,14 +89,19 @@ def _best(
     table: dict[str, dict[str, tuple[float, float, int] | None]], column: str
 ) -> float | None:
     means = [cell[0] for row in table.values() if (cell := row[column]) is not None]
-    return max(means) if means else None
+    if not means:
+        return None
+    return min(means) if column in LOWER_IS_BETTER else max(means)
 
 
-def _cell(cell: tuple[float, float, int] | None, reward: bool) -> str:
+def _cell(cell: tuple[float, float, int] | None, column: str) -> str:
+    """``mean ± std``, or ``mean (n = 1)`` for one seed (no spread to show)."""
     if cell is None:
         return "–"
-    mean, std, _ = cell
-    return f"{mean:,.1f} ± {std:,.1f}" if reward else f"{mean:.4f} ± {std:.4f}"
+    mean, std, n = cell
+    digits = 1 if column.startswith("reward@") else 3 if column in SIM_COLUMNS else 4
+    spread = f"± {std:,.{digits}f}" if n > 1 else "(n = 1)"
+    return f"{mean:,.{digits}f} {spread}"
 
 
 def stability_rows(groups: list[Group]) -> list[dict[str, Any]]:
@@ -90,8 +114,7 @@ def stability_rows(groups: list[Group]) -> list[dict[str, Any]]:
             flagged += bool(flags)
             for f in flags:
                 kinds.setdefault(f["kind"], []).append(int(f["step"]))
-            key = run.summary.get("select_metric", "ndcg_purchase@10")
-            curve = run.curve("val", key)
+            curve = run.curve("val", run.select_metric)
             if curve:
                 best_step = max(curve, key=lambda s: (curve[s], -s))
                 best_steps.append(best_step)
@@ -116,15 +139,18 @@ def markdown(
     columns: list[str],
     stability: list[dict[str, Any]],
     title: str,
+    notes: list[str],
 ) -> str:
-    lines = [f"# {title}", "", "| method | seeds | " + " | ".join(columns) + " |"]
+    lines = [f"# {title}", ""]
+    lines += [f"_{note}_" for note in notes] + ([""] if notes else [])
+    lines += ["| method | seeds | " + " | ".join(TITLES.get(c, c) for c in columns) + " |"]
     lines.append("|---|---:|" + "---:|" * len(columns))
     best = {c: _best(table, c) for c in columns}
     for label, row in table.items():
         n = max((cell[2] for cell in row.values() if cell is not None), default=0)
         cells = []
         for c in columns:
-            text = _cell(row[c], c.startswith("reward"))
+            text = _cell(row[c], c)
             cells.append(f"**{text}**" if row[c] is not None and row[c][0] == best[c] else text)
         lines.append(f"| {label} | {n} | " + " | ".join(cells) + " |")
     lines += [
@@ -150,15 +176,17 @@ def html_page(
     stability: list[dict[str, Any]],
     title: str,
     images: list[str],
+    notes: list[str],
 ) -> str:
     best = {c: _best(table, c) for c in columns}
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in ["method", "seeds", *columns])
+    titles = ["method", "seeds", *(TITLES.get(c, c) for c in columns)]
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in titles)
     body = []
     for label, row in table.items():
         n = max((cell[2] for cell in row.values() if cell is not None), default=0)
         cells = []
         for c in columns:
-            text = html.escape(_cell(row[c], c.startswith("reward")))
+            text = html.escape(_cell(row[c], c))
             cells.append(
                 f"<td><b>{text}</b></td>"
                 if row[c] is not None and row[c][0] == best[c]
@@ -171,11 +199,12 @@ def html_page(
         for s in stability
     )
     figures = "".join(f'<p><img src="{name}" style="max-width:100%"></p>' for name in images)
+    notes_html = "".join(f"<p><i>{html.escape(note)}</i></p>" for note in notes)
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         "<style>body{font-family:sans-serif}td,th{padding:2px 8px;text-align:right}"
         "td:first-child{text-align:left}</style></head><body>"
-        f"<h1>{html.escape(title)}</h1><table><tr>{head}</tr>{''.join(body)}</table>"
+        f"<h1>{html.escape(title)}</h1>{notes_html}<table><tr>{head}</tr>{''.join(body)}</table>"
         f"<h2>Training stability</h2><table><tr><th>method</th><th>seeds flagged</th>"
         f"<th>first flags</th></tr>{stab}</table>{figures}</body></html>\n"
     )
@@ -253,6 +282,27 @@ def _plot_panels(
     return True
 
 
+def _panels(runs: list[Run], columns: list[str]) -> dict[str, tuple[list[Any], int]]:
+    """The validation and training panels (and their columns) of ``runs``' kind: for ``rlrec train``
+    validation HR/NDCG@k at the smallest and largest ``k`` and at the ``k`` of the metric the runs
+    select on."""
+    if runs[0].kind.name == "sim":
+        from rlrec.online.evaluate import TRAIN_PANELS as SIM_TRAIN
+        from rlrec.online.evaluate import VAL_PANELS as SIM_VAL
+
+        return {"val": (list(SIM_VAL), 4), "train": (list(SIM_TRAIN), 4)}
+    ks = sorted({int(c.split("@")[1]) for c in columns if c.startswith("hr_")})
+    selected = {int(m.group(1)) for r in runs if (m := re.fullmatch(r".*@(\d+)", r.select_metric))}
+    chosen = sorted({ks[0], ks[-1], *(k for k in selected if k in ks)})
+    val = [
+        (f"{m}_{e}@{k}", f"validation {m.upper()}@{k}, {e}", False)
+        for e in ("purchase", "click")
+        for k in chosen
+        for m in ("hr", "ndcg")
+    ]
+    return {"val": (val, 2 * len(chosen)), "train": (list(TRAIN_PANELS), 4)}
+
+
 def write_report(
     paths: list[Path],
     out: Path | None = None,
@@ -262,16 +312,26 @@ def write_report(
     plots: bool = True,
     overwrite: bool = False,
     title: str | None = None,
-) -> Path:
-    """Read the runs under ``paths`` and write the report directory (default: ``<common parent>/report``)."""
-    runs = find_runs(paths)
+) -> tuple[Path, list[str]]:
+    """Read the runs under ``paths`` and write the report directory (default:
+    ``<common parent>/report``); returns it and the notes the report carries (runs skipped,
+    curves skipped)."""
+    notes: list[str] = []
+    skipped: list[str] = []
+    runs = find_runs(paths, skipped)
+    if skipped:
+        notes.append(f"{len(skipped)} unfinished sweep run(s) left out: {', '.join(skipped)}")
+    if runs[0].kind.name == "sim" and protocol != "best":
+        raise RlrecError(
+            f"--protocol {protocol}: rlrec sim train runs have one selected checkpoint (best); "
+            "the top-k protocols apply to rlrec train runs"
+        )
     if plots:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            raise RlrecError(
-                "the plots need matplotlib: pip install 'rlrec[plot]' (or pass --no-plots)"
-            ) from None
+            plots = False
+            notes.append(NO_MATPLOTLIB)
     if out is None:
         out = Path(os.path.commonpath([r.path.resolve().parent for r in runs])) / "report"
     check_output(out, "report", overwrite=overwrite, inputs=[*paths, *(r.path for r in runs)])
@@ -279,37 +339,31 @@ def write_report(
     columns = metric_columns(runs)
     table = results_table(groups, columns, protocol, top_k)
     stability = stability_rows(groups)
-    title = title or f"{runs[0].meta.get('dataset', '')}: test metrics ({protocol} protocol)"
+    what = "test metrics" if runs[0].kind.name == "train" else "evaluation environment"
+    title = title or f"{runs[0].meta.get('dataset', '')}: {what} ({protocol} protocol)"
     if protocol == "per_metric_top_k":
         title += " — optimistic: every column picks its own checkpoints"
     inputs = [*paths, *(r.path for r in runs)]
     with new_output(out, "report", overwrite=overwrite, inputs=inputs) as tmp:
         images = []
         if plots:
-            ks = sorted({int(c.split("@")[1]) for c in columns if c.startswith("hr_")})
-            chosen = sorted({ks[0], ks[-1]})
-            val_panels = [
-                (f"{m}_{e}@{k}", f"validation {m.upper()}@{k}, {e}", False)
-                for e in ("purchase", "click")
-                for k in chosen
-                for m in ("hr", "ndcg")
-            ]
-            if _plot_panels(
-                groups, "val", val_panels, tmp / "val_curves.png", ncols=2 * len(chosen)
-            ):
-                images.append("val_curves.png")
-            if _plot_panels(groups, "train", list(TRAIN_PANELS), tmp / "train_curves.png", ncols=4):
-                images.append("train_curves.png")
-        atomic_write_bytes(tmp / "report.md", markdown(table, columns, stability, title).encode())
+            for kind, (panels, ncols) in _panels(runs, columns).items():
+                name = f"{kind}_curves.png"
+                if _plot_panels(groups, kind, panels, tmp / name, ncols=ncols):
+                    images.append(name)
+        text = markdown(table, columns, stability, title, notes)
+        atomic_write_bytes(tmp / "report.md", text.encode())
         atomic_write_bytes(
-            tmp / "report.html", html_page(table, columns, stability, title, images).encode()
+            tmp / "report.html", html_page(table, columns, stability, title, images, notes).encode()
         )
         atomic_write_json(
             tmp / "results.json",
             {
                 "protocol": protocol,
                 "top_k": top_k,
+                "kind": runs[0].kind.name,
                 "dataset": runs[0].meta.get("dataset"),
+                "notes": notes,
                 "methods": [
                     {
                         "method": g.label,
@@ -324,4 +378,4 @@ def write_report(
                 "stability": stability,
             },
         )
-    return out
+    return out, notes

@@ -1,10 +1,12 @@
 """Finished runs as data: find them, group them by method, aggregate seeds (P-SA2C §4.1.2 and
-P-CCQL §4.1 average five runs).
+P-CCQL §4.1 average five runs; P-HAC §3.1.4 reports mean ± std over seeds).
 
-A run directory (written by ``rlrec train``) holds ``config.yaml``, ``run.json``, ``summary.json``
-and ``metrics.jsonl``. Runs whose resolved configs are equal except for ``seed`` and ``out`` form
-one :class:`Group` (one method, several seeds). Three protocols turn a run into one number per
-metric:
+A run directory (written by ``rlrec train`` or ``rlrec sim train``) holds ``config.yaml``,
+``run.json``, ``summary.json`` and ``metrics.jsonl``; a sweep directory's ``sweep.json`` names its
+runs (only finished ones are read: a pruned or failed run is skipped). Runs whose resolved configs
+are equal except for ``seed`` and ``out`` form one :class:`Group` (one method, several seeds).
+Three protocols turn an ``rlrec train`` run into one number per metric (an ``rlrec sim train`` run
+has one: the evaluation metrics of the checkpoint selected on validation users, ``best``):
 
 * ``best`` (rlrec's default) — the test metrics of the checkpoint with the best validation
   ``select_metric``;
@@ -30,6 +32,7 @@ from typing import Any, Literal
 
 from rlrec.config import load_yaml_text
 from rlrec.errors import DataFormatError, RlrecError
+from rlrec.experiments.kinds import SIM_SELECT, RunKind, run_kind
 from rlrec.fsutil import read_json, read_text
 
 Protocol = Literal["best", "top_k_mean", "per_metric_top_k"]
@@ -61,9 +64,24 @@ class Run:
         for name, value in (("config.yaml", config), ("run.json", meta), ("summary.json", summary)):
             if not isinstance(value, dict):
                 raise DataFormatError(path / name, "expected a mapping at the top level")
-        if not isinstance(summary.get("test"), dict):
-            raise DataFormatError(path / "summary.json", "has no test metrics")
+        if RunKind.final_metrics(summary) is None:
+            raise DataFormatError(path / "summary.json", "has no test or evaluation metrics")
         return cls(path, config, meta, summary)
+
+    @property
+    def kind(self) -> RunKind:
+        """``train`` (``rlrec train``) or ``sim`` (``rlrec sim train``)."""
+        return run_kind(self.summary)
+
+    @property
+    def final(self) -> dict[str, Any]:
+        """The reported metrics of the selected checkpoint (test, or the evaluation environment's)."""
+        return RunKind.final_metrics(self.summary) or {}
+
+    @property
+    def select_metric(self) -> str:
+        """The validation metric the run selected its checkpoint on."""
+        return self.summary.get("select_metric") or SIM_SELECT
 
     @cached_property
     def records(self) -> list[dict[str, Any]]:
@@ -88,7 +106,7 @@ class Run:
     def value(self, protocol: Protocol, metric: str, k: int) -> float | None:
         """This run's ``metric`` under ``protocol`` (``None`` if it was not measured)."""
         if protocol == "best":
-            return _number(self.summary["test"].get(metric))
+            return _number(self.final.get(metric))
         top = self.summary.get("top") or []
         if protocol == "top_k_mean":
             chosen = top[:k]  # already ordered by the validation select_metric
@@ -122,8 +140,49 @@ def _number(value: Any) -> float | None:
     return None
 
 
-def find_runs(paths: list[Path]) -> list[Run]:
-    """Runs at ``paths``: each a run directory or a directory searched recursively for runs."""
+def sweep_runs(path: Path) -> tuple[list[Path], list[str]]:
+    """The finished runs a sweep directory's ``sweep.json`` names, and ``name (status)`` of the
+    others (pruned, failed, not yet run)."""
+    from rlrec.experiments.sweep import SWEEP_INDEX
+
+    index = read_json(path / SWEEP_INDEX, "sweep index")
+    entries = index.get("runs") if isinstance(index, dict) else None
+    if not isinstance(entries, list):
+        raise DataFormatError(path / SWEEP_INDEX, "has no list of runs")
+    done, others = [], []
+    for entry in entries:
+        run = path / str(entry.get("name"))  # runs live at OUT/NAME wherever the sweep ran from
+        if entry.get("status") == "done" and (run / "summary.json").is_file():
+            done.append(run)
+        else:
+            others.append(f"{entry.get('name')} ({entry.get('status')})")
+    return done, others
+
+
+def _run_dirs(path: Path, skipped: list[str]) -> list[Path]:
+    """The finished runs of the sweeps under ``path`` (their others appended to ``skipped``) and
+    every other run directory under it."""
+    from rlrec.experiments.sweep import SWEEP_INDEX
+
+    sweeps = sorted(p.parent for p in path.rglob(SWEEP_INDEX))
+    found: set[Path] = set()
+    for sweep in sweeps:
+        done, others = sweep_runs(sweep)
+        found.update(done)
+        skipped.extend(f"{sweep}/{name}" for name in others)
+    found.update(
+        p.parent
+        for p in path.rglob("config.yaml")
+        if (p.parent / "run.json").is_file()
+        and not any(p.parent.is_relative_to(sweep) for sweep in sweeps)
+    )
+    return sorted(found)
+
+
+def find_runs(paths: list[Path], skipped: list[str] | None = None) -> list[Run]:
+    """Runs at ``paths``: each a run directory, or a directory searched recursively for runs and
+    sweeps (a sweep contributes its finished runs; the others are appended to ``skipped``)."""
+    skipped = [] if skipped is None else skipped
     runs: list[Run] = []
     for path in paths:
         if not path.exists():
@@ -131,16 +190,19 @@ def find_runs(paths: list[Path]) -> list[Run]:
         if (path / "config.yaml").is_file() or (path / "summary.json").is_file():
             runs.append(Run.load(path))
             continue
-        found = sorted(
-            {p.parent for p in path.rglob("config.yaml") if (p.parent / "run.json").is_file()}
-        )
+        found = _run_dirs(path, skipped)
         if not found:
-            raise RlrecError(f"{path}: contains no run directory (config.yaml + run.json)")
+            raise RlrecError(f"{path}: contains no finished run directory (config.yaml + run.json)")
         runs.extend(Run.load(p) for p in found)
     if not runs:
         raise RlrecError("no runs given")
     first = runs[0]
     for run in runs[1:]:
+        if run.kind != first.kind:
+            raise RlrecError(
+                f"{run.path} is an rlrec {' '.join(run.kind.command)} run and {first.path} an "
+                f"rlrec {' '.join(first.kind.command)} run: a report compares runs of one kind"
+            )
         if run.meta.get("dataset_content_hash") != first.meta.get("dataset_content_hash"):
             raise RlrecError(
                 f"{run.path} was trained on {run.meta.get('dataset')} and {first.path} on "
@@ -168,7 +230,8 @@ def method_config(run: Run) -> dict[str, Any]:
 def group_runs(runs: list[Run]) -> list[Group]:
     """Group runs by their config minus seed and output directory, in order of first appearance.
 
-    A group's label is the config's ``name``, else ``<objective>/<encoder>``; where two groups would
+    A group's label is the config's ``name``, else ``<objective>/<encoder>`` (``rlrec train``) or the
+    agent's kind (``rlrec sim train``); where two groups would
     share a label, the config keys in which they differ are appended, e.g.
     ``ccql/sasrec (objective.cql_variant=legacy)``.
     """
@@ -178,7 +241,9 @@ def group_runs(runs: list[Run]) -> list[Group]:
         key = hashlib.sha256(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()
         groups.setdefault(key, (flat, []))[1].append(run)
     base = {
-        key: flat.get("name") or f"{flat.get('objective.kind')}/{flat.get('encoder.kind')}"
+        key: flat.get("name")
+        or flat.get("agent.kind")
+        or f"{flat.get('objective.kind')}/{flat.get('encoder.kind')}"
         for key, (flat, _) in groups.items()
     }
     out = []

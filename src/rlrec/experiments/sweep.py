@@ -1,8 +1,10 @@
-"""``rlrec sweep``: one training config × a grid of overrides × seeds, each run its own process.
+"""``rlrec sweep``: one run config × a grid of overrides × seeds (or a search), each run its own
+process.
 
-A sweep file names a training config and what to vary (several seeds, mean ± std)::
+A sweep file names a run config — ``rlrec train`` or ``rlrec sim train`` (:mod:`.kinds`) — and what
+to vary (several seeds, mean ± std)::
 
-    base: configs/ccql/rc15/sasrec_ccql.yaml   # an ``rlrec train`` config
+    base: configs/ccql/rc15/sasrec_ccql.yaml   # an ``rlrec train`` or ``rlrec sim train`` config
     out: runs/sweeps/ccql_alpha                 # the sweep's directory
     seeds: [0, 1, 2, 3, 4]
     grid:                                       # every combination of these values
@@ -11,12 +13,14 @@ A sweep file names a training config and what to vary (several seeds, mean ± st
     overrides: {train.epochs: 20}               # applied to every run
     jobs: 2                                     # processes at a time
 
-Each run is ``python -m rlrec train --config BASE --set KEY=VALUE …`` in its own process, with
-``train.num_threads`` set so that ``jobs`` runs share the machine's cores (by default one 1-thread
-run per usable CPU, the fastest way through several seeds). Runs go to
-``out/seed_<s>`` (no grid) or ``out/point_<i>/seed_<s>`` — hyper-parameters are not encoded in
-directory names; ``out/sweep.json`` maps every run to its grid point, command, status and time, and
-``out/logs/`` keeps each run's output. Every run's config is validated before anything starts. A
+or, instead of the grid, a hyper-parameter search (``search:``, :mod:`.search`, optuna). Each run is
+``python -m rlrec train|sim train --config BASE --set KEY=VALUE …`` in its own process, with
+``train.num_threads`` (and ``OMP_NUM_THREADS``/``MKL_NUM_THREADS``) set by
+:func:`~rlrec.experiments.launch.thread_plan`. Runs go to ``out/seed_<s>`` (no grid),
+``out/point_<i>/seed_<s>`` or ``out/trial_<n>`` — hyper-parameters are not encoded in directory
+names; ``out/sweep.json`` maps every run to its grid point, command, status and time, and
+``out/logs/`` keeps each run's output. Every run's config is resolved and checked (config keys and
+values, device, the data and URM directories' manifests) before anything starts or is created. A
 finished run (``summary.json``) is skipped, an interrupted one resumed, so re-running a sweep
 completes it. ``rlrec report OUT`` then tabulates and plots the sweep.
 """
@@ -26,106 +30,108 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from contextlib import ExitStack
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import Field
 
-from rlrec.config import StrictModel, build_config
-from rlrec.data.dataset import PreparedDataset
+from rlrec.config import StrictModel
 from rlrec.device import available_cpus
 from rlrec.errors import ConfigError, RlrecError
+from rlrec.experiments.kinds import SIM_SELECT, RunKind, detect, run_kind
+from rlrec.experiments.launch import Launcher, RunSpec, omp_threads, thread_plan, yaml_value
+from rlrec.experiments.search import SearchConfig
 from rlrec.fsutil import atomic_write_json
 from rlrec.outputs import reusable_output
-from rlrec.train.config import TrainConfig
-from rlrec.train.trainer import check_select_metric
 
 SWEEP_INDEX = "sweep.json"
+DEFAULT_SEEDS = [0, 1, 2, 3, 4]
 
 
 class SweepConfig(StrictModel):
-    """What to run: ``base`` × every combination of ``grid`` × ``seeds`` (see the module doc)."""
+    """What to run: ``base`` × every combination of ``grid`` × ``seeds``, or ``search`` trials
+    (see the module doc)."""
 
     base: Path
     out: Path
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4], min_length=1)
+    seeds: list[int] | None = Field(
+        None, min_length=1, description="default: 0-4 (a search: 0; its trials train one seed)"
+    )
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     overrides: dict[str, Any] = Field(default_factory=dict)
     jobs: int | None = Field(
         None, ge=1, description="processes at a time (default: one per usable CPU)"
     )
-    threads_per_job: int | None = Field(None, ge=1, description="default: CPUs // jobs")
-
-
-@dataclass
-class RunSpec:
-    """One run of the sweep and its outcome."""
-
-    name: str
-    point: dict[str, Any]
-    seed: int
-    out: Path
-    overrides: list[str]
-    status: str = "pending"
-    returncode: int | None = None
-    seconds: float | None = None
-    message: str = ""
-    command: list[str] = field(default_factory=list)
-
-
-def _yaml_value(value: Any) -> str:
-    return (
-        yaml.safe_dump(value, default_flow_style=True, width=10**6)
-        .strip()
-        .removesuffix("...")
-        .strip()
+    threads_per_job: int | None = Field(
+        None,
+        ge=1,
+        description="default: OMP_NUM_THREADS, else 1 when jobs >= CPUs, else CPUs // jobs",
     )
+    search: SearchConfig | None = None
+
+    @property
+    def seed_list(self) -> list[int]:
+        return self.seeds or ([0] if self.search else DEFAULT_SEEDS)
 
 
-def plan(cfg: SweepConfig) -> list[RunSpec]:
-    """Every run of the sweep, each config validated (a bad key or value fails before any run)."""
+def run_overrides(cfg: SweepConfig, point: dict[str, Any], seed: int, out: Path) -> list[str]:
+    """The ``--set`` overrides of one run: the sweep's overrides ← the point ← seed and output."""
+    settings = {**cfg.overrides, **point, "seed": seed, "out": str(out)}
+    return [f"{k}={yaml_value(v)}" for k, v in settings.items()]
+
+
+def check_run(
+    kind: RunKind, base: Path, overrides: list[str], checked: set[tuple[str, ...]], where: str
+) -> Any:
+    """Resolve and check one run's config (:meth:`RunKind.check`); an error names ``where``."""
+    try:
+        run_cfg = kind.build(base, overrides)
+        kind.check(run_cfg, checked)
+    except RlrecError as exc:
+        raise ConfigError(f"sweep run {where}: {exc}") from None
+    return run_cfg
+
+
+def describe(point: dict[str, Any]) -> str:
+    """`` (key=value, …)`` of a grid point, empty for none."""
+    return " (" + ", ".join(f"{k}={yaml_value(v)}" for k, v in point.items()) + ")" if point else ""
+
+
+def plan(cfg: SweepConfig, kind: RunKind | None = None) -> list[RunSpec]:
+    """Every run of the grid sweep, each config resolved and checked (a bad key or value, a missing
+    dataset fails before any run)."""
+    if cfg.search is not None and cfg.grid:
+        raise ConfigError("give either grid or search, not both")
     for key, values in cfg.grid.items():
         if not values:
             raise ConfigError(f"grid.{key}: needs at least one value")
+    kind = kind or detect(cfg.base)
     keys = list(cfg.grid)
     points = [
         dict(zip(keys, combo, strict=True)) for combo in itertools.product(*cfg.grid.values())
     ]
     specs = []
-    datasets: set[Path] = set()  # checked to exist before any run starts
+    checked: set[tuple[str, ...]] = set()
     for index, point in enumerate(points):
-        for seed in cfg.seeds:
+        for seed in cfg.seed_list:
             name = f"seed_{seed}" if not keys else f"point_{index:03d}/seed_{seed}"
             out = cfg.out / name
-            settings = {**cfg.overrides, **point, "seed": seed, "out": str(out)}
-            overrides = [f"{k}={_yaml_value(v)}" for k, v in settings.items()]
-            try:
-                run_cfg = build_config(TrainConfig, path=cfg.base, overrides=overrides)
-                if run_cfg.data not in datasets:
-                    PreparedDataset.load(run_cfg.data, verify=False)
-                    datasets.add(run_cfg.data)
-                check_select_metric(run_cfg)
-            except RlrecError as exc:
-                raise ConfigError(f"sweep run {name}: {exc}") from None
+            overrides = run_overrides(cfg, point, seed, out)
+            check_run(kind, cfg.base, overrides, checked, name + describe(point))
             specs.append(RunSpec(name, point, seed, out, overrides))
     return specs
 
 
-def _threads(cfg: SweepConfig) -> tuple[int, int]:
-    """(processes at a time, threads each). By default one single-threaded run per usable CPU:
-    on 2 cores, two 1-thread runs train 1.3–2.1× the transitions of one 2-thread run
-    (benchmarks/README.md, "Threads")."""
-    cores = available_cpus()
-    jobs = cfg.jobs or max(1, cores // (cfg.threads_per_job or 1))
-    return jobs, cfg.threads_per_job or max(1, cores // jobs)
+def threads(cfg: SweepConfig) -> tuple[int, int]:
+    """``(processes at a time, threads each)`` on this process's usable CPUs (affinity, cgroup
+    quota) and under the user's ``OMP_NUM_THREADS`` (:func:`thread_plan`)."""
+    omp = omp_threads(os.environ.get("OMP_NUM_THREADS"))
+    return thread_plan(available_cpus(), cfg.jobs, cfg.threads_per_job, omp)
 
 
 def run_sweep(
@@ -135,100 +141,111 @@ def run_sweep(
     on_event: Callable[[RunSpec, int, int], None] | None = None,
 ) -> list[RunSpec]:
     """Run (or complete) the sweep; ``on_event(spec, done, total)`` after each run ends."""
-    specs = plan(cfg)
+    if cfg.search is None:
+        return run_sweeps([cfg], overwrite=overwrite, on_event=on_event)[0]
+    from rlrec.experiments.search import Search
+
+    if overwrite:
+        raise ConfigError("--overwrite does not apply to a search; give another out instead")
+    jobs, per_run = threads(cfg)
+    search = Search(cfg, detect(cfg.base), jobs, per_run)  # all checks before the directory exists
     with reusable_output(cfg.out, "sweep", inputs=[cfg.base]):
-        return _run(cfg, specs, overwrite, on_event)
+        return search.run(on_event)
 
 
-def _run(
-    cfg: SweepConfig,
-    specs: list[RunSpec],
-    overwrite: bool,
-    on_event: Callable[[RunSpec, int, int], None] | None,
-) -> list[RunSpec]:
-    jobs, threads = _threads(cfg)
-    (cfg.out / "logs").mkdir(parents=True, exist_ok=True)
+def write_index(
+    cfg: SweepConfig, kind: RunKind, jobs: int, per_run: int, specs: list[RunSpec], **extra: Any
+) -> None:
+    """``out/sweep.json``: the sweep's settings and every run's point, command and outcome."""
+    atomic_write_json(
+        cfg.out / SWEEP_INDEX,
+        {
+            "kind": kind.name,
+            "base": str(cfg.base),
+            "grid": cfg.grid,
+            "seeds": cfg.seed_list,
+            "overrides": cfg.overrides,
+            "jobs": jobs,
+            "threads_per_job": per_run,
+            **extra,
+            "runs": [asdict(s) | {"out": str(s.out)} for s in specs],
+        },
+    )
+
+
+def run_sweeps(
+    cfgs: list[SweepConfig],
+    *,
+    overwrite: bool = False,
+    on_event: Callable[[RunSpec, int, int], None] | None = None,
+) -> list[list[RunSpec]]:
+    """Run (or complete) several grid sweeps through one pool of processes — e.g. one sweep per
+    method config, so that no process slot idles between them. The first config's ``jobs`` and
+    ``threads_per_job`` apply; every run of every sweep is checked before any starts."""
+    if any(c.search is not None for c in cfgs):
+        raise ConfigError("run_sweeps runs grid sweeps; run a search with run_sweep")
+    kinds = [detect(c.base) for c in cfgs]
+    plans = [plan(c, k) for c, k in zip(cfgs, kinds, strict=True)]
+    jobs, per_run = threads(cfgs[0])
+    launchers = [
+        Launcher(k, c.base, c.out / "logs", per_run) for c, k in zip(cfgs, kinds, strict=True)
+    ]
+    work = [(i, spec) for i, specs in enumerate(plans) for spec in specs]
     lock = threading.Lock()
     done = 0
-    children: set[subprocess.Popen[bytes]] = set()
 
-    def save_index() -> None:
-        atomic_write_json(
-            cfg.out / SWEEP_INDEX,
-            {
-                "base": str(cfg.base),
-                "grid": cfg.grid,
-                "seeds": cfg.seeds,
-                "overrides": cfg.overrides,
-                "jobs": jobs,
-                "threads_per_job": threads,
-                "runs": [asdict(s) | {"out": str(s.out)} for s in specs],
-            },
-        )
+    def save(i: int) -> None:
+        write_index(cfgs[i], kinds[i], jobs, per_run, plans[i])
 
-    def execute(spec: RunSpec) -> None:
+    def execute(i: int, spec: RunSpec) -> None:
         nonlocal done
         if (spec.out / "summary.json").is_file() and not overwrite:
             spec.status, spec.message = "done", "already finished"
         else:
-            mode = (
-                "--overwrite"
-                if overwrite or not (spec.out / "config.yaml").is_file()
-                else "--resume"
-            )
-            spec.command = [sys.executable, "-m", "rlrec", "train", "--config", str(cfg.base)]
-            for item in [*spec.overrides, f"train.num_threads={threads}"]:
-                spec.command += ["--set", item]
-            spec.command.append(mode)
-            log = cfg.out / "logs" / f"{spec.name.replace('/', '_')}.log"
-            env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-            t0 = time.perf_counter()
-            with open(log, "wb") as fh:
-                child = subprocess.Popen(spec.command, stdout=fh, stderr=subprocess.STDOUT, env=env)
-                with lock:
-                    children.add(child)
-                spec.returncode = child.wait()
-                with lock:
-                    children.discard(child)
-            spec.seconds = time.perf_counter() - t0
-            tail = log.read_text(errors="replace").strip().splitlines()
-            spec.status = "done" if spec.returncode == 0 else "failed"
-            spec.message = "" if spec.returncode == 0 else (tail[-1] if tail else "no output")
+            launchers[i].run(spec, overwrite=overwrite)
         with lock:
             done += 1
-            save_index()
+            save(i)
             if on_event is not None:
-                on_event(spec, done, len(specs))
+                on_event(spec, done, len(work))
 
-    save_index()
-    pool = ThreadPoolExecutor(max_workers=jobs)
-    try:
-        for future in [pool.submit(execute, s) for s in specs]:
-            future.result()
-    except BaseException:
-        with lock:
-            for child in children:
-                child.terminate()
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    pool.shutdown()
-    failed = [s for s in specs if s.status == "failed"]
+    with ExitStack() as claims:
+        for i, c in enumerate(cfgs):
+            claims.enter_context(reusable_output(c.out, "sweep", inputs=[c.base]))
+            save(i)
+        pool = ThreadPoolExecutor(max_workers=jobs)
+        try:
+            for future in [pool.submit(execute, i, s) for i, s in work]:
+                future.result()
+        except BaseException:
+            for launcher in launchers:
+                launcher.terminate_all()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown()
+    failed = [(i, s) for i, s in work if s.status == "failed"]
     if failed:
-        first = failed[0]
+        i, first = failed[0]
         raise RlrecError(
-            f"{len(failed)} of {len(specs)} sweep runs failed; first: {first.name}: {first.message} "
-            f"(log: {cfg.out / 'logs'}; rerun the sweep to retry them)"
+            f"{len(failed)} of {len(work)} sweep runs failed; first: {cfgs[i].out / first.name}: "
+            f"{first.message} (log: {cfgs[i].out / 'logs'}; rerun the sweep to retry them)"
         )
-    return specs
+    return plans
 
 
-def summary_metric(spec: RunSpec, key: str) -> float | None:
-    """A finished run's test ``key`` from its ``summary.json`` (for progress lines)."""
+def summary_metric(spec: RunSpec) -> tuple[str, str, float] | None:
+    """``(split, metric, value)`` of a finished run's selection metric on test (``rlrec train``) or
+    in the evaluation environment (``rlrec sim train``), from its ``summary.json`` (progress lines)."""
     path = spec.out / "summary.json"
     if not path.is_file():
         return None
     try:
-        value = json.loads(path.read_text()).get("test", {}).get(key)
+        summary = json.loads(path.read_text())
+        kind = run_kind(summary)
+        key = summary.get("select_metric", SIM_SELECT)
+        value = (kind.final_metrics(summary) or {}).get(key)
     except (OSError, ValueError, AttributeError):
         return None  # a progress line only: report shows the run's problem
-    return float(value) if isinstance(value, (int, float)) else None
+    if not isinstance(value, (int, float)):
+        return None
+    return ("test" if kind.name == "train" else "evaluation"), key, float(value)

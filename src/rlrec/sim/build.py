@@ -68,20 +68,26 @@ def make_simulator(
     )
 
 
+def urm_path(dataset: ListDataset, urm: Path | str | None) -> Path:
+    """The URM directory of a config's ``urm`` (``None``: the dataset's planted one, synthetic data
+    only)."""
+    if urm is not None:
+        return Path(urm)
+    if "planted_urm" not in dataset.manifest:
+        raise ConfigError(
+            f"{dataset.path}: no URM given and the dataset has no planted one; "
+            "train one with rlrec sim train-urm"
+        )
+    return dataset.path / PLANTED
+
+
 def dataset_urm(
     dataset: ListDataset, urm: Path | str | None, device: torch.device | str
 ) -> LoadedURM:
     """The URM at ``urm`` (default: the dataset's planted one, synthetic data only), checked against
     the dataset's item catalogue."""
-    if urm is None:
-        if "planted_urm" not in dataset.manifest:
-            raise ConfigError(
-                f"{dataset.path}: no URM given and the dataset has no planted one; "
-                "train one with rlrec sim train-urm"
-            )
-        urm = dataset.path / PLANTED
-    loaded = load_urm(Path(urm), device)
-    check_catalogue(loaded, dataset.path, dataset.manifest)
+    loaded = load_urm(urm_path(dataset, urm), device)
+    check_catalogue(loaded.meta, loaded.path, dataset.path, dataset.manifest)
     return loaded
 
 

@@ -83,11 +83,10 @@ def save_urm(
     atomic_write_json(out / META, meta)
 
 
-def load_urm(path: Path, device: torch.device | str = "cpu") -> LoadedURM:
-    """Load a URM directory written by :func:`save_urm` (model in eval mode) onto ``device``
-    (``auto``: CUDA when present)."""
+def read_urm_meta(path: Path) -> dict[str, Any]:
+    """``urm.json`` of a URM directory, checked (the directory, both files, format and version)
+    without reading the weights: what a sweep checks before it starts any run."""
     path = Path(path)
-    device = device if isinstance(device, torch.device) else resolve_device(device)
     if not path.is_dir():
         raise DataFormatError(path, "URM directory not found (create it with rlrec sim train-urm)")
     for name in (META, WEIGHTS):
@@ -95,8 +94,7 @@ def load_urm(path: Path, device: torch.device | str = "cpu") -> LoadedURM:
             raise DataFormatError(path, f"not a URM directory: {name} missing")
     try:
         meta = json.loads((path / META).read_text())
-        tensors = load_file(str(path / WEIGHTS))
-    except (SafetensorError, json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
         raise DataFormatError(path, f"corrupted URM files ({exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise DataFormatError(path / META, f"not a URM description (format != '{FORMAT}')")
@@ -104,6 +102,19 @@ def load_urm(path: Path, device: torch.device | str = "cpu") -> LoadedURM:
         raise DataFormatError(
             path / META, f"URM format version {meta.get('format_version')} is not supported"
         )
+    return meta
+
+
+def load_urm(path: Path, device: torch.device | str = "cpu") -> LoadedURM:
+    """Load a URM directory written by :func:`save_urm` (model in eval mode) onto ``device``
+    (``auto``: CUDA when present)."""
+    path = Path(path)
+    device = device if isinstance(device, torch.device) else resolve_device(device)
+    meta = read_urm_meta(path)
+    try:
+        tensors = load_file(str(path / WEIGHTS))
+    except (SafetensorError, OSError) as exc:
+        raise DataFormatError(path, f"corrupted URM files ({exc})") from None
     cfg = URMConfig.model_validate(meta["config"])
     model = URM(cfg, meta["user_dim"], meta["item_dim"], meta["n_items"], meta["n_users"])
     state = {k[4:]: v for k, v in tensors.items() if k.startswith("urm.")}
@@ -122,19 +133,22 @@ def load_urm(path: Path, device: torch.device | str = "cpu") -> LoadedURM:
     return LoadedURM(model, items.to(device), users.to(device), meta, path)
 
 
-def check_catalogue(urm: LoadedURM, dataset_path: Path, manifest: dict[str, Any]) -> None:
-    """Refuse a URM trained on another item catalogue than the dataset's (ids, features)."""
-    if urm.meta["catalogue_hash"] != manifest.get("catalogue_hash"):
+def check_catalogue(
+    meta: dict[str, Any], urm_path: Path, dataset_path: Path, manifest: dict[str, Any]
+) -> None:
+    """Refuse a URM (its ``urm.json`` ``meta``) trained on another item catalogue than the
+    dataset's (ids, features)."""
+    if meta["catalogue_hash"] != manifest.get("catalogue_hash"):
         raise DataFormatError(
-            urm.path,
-            f"URM was trained on a different item catalogue ({urm.meta['n_items']} items, "
-            f"catalogue {urm.meta['catalogue_hash'][:12]}) than the dataset {dataset_path} "
+            urm_path,
+            f"URM was trained on a different item catalogue ({meta['n_items']} items, "
+            f"catalogue {meta['catalogue_hash'][:12]}) than the dataset {dataset_path} "
             f"({manifest.get('n_items')} items, catalogue {str(manifest.get('catalogue_hash'))[:12]}); "
             "train a URM on this dataset with rlrec sim train-urm",
         )
-    if urm.meta.get("user_dim") != manifest.get("user_dim"):
+    if meta.get("user_dim") != manifest.get("user_dim"):
         raise DataFormatError(
-            urm.path,
-            f"URM expects {urm.meta.get('user_dim')} user features, the dataset "
+            urm_path,
+            f"URM expects {meta.get('user_dim')} user features, the dataset "
             f"{dataset_path} has {manifest.get('user_dim')}",
         )

@@ -145,7 +145,7 @@ def check_urm(urm: Path, data: Path, split: str = "test", seed: int = 0) -> dict
 
     loaded = load_urm(urm)
     dataset = ListDataset.load(data)
-    check_catalogue(loaded, dataset.path, dataset.manifest)
+    check_catalogue(loaded.meta, loaded.path, dataset.path, dataset.manifest)
     records = dataset.tensors(split, loaded.model.cfg.max_history)
     logits = predict_logits(
         loaded.model, records, loaded.item_features, dataset.user_features(), 2048
