@@ -397,6 +397,10 @@ def test_search_runs_trials_as_processes_and_resumes_the_study(
     other = cli("sweep", "--config", config, "--set", "search.direction=minimize")
     assert other.code == 2 and "holds another sweep" in other.err
     assert (sw / "sweep.json").read_text() == before
+    # a grid sweep into the search's directory: refused, its index untouched
+    grid = cli("sweep", "--base", tiny_base(tmp_path, tiny_dataset), "--out", sw)
+    assert grid.code == 2 and "search" in grid.err, grid.err
+    assert (sw / "sweep.json").read_text() == before
     report = cli("report", sw, "--no-plots")
     assert report.code == 0, report.err
     assert report.out.count("(n = 1)") >= 3 * 3  # one seed per trial: no ± 0

@@ -47,6 +47,7 @@ KINDS = (
     "run",
     "sim_run",
     "sweep",
+    "search",
     "report",
     "synthetic_raw",
     "export",

@@ -149,7 +149,8 @@ def run_sweep(
         raise ConfigError("--overwrite does not apply to a search; give another out instead")
     jobs, per_run = threads(cfg)
     search = Search(cfg, detect(cfg.base), jobs, per_run)  # all checks before the directory exists
-    with reusable_output(cfg.out, "sweep", inputs=[cfg.base]):
+    # its own kind: a grid sweep into a search's directory (or back) is refused, not merged
+    with reusable_output(cfg.out, "search", inputs=[cfg.base]):
         return search.run(on_event)
 
 
