@@ -50,6 +50,27 @@ app.add_typer(data_app, name="data")
 app.add_typer(sim_app, name="sim")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(f"rlrec {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print rlrec's version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """The root's own options (``--version``); its help text is the app's."""
+
+
 @data_app.command("synth")
 def data_synth(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")],
@@ -325,7 +346,9 @@ def recommend(
         bool,
         typer.Option("--exclude-history", help="Never recommend items already in the history."),
     ] = False,
-    checkpoint: Annotated[str, typer.Option("--checkpoint")] = "best",
+    checkpoint: Annotated[
+        str, typer.Option("--checkpoint", help="best, latest or a checkpoint directory")
+    ] = "best",
     index: IndexOpt = "auto",
     index_threshold: IndexThresholdOpt = 100_000,
     overwrite: OverwriteOpt = False,
