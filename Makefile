@@ -9,7 +9,7 @@ RLREC := $(VENV)/bin/rlrec
 STAMP := $(VENV)/.rlrec-installed
 DEMO := runs/demo
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint typecheck clean
 
 install: $(STAMP)
 
@@ -32,9 +32,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider
 
-lint: $(STAMP)
+lint: $(STAMP) typecheck
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) runs

@@ -557,10 +557,10 @@ def report(
     path = write_report(
         runs,
         out_dir,
-        protocol=protocol,
+        protocol=protocol,  # type: ignore[arg-type]  # checked against PROTOCOLS above
         top_k=top_k,
         plots=plots,
-        overwrite=overwrite,  # type: ignore[arg-type]
+        overwrite=overwrite,
     )
     out.print((path / "report.md").read_text())
     out.print(
