@@ -21,13 +21,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(RLREC) data synth --out $(DEMO)/raw --overwrite
-	$(RLREC) data prepare synthetic --raw $(DEMO)/raw --out $(DEMO)/data --overwrite
-	$(RLREC) data stats $(DEMO)/data
-	$(RLREC) train --config configs/demo/supervised_sasrec.yaml --overwrite
-	$(RLREC) train --config configs/demo/sa2c_sasrec.yaml --overwrite
-	$(RLREC) compare $(DEMO)/supervised_sasrec $(DEMO)/sa2c_sasrec
-	$(RLREC) recommend $(DEMO)/sa2c_sasrec --session 4999 -k 10
+	$(RLREC) demo --out $(DEMO) --overwrite
 
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider

@@ -1,7 +1,7 @@
 """The ``rlrec`` command line (typer).
 
 ``data synth|prepare|stats``, ``train``, ``evaluate``, ``recommend``, ``serve``, ``export``,
-``compare``, ``sweep``, ``report`` and ``sim prepare|train-urm|train|evaluate``. User errors (:class:`rlrec.errors.RlrecError`) print one line and exit 2.
+``compare``, ``sweep``, ``report``, ``demo`` and ``sim prepare|train-urm|train|evaluate``. User errors (:class:`rlrec.errors.RlrecError`) print one line and exit 2.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from rlrec.cli_common import (
     stages,
 )
 from rlrec.config import build_config
+from rlrec.demo import demo_command
 from rlrec.errors import RlrecError
 from rlrec.fsutil import read_json
 from rlrec.serve.export import export_command
@@ -420,6 +421,7 @@ def recommend(
 
 app.command("serve")(serve_command)
 app.command("export")(export_command)
+app.command("demo")(demo_command)
 
 
 def _logged_session(run_dir: Path, session: str) -> tuple[str, Any]:
