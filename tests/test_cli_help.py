@@ -4,13 +4,17 @@ is for in ``--help``, and ``rlrec --version`` prints the installed version."""
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import typer
 from typer.testing import CliRunner
 
+import rlrec
 from rlrec import __version__
 from rlrec.cli import app
 from tests.test_reproductions import load_runner
@@ -63,6 +67,19 @@ def test_version_prints_the_package_version() -> None:
     assert result.exit_code == 0
     assert result.output.strip() == f"rlrec {__version__}"
     assert __version__[0].isdigit()
+
+
+def test_version_from_a_source_tree_is_pyprojects(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never installed (``PYTHONPATH=src``): the version is read from pyproject.toml."""
+
+    def not_installed(name: str) -> str:
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(rlrec, "version", not_installed)
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    declared = re.search(r'^version = "(.+)"$', pyproject, re.MULTILINE)
+    assert declared is not None
+    assert rlrec._version() == declared.group(1) == __version__
 
 
 @pytest.mark.parametrize("script", ["sa2c_tables", "ccql_tables"])
