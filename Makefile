@@ -8,8 +8,14 @@ PY := $(VENV)/bin/python
 RLREC := $(VENV)/bin/rlrec
 STAMP := $(VENV)/.rlrec-installed
 DEMO := runs/demo
+# make test-min: the lowest declared version of every runtime dependency, and a fast subset of the
+# tests that reaches every layer (data, training, objectives, evaluation, simulator, agents, CLI)
+VENV_MIN ?= .venv-min
+MIN_TESTS := $(addprefix tests/test_,$(addsuffix .py,cli_help cli_errors bad_inputs config \
+	configs_dir outputs loaders prepare synthetic transitions encoders objectives conservative \
+	metrics evaluator trainer sim_data sim_env sim_urm sim_cli online_agents online_train))
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test test-min lint typecheck clean
 
 install: $(STAMP)
 
@@ -21,20 +27,27 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(RLREC) data synth --out $(DEMO)/raw --overwrite
-	$(RLREC) data prepare synthetic --raw $(DEMO)/raw --out $(DEMO)/data --overwrite
-	$(RLREC) data stats $(DEMO)/data
-	$(RLREC) train --config configs/demo/supervised_sasrec.yaml --overwrite
-	$(RLREC) train --config configs/demo/sa2c_sasrec.yaml --overwrite
-	$(RLREC) compare $(DEMO)/supervised_sasrec $(DEMO)/sa2c_sasrec
-	$(RLREC) recommend $(DEMO)/sa2c_sasrec --session 4999 -k 10
+	$(RLREC) demo --out $(DEMO) --overwrite
 
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider
 
-lint: $(STAMP)
+# Not part of CI: it installs an old torch from PyPI (a CUDA build, some GB) beside .venv.
+test-min:
+	test -x $(VENV_MIN)/bin/python || $(PYTHON) -m venv $(VENV_MIN)
+	$(VENV_MIN)/bin/python -m pip install -q --upgrade pip
+	$(PYTHON) .ci/min-requirements > $(VENV_MIN)/requirements-min.txt
+	$(VENV_MIN)/bin/python -m pip install -q -r $(VENV_MIN)/requirements-min.txt pytest hypothesis matplotlib
+	$(VENV_MIN)/bin/python -m pip install -q --no-deps -e .
+	$(VENV_MIN)/bin/python -m pip freeze --exclude-editable > $(VENV_MIN)/installed.txt
+	$(VENV_MIN)/bin/python -m pytest -q -p no:cacheprovider $(MIN_TESTS)
+
+lint: $(STAMP) typecheck
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
 
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) $(VENV_MIN) runs

@@ -15,6 +15,7 @@ the top-5 checkpoints", each column choosing its own checkpoints by validation (
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Any
 
@@ -78,9 +79,15 @@ def format_table(table: int, groups: dict[str, Group], k: int = 5) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The runner's command line: the shared table options and ``--jobs``."""
     parser = table_parser(__doc__, PAPER["tables"])
     parser.add_argument("--jobs", type=int, help="runs at a time (default: cores // 2)")
+    return parser
+
+
+def main() -> None:
+    parser = build_parser()
     args = parser.parse_args()
     raw = {"rc15": args.raw_rc15, "retailrocket": args.raw_retailrocket}
     groups: dict[str, Group] = {}

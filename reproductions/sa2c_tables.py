@@ -13,6 +13,7 @@ mean ± std of its **test** metrics with the paper's number under it (docs/offli
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 from pathlib import Path
@@ -65,8 +66,13 @@ def format_table(table: int, results: dict[str, list[dict[str, Any]]]) -> str:
     return "\n".join(lines)
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The runner's command line (the shared table options)."""
+    return table_parser(__doc__, PAPER["tables"])
+
+
 def main() -> None:
-    parser = table_parser(__doc__, PAPER["tables"])
+    parser = build_parser()
     args = parser.parse_args()
     raw = {"rc15": args.raw_rc15, "retailrocket": args.raw_retailrocket}
     results: dict[str, list[dict[str, Any]]] = {}

@@ -9,6 +9,7 @@ import pytest
 from rlrec.config import build_config
 from rlrec.data.prepare import PrepareConfig
 from rlrec.data.synthetic import SynthConfig
+from rlrec.demo import CONFIGS as DEMO_CONFIGS
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "data"
 
@@ -22,7 +23,10 @@ def test_shipped_data_config_is_valid(path: Path) -> None:
         assert cfg.split.ratios == (0.8, 0.1, 0.1)
 
 
-TRAIN_CONFIGS = sorted(p for p in (CONFIGS.parent).glob("*/*.yaml") if p.parent.name != "data")
+TRAIN_CONFIGS = sorted(
+    [p for p in (CONFIGS.parent).glob("*/*.yaml") if p.parent.name != "data"]
+    + list(DEMO_CONFIGS.glob("*.yaml"))
+)
 
 
 @pytest.mark.parametrize("path", TRAIN_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")

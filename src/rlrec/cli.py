@@ -1,7 +1,7 @@
 """The ``rlrec`` command line (typer).
 
 ``data synth|prepare|stats``, ``train``, ``evaluate``, ``recommend``, ``serve``, ``export``,
-``compare``, ``sweep``, ``report`` and ``sim prepare|train-urm|train|evaluate``. User errors (:class:`rlrec.errors.RlrecError`) print one line and exit 2.
+``compare``, ``sweep``, ``report``, ``demo`` and ``sim prepare|train-urm|train|evaluate``. User errors (:class:`rlrec.errors.RlrecError`) print one line and exit 2.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from rlrec.cli_common import (
     stages,
 )
 from rlrec.config import build_config
+from rlrec.demo import demo_command
 from rlrec.errors import RlrecError
 from rlrec.fsutil import read_json
 from rlrec.serve.export import export_command
@@ -48,6 +49,27 @@ app = new_app("Reinforcement-learning recommender systems: data, training, evalu
 data_app = typer.Typer(help="Prepare raw logs and synthetic data.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(sim_app, name="sim")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(f"rlrec {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print rlrec's version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """The root's own options (``--version``); its help text is the app's."""
 
 
 @data_app.command("synth")
@@ -347,7 +369,9 @@ def recommend(
         bool,
         typer.Option("--exclude-history", help="Never recommend items already in the history."),
     ] = False,
-    checkpoint: Annotated[str, typer.Option("--checkpoint")] = "best",
+    checkpoint: Annotated[
+        str, typer.Option("--checkpoint", help="best, latest or a checkpoint directory")
+    ] = "best",
     index: IndexOpt = "auto",
     index_threshold: IndexThresholdOpt = 100_000,
     overwrite: OverwriteOpt = False,
@@ -420,6 +444,7 @@ def recommend(
 
 app.command("serve")(serve_command)
 app.command("export")(export_command)
+app.command("demo")(demo_command)
 
 
 def _logged_session(run_dir: Path, session: str) -> tuple[str, Any]:
@@ -577,10 +602,10 @@ def report(
     path, notes = write_report(
         runs,
         out_dir,
-        protocol=protocol,
+        protocol=protocol,  # type: ignore[arg-type]  # checked against PROTOCOLS above
         top_k=top_k,
         plots=plots,
-        overwrite=overwrite,  # type: ignore[arg-type]
+        overwrite=overwrite,
     )
     out.print((path / "report.md").read_text(), markup=False)
     for note in notes:

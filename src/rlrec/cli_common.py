@@ -91,7 +91,7 @@ def source_section(source: str, raw: Path | None) -> dict[str, Any]:
 @contextmanager
 def stages(title: str) -> Iterator[Any]:
     """A spinner naming the current stage; each finished stage is printed with its duration."""
-    state = {"name": None, "t": time.perf_counter()}
+    state: dict[str, Any] = {"name": None, "t": time.perf_counter()}
 
     with err.status(Text(title)) as status:
 

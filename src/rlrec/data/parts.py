@@ -74,8 +74,8 @@ class EventParts:
         for i, part in enumerate(self):
             new = change(i, part)
             height += new.height
-            if isinstance(self._parts[i], Path):
-                new.write_parquet(self._parts[i])
+            if isinstance(path := self._parts[i], Path):
+                new.write_parquet(path)
             else:
                 self._parts[i] = new
         self.height = height
@@ -179,11 +179,12 @@ def select_sessions(
     the whole log at once, which a seeded sample of sessions needs.
     """
     stats = [source.session_stats(part) for part in parts]
-    if any(s is None for s in stats):
+    present = [s for s in stats if s is not None]
+    if len(present) < len(stats):
         return [None] * len(stats)
-    sizes = [s.height for s in stats]  # type: ignore[union-attr]
-    table = pl.concat(stats, how="vertical")  # type: ignore[arg-type]
-    del stats
+    sizes = [s.height for s in present]
+    table = pl.concat(present, how="vertical")
+    del stats, present
     keep = source.choose_sessions(table, seed)
     ids = table.get_column(SESSION)
     out: list[pl.Series | None] = []

@@ -37,7 +37,7 @@ class CCQLConfig(COConfig, NegativeSampling):
     ``lr_phase2`` 0.01, switch 50,000, ``ts2vec_legacy``.
     """
 
-    kind: Literal["ccql"] = "ccql"
+    kind: Literal["ccql"] = "ccql"  # type: ignore[assignment]  # the union's tag
     lr: float = Field(0.005, gt=0.0, description="Adam learning rate of the first phase")
     warmup_steps: int = Field(15_000, ge=0)
     lr_phase2: float | None = Field(0.001, gt=0.0)

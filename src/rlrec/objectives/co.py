@@ -109,7 +109,7 @@ class COConfig(SACConfig):
     rlrec's default contrastive setting is NT-Xent on a reorder of the real items.
     """
 
-    kind: Literal["co"] = "co"
+    kind: Literal["co"] = "co"  # type: ignore[assignment]  # the union's tag
     warmup_steps: int = Field(30_000, ge=0)
     contrastive: ContrastiveConfig = ContrastiveConfig()
 

@@ -65,6 +65,10 @@ STORAGE = {  # field → storage dtype (ids as int32: half the memory of int64)
 class ReplayBuffer(nn.Module):
     """A ring of ``capacity`` transitions (see the module docstring)."""
 
+    history: torch.Tensor  # (capacity, history), like every field of Batch: a registered buffer
+    ptr: torch.Tensor  # () int64: the next slot to write
+    size: torch.Tensor  # () int64: how many slots are filled
+
     def __init__(
         self,
         capacity: int,

@@ -34,7 +34,7 @@ class DroppedAttention(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: FunctionCtx,
         q: torch.Tensor,
         k: torch.Tensor,
@@ -49,7 +49,7 @@ class DroppedAttention(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(  # type: ignore[override]
+    def backward(
         ctx: FunctionCtx, g: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, None, None]:
         q, k, v, w, w_dropped, m = ctx.saved_tensors  # type: ignore[attr-defined]

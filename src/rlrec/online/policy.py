@@ -16,7 +16,7 @@ K items drawn without replacement from ``softmax(score)`` (Gumbel top-K, draw or
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from pydantic import Field, model_validator
@@ -94,6 +94,8 @@ class HyperActor(nn.Module):
     ``user_dim``: ``d_u``.
     """
 
+    item_x: torch.Tensor  # (N+1, d_i), a non-persistent buffer
+
     def __init__(self, cfg: PolicyConfig, item_x: torch.Tensor, user_dim: int) -> None:
         super().__init__()
         self.cfg = cfg
@@ -140,7 +142,8 @@ class HyperActor(nn.Module):
         *first, last = self.layers
         for layer in first:
             x = layer(x, bias)
-        s = last.forward_last(x, bias)  # only the last position is the state
+        # only the last position is the state
+        s = cast(TransformerLayer, last).forward_last(x, bias)
         return s, self.head(s)
 
 

@@ -162,7 +162,7 @@ def serve_command(
         port=port,
         log_level="warning",
         access_log=False,
-        timeout_graceful_shutdown=graceful_timeout,
+        timeout_graceful_shutdown=graceful_timeout,  # type: ignore[arg-type]  # seconds, a float
         lifespan="on",
     )
     server = uvicorn.Server(config)

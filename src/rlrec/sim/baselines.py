@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -89,7 +90,10 @@ class _Logistic(torch.nn.Module):
 
     def penalty(self) -> torch.Tensor:
         """``Σ θ²`` over the user and item parameters."""
-        return sum(p.square().sum() for name, p in self.named_parameters() if name != "bias")
+        return cast(
+            torch.Tensor,
+            sum(p.square().sum() for name, p in self.named_parameters() if name != "bias"),
+        )
 
 
 def fit_logistic(

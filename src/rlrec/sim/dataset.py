@@ -14,9 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
+import numpy.typing as npt
 import polars as pl
 import torch
 
@@ -89,9 +90,9 @@ def response_counts(records: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _fixed(lists: pl.Series, dtype: np.dtype) -> np.ndarray:
+def _fixed(lists: pl.Series, dtype: npt.DTypeLike) -> np.ndarray:
     """A column of equal-length lists as an ``(R, K)`` array."""
-    k = int(lists.list.len().max()) if len(lists) else 0
+    k = int(cast(int, lists.list.len().max())) if len(lists) else 0
     return lists.explode(empty_as_null=False).to_numpy().astype(dtype).reshape(len(lists), k)
 
 

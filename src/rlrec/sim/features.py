@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 import polars as pl
@@ -69,7 +70,7 @@ def features_matrix(table: pl.DataFrame) -> np.ndarray:
     if table.height == 0:
         return np.zeros((0, 0), dtype=np.float32)
     dim = col.list.len().max()
-    return col.explode().to_numpy().astype(np.float32).reshape(table.height, int(dim))
+    return col.explode().to_numpy().astype(np.float32).reshape(table.height, int(cast(int, dim)))
 
 
 def catalogue_hash(items: pl.DataFrame) -> str:

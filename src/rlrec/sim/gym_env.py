@@ -70,7 +70,7 @@ def _numpy_obs(obs: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
 class ListRecVectorEnv(VectorEnv):
     """``num_envs`` users in one batched torch simulator."""
 
-    metadata: ClassVar[dict[str, Any]] = {
+    metadata: ClassVar[dict[str, Any]] = {  # type: ignore[misc]  # an instance field in gymnasium
         "autoreset_mode": AutoresetMode.SAME_STEP,
         "render_modes": [],
     }
@@ -154,7 +154,7 @@ class ListRecEnv(gym.Env):
     users equals ``N`` of these seeded ``s, s+1, ..., s+N-1``.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}  # type: ignore[misc]
 
     def __init__(
         self,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -137,7 +137,7 @@ def _with_counts(items: pl.DataFrame, records: pl.DataFrame) -> pl.DataFrame:
 
 def _counts(records: pl.DataFrame) -> dict[str, Any]:
     n = records.height
-    k = int(records.get_column(EXPOSURE).list.len().max()) if n else 0
+    k = int(cast(int, records.get_column(EXPOSURE).list.len().max())) if n else 0
     positives = int(records.get_column(LABELS).list.sum().sum()) if n else 0
     return {
         "records": n,

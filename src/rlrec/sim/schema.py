@@ -37,7 +37,7 @@ RAW = "raw_id"
 FEATURES = "features"
 
 RECORD_COLUMNS = (USER, SEQ, TIME, HISTORY, EXPOSURE, LABELS)
-RECORD_SCHEMA = {
+RECORD_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
     USER: pl.Int64,
     SEQ: pl.Int32,
     TIME: pl.Int64,

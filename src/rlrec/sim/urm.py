@@ -84,6 +84,8 @@ class Attention(nn.Module):
 class URM(nn.Module):
     """The user-response model; ``forward`` returns slate logits ``(B, K)``."""
 
+    prior_rate: torch.Tensor  # () the training positive rate, a buffer when cfg.engagement is on
+
     def __init__(
         self, cfg: URMConfig, user_dim: int, item_dim: int, n_items: int = 0, n_users: int = 0
     ) -> None:

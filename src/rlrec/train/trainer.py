@@ -106,7 +106,7 @@ def build_network(cfg: TrainConfig, n_items: int, state_size: int) -> QNetwork:
     return net
 
 
-def sparse_parameters(net: QNetwork) -> list[torch.nn.Parameter]:
+def sparse_parameters(net: QNetwork) -> list[torch.Tensor]:
     """The parameters whose gradients are row-sparse under ``train.sparse_items``: the item
     embedding, and the weights of the heads read only at a step's rows."""
     params = [net.encoder.item_emb.weight] if net.encoder.item_emb.sparse else []
@@ -137,7 +137,7 @@ def clip_grad_norm(params: Iterable[torch.nn.Parameter], max_norm: float) -> tor
     2-norm (a sparse gradient's repeated rows summed first), all scaled by ``max_norm / norm``
     when it is larger; returns the norm before clipping."""
     params = [p for p in params if p.grad is not None]
-    grads = [p.grad for p in params]
+    grads = [g for p in params if (g := p.grad) is not None]
     if not any(g.is_sparse for g in grads):
         return torch.nn.utils.clip_grad_norm_(params, max_norm)
     norms = [(g.coalesce().values() if g.is_sparse else g).norm() for g in grads]
@@ -299,7 +299,9 @@ class Trainer:
             params = [p for p in self.nets[net].parameters() if all(p is not q for q in sparse)]
             # foreach: the same arithmetic as torch's per-parameter loop (bit for bit), in fewer
             # kernel calls; fused: one kernel, different rounding (train.fused_adam)
-            kernel = {"fused": True} if self.cfg.train.fused_adam else {"foreach": True}
+            kernel: dict[str, Any] = (
+                {"fused": True} if self.cfg.train.fused_adam else {"foreach": True}
+            )
             self.optimizers[name] = torch.optim.Adam(params, lr=lr, **kernel)
             if sparse:  # lazy Adam: only the rows a step touched move (docs/offline.md)
                 self.optimizers[f"{name}.sparse"] = LazyAdam(
@@ -394,7 +396,10 @@ class Trainer:
         full = None
         if world.size > 1 or (obj.n_negatives and exclude_history):
             full = self.train_data.batch(global_pos)
-        shard = None if world.size == 1 else BatchShard(full, start, stop, world.rank, world.size)
+        shard = None
+        if world.size > 1:
+            assert full is not None  # fetched above whenever the batch is sharded
+            shard = BatchShard(full, start, stop, world.rank, world.size)
         negatives = None
         if obj.n_negatives or obj.ce_negatives:
             actions = self.train_data.items[global_pos]  # the global batch's logged actions
@@ -630,7 +635,7 @@ class Trainer:
 
     def _evaluate_top(self) -> list[dict[str, Any]]:
         """Test metrics of every kept checkpoint, best validation score first."""
-        entries = []
+        entries: list[dict[str, Any]] = []
         by_step = {int(h["step"]): h for h in self.history}
         for path in sorted((self.run_dir / TOP).glob("step_*")):
             model, _, _ = load_checkpoint(path)

@@ -62,6 +62,7 @@ class Encoder(nn.Module):
     """Base class: maps item-id histories to a state vector of size ``out_dim``."""
 
     out_dim: int
+    item_emb: nn.Embedding  # (n_embeddings, d), set by every encoder
 
     def __init__(
         self, n_items: int, state_size: int, cfg: EncoderConfig, *, mask_token: bool = False

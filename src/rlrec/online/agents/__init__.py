@@ -29,7 +29,7 @@ AGENT_CONFIGS = (
 )
 AgentSpec = tagged_union(AGENT_CONFIGS)
 AGENT_KINDS = union_kinds(AGENT_CONFIGS)
-CONFIG_OF = dict(zip(AGENT_KINDS, AGENT_CONFIGS, strict=True))
+CONFIG_OF: dict[str, type[AgentConfig]] = dict(zip(AGENT_KINDS, AGENT_CONFIGS, strict=True))
 
 __all__ = [
     "A2C",

@@ -16,7 +16,7 @@ import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -143,7 +143,10 @@ def adam(params: Iterator[nn.Parameter], lr: float, decay: float) -> torch.optim
         return torch.optim.Adam(group, lr=lr, weight_decay=decay, foreach=True)
 
 
-def frozen_copy(module: nn.Module) -> nn.Module:
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
+
+
+def frozen_copy(module: ModuleT) -> ModuleT:
     """A target network: a deep copy without gradients."""
     target = copy.deepcopy(module)
     target.requires_grad_(False)
@@ -279,7 +282,7 @@ class TDAgent(Agent):
         self.nets["actor_target"] = self.actor_target
         self.targets: list[tuple[nn.Module, nn.Module]] = [(self.actor_target, self.actor)]
 
-    def add_target(self, name: str, net: nn.Module) -> nn.Module:
+    def add_target(self, name: str, net: ModuleT) -> ModuleT:
         """Register ``net`` and a Polyak-averaged copy of it (returned)."""
         target = frozen_copy(net)
         self.nets[name], self.nets[f"{name}_target"] = net, target

@@ -71,12 +71,12 @@ class TD3(TDAgent):
             if "actor" in self.optimizers:
                 phi = self.actor.kernel_table()
                 s, z = self.encode(self.actor, batch.user, batch.history, phi)
-                q = (
+                value = (
                     self.min_q(self.critics, s, z)
                     if cfg.actor_objective == "min"
                     else self.critics[0](s, z)
                 )
-                loss = -q.mean()
+                loss = -value.mean()
                 self.step(self.optimizers["actor"], loss)
                 logs["actor_loss"] = loss.detach()
             self.soft_update()

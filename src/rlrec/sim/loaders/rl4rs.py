@@ -113,7 +113,7 @@ class RL4RSListSource(ListSourceConfig):
         user_of = dict(
             zip(users.get_column(RAW).to_list(), users.get_column(USER).to_list(), strict=True)
         )
-        first = {}
+        first: dict[Any, int] = {}
         for row, s in enumerate(sessions.to_list()):
             first.setdefault(s, row)
         user_x = np.log1p(np.stack([portrait[first[s]] for s in users.get_column(RAW).to_list()]))
@@ -146,7 +146,7 @@ def _line(row: int) -> int:
 def _int_lists(
     path: Path, df: pl.DataFrame, col: str, allow_empty: bool = False
 ) -> list[list[int]]:
-    out = []
+    out: list[list[int]] = []
     for row, text in enumerate(df.get_column(col).to_list()):
         text = (text or "").strip()
         if text == "":
