@@ -397,7 +397,9 @@ def recommend(
         table = Table(title=Text(f"top {k} for history {history}"))
         for col in ("rank", "item_id", "score"):
             table.add_column(col, justify="right")
-        recs = rec.recommend([rec.parse_ids(history)], k, exclude_history)[0]
+        lists = rec.recommend([rec.parse_ids(history)], k, exclude_history)
+        assert isinstance(lists, list)
+        recs = lists[0]
         for rank, (item, score) in enumerate(recs, 1):
             table.add_row(str(rank), str(item), f"{score:.4f}")
         out.print(table)
@@ -428,6 +430,7 @@ def recommend(
         )
     }
     frame = rec.recommend(histories, k, exclude_history, as_frame=True)
+    assert isinstance(frame, pl.DataFrame)
     short = int((frame.group_by("session").len().get_column("len") < k).sum())
     short += len(histories) - frame.get_column("session").n_unique()  # sessions with no item left
     if short:

@@ -191,13 +191,15 @@ def evaluate(
                 tr.items, start, pos, tr.state_size, tr.pad_id, tr.padding
             )
             target = tr.items[lo : lo + step]
-            scores = h = None
+            scores: torch.Tensor | None = None
+            h: torch.Tensor | None = None
+            weight: torch.Tensor | None = None
+            bias: torch.Tensor | None = None
             if isinstance(score_fn, LinearScores):
                 h = score_fn.encode(state, len_state)
                 weight, bias = score_fn.weight, score_fn.bias
             else:
                 scores = score_fn(state, len_state)
-                weight = bias = None
                 if scores.shape != (len(pos), n_items):
                     raise ValueError(
                         f"score_fn returned shape {tuple(scores.shape)}, "
@@ -209,8 +211,10 @@ def evaluate(
                 sampled = candidate_scores(scores, h, weight, bias, candidates)
                 greater, tied = target_rank_stats(sampled, torch.zeros_like(target))
             elif h is not None:
+                assert weight is not None
                 greater, tied = linear_rank_stats(h, weight, bias, target, chunk, bound)
             else:
+                assert scores is not None
                 greater, tied = target_rank_stats(scores, target)
             acc.update(
                 greater + 1,
@@ -222,9 +226,11 @@ def evaluate(
             )
             if lists is not None:
                 if h is not None:  # wide chunks: topk gains nothing from a cache-sized buffer
+                    assert weight is not None
                     wide = max(chunk, cfg.max_score_elements // len(h))
                     top = linear_ranked_top(h, weight, bias, lists.k_max, wide)
                 else:
+                    assert scores is not None
                     top = ranked_top(torch.nan_to_num(scores, nan=-torch.inf), lists.k_max)[1]
                 lists.update(top)
     return acc.compute() | (lists.compute() if lists is not None else {})

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 
@@ -54,7 +55,7 @@ class LazyAdam(torch.optim.Optimizer):
         self.moment_dtype = moment_dtype
         self.seed = seed
 
-    def load_state_dict(self, state_dict: dict) -> None:  # type: ignore[override]
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """torch's loading, then the moments back in ``moment_dtype`` (torch casts optimiser
         state to its parameter's dtype)."""
         super().load_state_dict(state_dict)
