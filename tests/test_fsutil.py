@@ -24,10 +24,29 @@ def test_exception_inside_leaves_old_output_untouched(tmp_path: Path) -> None:
 def test_refuses_existing_without_overwrite(tmp_path: Path) -> None:
     (tmp_path / "out").mkdir()
     with (
-        pytest.raises(OutputExistsError, match="pass --overwrite"),
+        pytest.raises(OutputExistsError, match=r"call with overwrite=True to replace it"),
         atomic_directory(tmp_path / "out"),
     ):
         pass
+
+
+def test_messages_fit_the_caller(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """Python callers are told the argument, command-line users the flag."""
+    from rlrec.data.loaders.synthetic import SyntheticSource
+    from rlrec.data.prepare import PrepareConfig, prepare
+    from rlrec.data.synthetic import SynthConfig, write_synthetic
+    from rlrec.errors import RlrecError
+
+    raw = tmp_path / "raw"
+    write_synthetic(SynthConfig(n_sessions=200, n_items=30), raw)
+    prepare(PrepareConfig(source=SyntheticSource(path=raw)), tmp_path / "data")
+    with pytest.raises(RlrecError, match="call with overwrite=True") as exc:
+        prepare(PrepareConfig(source=SyntheticSource(path=raw)), tmp_path / "data")
+    assert "--" not in str(exc.value)
+    again = cli("data", "prepare", "synthetic", "--raw", raw, "--out", tmp_path / "data")
+    assert again.code == 2 and "pass --overwrite to replace it" in again.err
+    with pytest.raises(RlrecError, match="call with overwrite=True"):  # after the CLI: Python again
+        prepare(PrepareConfig(source=SyntheticSource(path=raw)), tmp_path / "data")
 
 
 def test_json_is_deterministic(tmp_path: Path) -> None:

@@ -23,8 +23,10 @@ def _single_thread():
 
 
 @pytest.fixture
-def sim_cli(capsys: pytest.CaptureFixture[str]):
-    """Run ``rlrec sim ARGS...`` as the root CLI would: RlrecError → one line, exit 2."""
+def sim_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
+    """Run ``rlrec sim ARGS...`` as the root CLI would: RlrecError → one line, exit 2, messages
+    that name --flags."""
+    monkeypatch.setattr("rlrec.errors.CALLER", "cli")
     root = typer.Typer(pretty_exceptions_enable=False, add_completion=False)
     root.add_typer(sim_app, name="sim")
 

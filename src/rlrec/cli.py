@@ -20,7 +20,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from rlrec import __version__
+from rlrec import __version__, errors
 from rlrec.cli_common import (
     ConfigOpt,
     IndexOpt,
@@ -681,6 +681,7 @@ def main() -> None:
     such as a full disk, a read-only or missing directory) prints one line and exits 2; an
     interrupt exits 130; anything else is a bug in rlrec and shows its traceback (exit 1).
     """
+    errors.CALLER = "cli"  # messages name --flags, not Python arguments
     try:
         app()
     except RlrecError as exc:
@@ -694,6 +695,8 @@ def main() -> None:
         traceback.print_exc()
         err.print(Text(REPORT_BUG.format(version=__version__), style="bold"))
         sys.exit(1)
+    finally:
+        errors.CALLER = "python"
 
 
 def _fail(message: str) -> None:

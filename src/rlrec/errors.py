@@ -9,6 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# Who is calling: the command line (rlrec.cli.main sets "cli" while it runs) or Python code.
+CALLER = "python"
+
+
+def option_hint(name: str, value: str = "True") -> str:
+    """How this caller sets the option ``name``: ``--name`` on the command line, ``name=True``
+    from Python (a message that tells a notebook user to "pass --overwrite" does not help)."""
+    return f"--{name.replace('_', '-')}" if CALLER == "cli" else f"{name}={value}"
+
 
 class RlrecError(Exception):
     """An error caused by the user's input, reported without a traceback."""
@@ -21,7 +30,8 @@ class ConfigError(RlrecError):
 class OutputExistsError(RlrecError):
     """The output path exists and overwriting was not requested."""
 
-    def __init__(self, path: Path, flag: str = "--overwrite") -> None:
+    def __init__(self, path: Path, flag: str | None = None) -> None:
+        flag = flag or option_hint("overwrite")
         hint = f"pass {flag}" if flag.startswith("-") else f"call with {flag}"
         super().__init__(f"{path}: output already exists; {hint} to replace it")
 

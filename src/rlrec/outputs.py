@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from rlrec import __version__
-from rlrec.errors import OutputExistsError, RlrecError
+from rlrec.errors import OutputExistsError, RlrecError, option_hint
 
 MARKER = ".rlrec-output.json"
 KINDS = (
@@ -142,7 +142,7 @@ def check_output(
     *,
     overwrite: bool,
     inputs: Sequence[Path | str | None] = (),
-    flag: str = "--overwrite",
+    flag: str | None = None,
 ) -> None:
     """Refuse ``out`` as the output directory of ``kind`` unless it is new, empty, or (with
     ``overwrite``) an rlrec output of the same kind. Cheap: call it before any expensive work."""
@@ -162,6 +162,7 @@ def check_output(
     found = marker_kind(out)
     if not overwrite:
         raise OutputExistsError(out, flag)
+    flag = flag or option_hint("overwrite")
     if found is None:
         raise RlrecError(
             f"{out}: not a directory rlrec made (no {MARKER}); {flag} replaces only rlrec's own "
@@ -178,7 +179,7 @@ def check_output_file(
     *,
     overwrite: bool,
     inputs: Sequence[Path | str | None] = (),
-    flag: str = "--overwrite",
+    flag: str | None = None,
 ) -> None:
     """Refuse ``path`` as a single-file output: a directory, one of the inputs, or an existing file
     without ``overwrite``."""
@@ -355,7 +356,7 @@ def new_output(
     *,
     overwrite: bool = False,
     inputs: Sequence[Path | str | None] = (),
-    flag: str = "--overwrite",
+    flag: str | None = None,
 ) -> Iterator[Path]:
     """Claim the output directory ``out`` of ``kind`` and yield a marked temporary directory to
     write it in; on success the temporary replaces ``out``, on any failure it is removed and ``out``
@@ -454,12 +455,15 @@ class RunClaim:
         self._lock: OutputLock | None = None
         self._tmp: Path | None = None
         if resume and overwrite:
-            raise RlrecError("give at most one of --resume and --overwrite")
+            raise RlrecError(
+                f"give at most one of {option_hint('resume')} and {option_hint('overwrite')}"
+            )
         saved = self.out / config_name
         if resume:
             if not saved.is_file():
                 raise RlrecError(
-                    f"{self.out}: nothing to resume (no {config_name}); start without --resume"
+                    f"{self.out}: nothing to resume (no {config_name}); "
+                    f"start without {option_hint('resume')}"
                 )
             try:
                 same = saved.read_text() == config_text
@@ -474,8 +478,8 @@ class RunClaim:
                 check_output(self.out, kind, overwrite=overwrite, inputs=inputs)
             except OutputExistsError:
                 raise RlrecError(
-                    f"{self.out}: run directory already exists; pass --resume to continue it "
-                    "or --overwrite to start over"
+                    f"{self.out}: run directory already exists; pass {option_hint('resume')} to "
+                    f"continue it or {option_hint('overwrite')} to start over"
                 ) from None
         if not lock:
             return
