@@ -249,7 +249,8 @@ def test_cli_train_and_evaluate(cli, world: tuple[Path, Path], tmp_path: Path) -
     assert (
         f"wrote {tmp_path / 'run'}: 20 iterations" in r.out and "eval (best): total reward" in r.out
     )
-    assert "iteration 20/20: validation total reward" in r.err
+    # not a terminal: plain progress lines, the last with the validation value
+    assert "td3 iteration 20/20 (100%)" in r.err and "val total_reward_mean" in r.err
     assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["agent"]["kind"] == "td3"
 
     out = tmp_path / "eval" / "m.json"
