@@ -12,6 +12,7 @@ import importlib
 import importlib.util
 import json
 import math
+import os
 import re
 import time
 from pathlib import Path
@@ -146,15 +147,20 @@ class TensorBoardTracker(TrackerAdapter):
 
 
 def mlflow_key(name: str) -> str:
-    """A metric/param name MLflow accepts (letters, digits, ``_-. /:``): ``@`` becomes ``_at_``
-    (``ndcg_purchase@10`` → ``ndcg_purchase_at_10``), anything else ``_``."""
-    return re.sub(r"[^\w.\- /:]", "_", name.replace("@", "_at_"))
+    """A metric/param name MLflow accepts (letters, digits, ``_-. :``; ``/`` separates the kind):
+    ``@`` becomes ``_at_``, ``/`` ``.`` (a file store makes ``a/b`` a directory, and ``hr@5`` and
+    ``hr@5/nonempty`` would collide), anything else ``_``: ``ndcg_purchase@10/nonempty`` →
+    ``ndcg_purchase_at_10.nonempty``."""
+    return re.sub(r"[^\w.\- :]", "_", name.replace("@", "_at_").replace("/", "."))
 
 
 class MLflowTracker(TrackerAdapter):
-    """Metrics ``<kind>/<key>`` and the flattened config as params of one MLflow run.
+    """Metrics ``<kind>/<key>`` (key: :func:`mlflow_key`) and the flattened config as params of one
+    MLflow run.
 
-    Through :class:`mlflow.tracking.MlflowClient` (no global "active run"): ``run_id`` reattaches
+    Through :class:`mlflow.tracking.MlflowClient` (no global "active run"). A ``file:`` URI is
+    MLflow's file store, which MLflow 3 keeps only behind ``MLFLOW_ALLOW_FILE_STORE``: rlrec sets
+    it to ``true`` unless it is set already. ``run_id`` reattaches
     a resumed run; params cannot change in MLflow, so a value changed on resume (an extended
     budget) is set as the tag ``resumed.<key>``.
     """
@@ -162,6 +168,9 @@ class MLflowTracker(TrackerAdapter):
     def __init__(self, uri: str, experiment: str, run_name: str, run_id: str | None) -> None:
         _require("mlflow")
         from mlflow.tracking import MlflowClient
+
+        if uri.startswith("file:"):  # MLflow 3 refuses its file store unless opted in
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
 
         self.client = MlflowClient(tracking_uri=uri)
         if run_id is None:
@@ -194,7 +203,7 @@ class MLflowTracker(TrackerAdapter):
 
         now = int(time.time() * 1000)
         metrics = [
-            Metric(mlflow_key(f"{kind}/{k}"), v, now, step) for k, v in _scalars(values).items()
+            Metric(f"{kind}/{mlflow_key(k)}", v, now, step) for k, v in _scalars(values).items()
         ]
         for i in range(0, len(metrics), MLFLOW_BATCH):
             self.client.log_batch(self.run_id, metrics=metrics[i : i + MLFLOW_BATCH])
@@ -218,6 +227,8 @@ class WandbTracker(TrackerAdapter):
             id=run_id,
             resume="allow" if run_id else None,
             reinit="create_new",
+            # the progress display stays rlrec's: W&B neither captures nor prints to the console
+            settings=wandb.Settings(console="off", quiet=True),
         )
         self.run_id: str = self.run.id
 
