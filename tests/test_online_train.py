@@ -142,6 +142,46 @@ def test_resume_ends_where_an_uninterrupted_run_ends(
     assert records("full") == records("cut")
 
 
+def test_more_iterations_continue_a_finished_run_exactly(
+    world: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """20 iterations, then ``--resume`` with ``train.iterations`` 40, equals 40 at once (the first
+    end is a validation step anyway); the grown budget is recorded, a smaller one refused."""
+    data, urm = world
+    OnlineTrainer(run_config(data, tmp_path / "full", urm, seed=3)).fit()
+    OnlineTrainer(run_config(data, tmp_path / "ext", urm, seed=3, train={"iterations": 20})).fit()
+    OnlineTrainer(run_config(data, tmp_path / "ext", urm, seed=3), resume=True).fit()
+
+    a = load_file(str(tmp_path / "full" / "last" / "model.safetensors"))
+    b = load_file(str(tmp_path / "ext" / "last" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    sa = json.loads((tmp_path / "full" / "summary.json").read_text())
+    sb = json.loads((tmp_path / "ext" / "summary.json").read_text())
+    assert sa["eval"] == sb["eval"] and sa["best_step"] == sb["best_step"]
+    assert sb["iterations"] == 40
+
+    def records(run: str) -> list[dict]:
+        lines = (tmp_path / run / "metrics.jsonl").read_text().splitlines()
+        return [
+            {k: v for k, v in json.loads(ln).items() if k != "iterations_per_s"} for ln in lines
+        ]
+
+    assert records("full") == records("ext")
+    meta = json.loads((tmp_path / "ext" / "run.json").read_text())
+    assert meta["budget_history"] == [
+        {
+            "resumed_at_step": 20,
+            "old": {"train.iterations": 20},
+            "new": {"train.iterations": 40},
+            "old_total": 20,
+            "new_total": 40,
+        }
+    ]
+    shorter = run_config(data, tmp_path / "ext", urm, seed=3, train={"iterations": 30})
+    with pytest.raises(ConfigError, match="fewer than the 40"):
+        OnlineTrainer(shorter, resume=True)
+
+
 def test_offline_sl_reads_only_train_records(world: tuple[Path, Path], tmp_path: Path) -> None:
     data, urm = world
     cfg = run_config(data, tmp_path / "off", urm, agent={"kind": "offline_sl"})
