@@ -19,7 +19,7 @@ PROGRESS_KEYS = ("progress", "progress_every")  # presentation only: free to cha
 
 
 class ReportingOptions(StrictModel):
-    """Trackers and progress of a training loop (docs/offline.md, Tracking and progress).
+    """Trackers and progress of a training loop (docs/offline.md, Progress and tracking).
 
     ``trackers`` lists where metrics go besides the run directory's own files (``files``:
     ``metrics.jsonl`` and one CSV per kind, always written — reports and ``--resume`` read them):
