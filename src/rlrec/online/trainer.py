@@ -231,6 +231,8 @@ class OnlineTrainer:
             per_step=(cfg.num_envs, "transitions"),
         )
         self.progress.start(self.step, cfg.iterations)
+        if self.history:  # a resumed run shows its latest validation from the start
+            self.progress.record("val", int(self.history[-1]["step"]), self.history[-1])
         try:
             obs = self._start() if self.step == 0 else self.sim.observation()
             t0, step0 = time.perf_counter(), self.step  # the rate leaves out the prefill

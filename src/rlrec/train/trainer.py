@@ -345,6 +345,8 @@ class Trainer:
             per_step=(cfg.batch_size, "transitions"),
         )
         self.progress.start(self.step, self.total_steps)
+        if self.history:  # a resumed run shows its latest validation from the start
+            self.progress.record("val", int(self.history[-1]["step"]), self.history[-1])
         try:
             while self.step < self.total_steps and not stop:
                 epoch, index = divmod(self.step, self.steps_per_epoch)
