@@ -103,6 +103,12 @@ def test_episode_metrics_hand_computed() -> None:
     assert m["positive_rate"] == pytest.approx((15 / 16 + 0.2) / 1.2)
 
 
+def records(run: Path) -> list[dict]:
+    """A run's logged records without the wall-clock rate."""
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(ln).items() if k != "iterations_per_s"} for ln in lines]
+
+
 @pytest.mark.parametrize("kind", ["hac", "offline_sl"])
 def test_resume_ends_where_an_uninterrupted_run_ends(
     kind: str, world: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -133,13 +139,41 @@ def test_resume_ends_where_an_uninterrupted_run_ends(
     sb = json.loads((tmp_path / "cut" / "summary.json").read_text())
     assert sa["eval"] == sb["eval"] and sa["best_step"] == sb["best_step"]
 
-    def records(run: str) -> list[dict]:
-        lines = (tmp_path / run / "metrics.jsonl").read_text().splitlines()
-        return [
-            {k: v for k, v in json.loads(ln).items() if k != "iterations_per_s"} for ln in lines
-        ]
+    assert records(tmp_path / "full") == records(tmp_path / "cut")
 
-    assert records("full") == records("cut")
+
+def test_more_iterations_continue_a_finished_run_exactly(
+    world: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """20 iterations, then ``--resume`` with ``train.iterations`` 40, equals 40 at once (the first
+    end is a validation step anyway); the grown budget is recorded, a smaller one refused."""
+    data, urm = world
+    OnlineTrainer(run_config(data, tmp_path / "full", urm, seed=3)).fit()
+    OnlineTrainer(run_config(data, tmp_path / "ext", urm, seed=3, train={"iterations": 20})).fit()
+    OnlineTrainer(run_config(data, tmp_path / "ext", urm, seed=3), resume=True).fit()
+
+    a = load_file(str(tmp_path / "full" / "last" / "model.safetensors"))
+    b = load_file(str(tmp_path / "ext" / "last" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    sa = json.loads((tmp_path / "full" / "summary.json").read_text())
+    sb = json.loads((tmp_path / "ext" / "summary.json").read_text())
+    assert sa["eval"] == sb["eval"] and sa["best_step"] == sb["best_step"]
+    assert sb["iterations"] == 40
+
+    assert records(tmp_path / "full") == records(tmp_path / "ext")
+    meta = json.loads((tmp_path / "ext" / "run.json").read_text())
+    assert meta["budget_history"] == [
+        {
+            "resumed_at_step": 20,
+            "old": {"train.iterations": 20},
+            "new": {"train.iterations": 40},
+            "old_total": 20,
+            "new_total": 40,
+        }
+    ]
+    shorter = run_config(data, tmp_path / "ext", urm, seed=3, train={"iterations": 30})
+    with pytest.raises(ConfigError, match="fewer than the 40"):
+        OnlineTrainer(shorter, resume=True)
 
 
 def test_offline_sl_reads_only_train_records(world: tuple[Path, Path], tmp_path: Path) -> None:
@@ -249,7 +283,8 @@ def test_cli_train_and_evaluate(cli, world: tuple[Path, Path], tmp_path: Path) -
     assert (
         f"wrote {tmp_path / 'run'}: 20 iterations" in r.out and "eval (best): total reward" in r.out
     )
-    assert "iteration 20/20: validation total reward" in r.err
+    # not a terminal: plain progress lines, the last with the validation value
+    assert "td3 iteration 20/20 (100%)" in r.err and "val total_reward_mean" in r.err
     assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["agent"]["kind"] == "td3"
 
     out = tmp_path / "eval" / "m.json"

@@ -195,50 +195,16 @@ def train(
     ] = False,
     overwrite: OverwriteOpt = False,
 ) -> None:
-    """Train an offline objective on a prepared dataset (config: data, out, encoder, objective, train, eval)."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
+    """Train an offline objective on a prepared dataset (config: data, out, encoder, objective, train, eval).
 
+    Progress goes to stderr: a live bar on a terminal, one line every train.progress_every steps
+    otherwise (train.progress: auto, bar, lines or none).
+    """
     from rlrec.train.config import TrainConfig
     from rlrec.train.trainer import Trainer
 
     cfg = build_config(TrainConfig, path=config, overrides=set_)
-    progress = Progress(
-        TextColumn("{task.description}", style="bold", markup=False),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[info]}", markup=False),
-        console=err,
-    )
-    task = progress.add_task(f"{cfg.objective.kind}/{cfg.encoder.kind}", total=None, info="")
-    latest: dict[str, str] = {"train": "", "val": ""}
-    select = cfg.train.select_metric
-
-    def on_log(step: int, total: int, kind: str, values: dict[str, Any]) -> None:
-        if kind in ("stability", "warning"):
-            label = "unstable: " if kind == "stability" else "warning: "
-            progress.console.print(Text.assemble((label, "yellow"), values["message"]))
-            return
-        if kind == "train":
-            latest["train"] = (
-                f"loss {values['loss']:.4f}, {values['transitions_per_s']:,.0f} transitions/s"
-            )
-        elif kind == "val":
-            latest["val"] = f"val {select} {values.get(select, float('nan')):.4f}"
-        progress.update(
-            task, completed=step, total=total, info="  ".join(v for v in latest.values() if v)
-        )
-
-    trainer = Trainer(cfg, resume=resume, overwrite=overwrite, on_log=on_log)
-    with progress:
-        progress.update(task, completed=trainer.step, total=trainer.total_steps)
-        summary = trainer.fit()
+    summary = Trainer(cfg, resume=resume, overwrite=overwrite).fit()
     if summary:
         _print_metrics(
             f"{cfg.out}: test metrics of the best validation checkpoint (step {summary['best_step']})",

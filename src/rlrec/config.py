@@ -199,6 +199,18 @@ def config_to_yaml(cfg: BaseModel) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
 
 
+def flatten_config(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config mapping as ``{"a.b.c": value}`` (lists are values, not descended into)."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten_config(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
 def dump_config(cfg: BaseModel, path: Path) -> None:
     """Write the resolved config atomically."""
     atomic_write_bytes(path, config_to_yaml(cfg).encode())

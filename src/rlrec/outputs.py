@@ -425,7 +425,8 @@ class RunClaim:
     * a **new** run (``out`` missing or empty) is started in place, its first files (marker,
       config, metadata) written into a temporary sibling and renamed, so a run directory always has
       a config; it can be resumed after a kill;
-    * ``resume`` continues the run in place (its saved config must equal the current one), once
+    * ``resume`` continues the run in place (its saved config must equal the current one, or pass
+      ``check_config(path, saved_text)``, which raises when it may not be resumed), once
       the temporaries of a killed writer inside it are cleaned up (:func:`remove_partial`);
     * ``overwrite`` of a finished or failed run builds the new run in a temporary sibling and swaps
       it in by :meth:`commit` once it is complete: a new run that fails leaves the old one intact.
@@ -445,6 +446,7 @@ class RunClaim:
         inputs: Sequence[Path | str | None] = (),
         lock: bool = True,
         config_name: str = "config.yaml",
+        check_config: Callable[[Path, str], None] | None = None,
     ) -> None:
         self.out = Path(out)
         self.kind = kind
@@ -466,10 +468,12 @@ class RunClaim:
                     f"start without {option_hint('resume')}"
                 )
             try:
-                same = saved.read_text() == config_text
+                saved_text = saved.read_text()
             except UnicodeDecodeError:
-                same = False
-            if not same:
+                saved_text = None
+            if check_config is not None and saved_text is not None:
+                check_config(saved, saved_text)
+            elif saved_text != config_text:
                 raise RlrecError(
                     f"{saved}: the run was started with a different config; resume with the same one"
                 )

@@ -18,19 +18,22 @@ from pydantic import Field, model_validator
 from rlrec.config import StrictModel, deep_merge
 from rlrec.online.agents import CONFIG_OF, AgentSpec, HACConfig
 from rlrec.sim.env import EnvConfig
+from rlrec.train.reporting import ReportingOptions
 from rlrec.train.stability import StabilityConfig
 
 ENV_PARITY: dict[str, Any] = {"zero_reward_cost": 0.1, "urm_legacy_dropout": True}
 
 
-class LoopConfig(StrictModel):
+class LoopConfig(ReportingOptions):
     """The online loop (defaults: P-HAC A.3, §3.1.4).
 
     Each iteration takes one step of ``num_envs`` users and then ``updates_per_step`` updates on
     ``batch_size`` transitions. Replay agents first fill the buffer with ``prefill`` transitions
     (``hac_eps1``: the reference's ε = 1 acting, every ``Z`` replaced by noise; ``uniform_slate``:
     uniformly random slates). ``eval_every`` iterations the policy is evaluated in the validation
-    environment and a resumable checkpoint is written (a multiple of ``log_every``).
+    environment and a resumable checkpoint is written (a multiple of ``log_every``). Trackers and
+    progress: :class:`~rlrec.train.reporting.ReportingOptions` (TensorBoard off by default here).
+    ``--resume`` may raise ``iterations`` of a finished run to train it further (docs/online.md).
     """
 
     iterations: int = Field(50_000, ge=1)
@@ -48,7 +51,9 @@ class LoopConfig(StrictModel):
         ge=1,
         description="torch CPU threads (default: torch's, capped by the CPUs this process may use)",
     )
-    tensorboard: bool = False
+    tensorboard: bool = Field(
+        False, description="with trackers unset: also TensorBoard, when it is installed"
+    )
     stability: StabilityConfig = StabilityConfig(val_drop=None)
 
     @model_validator(mode="after")

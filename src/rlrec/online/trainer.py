@@ -21,7 +21,9 @@
 
 At the end the ``last/`` and ``best/`` weights are evaluated in the evaluation environment (P-HAC §3.1.4) and
 ``summary.json`` is written. Layout: ``config.yaml``, ``run.json``, ``metrics.jsonl`` (+ CSVs),
-``checkpoints/``, ``best/``, ``last/``, ``summary.json``.
+``checkpoints/``, ``best/``, ``last/``, ``summary.json``. Records also go to the trackers of
+``train.trackers`` and to the progress display (``train.progress``). ``--resume`` with a larger
+``train.iterations`` continues a finished run to the new budget.
 """
 
 from __future__ import annotations
@@ -56,12 +58,22 @@ from rlrec.train.checkpoint import (
     save_checkpoint,
     save_weights,
 )
-from rlrec.train.rundir import claim_run_dir, json_safe, run_files
+from rlrec.train.progress import ProgressReporter
+from rlrec.train.reporting import PROGRESS_KEYS
+from rlrec.train.rundir import (
+    budget_change,
+    claim_run_dir,
+    json_safe,
+    record_budget,
+    run_files,
+)
 from rlrec.train.stability import Flag, StabilityMonitor, q_value_bound
-from rlrec.train.tracking import Tracker
+from rlrec.train.trackers import check_trackers, open_tracker
 from rlrec.train.trainer import TrainingDiverged
 
 CHECKPOINTS = "checkpoints"
+BUDGET = ("train.iterations",)  # may grow on --resume
+TRAIN_FIELDS = ("train_total_reward", "critic_loss", "actor_loss", "behavior_loss")
 OnLog = Callable[[int, int, str, dict[str, Any]], None]
 
 
@@ -124,6 +136,7 @@ class OnlineTrainer:
                     f"train.batch_size {cfg.train.batch_size} exceeds the {len(self.logged)} "
                     f"logged '{split}' records"
                 )
+        check_trackers(cfg.train)
         self.claim = claim_run_dir(
             self.run_dir,
             cfg,
@@ -131,6 +144,7 @@ class OnlineTrainer:
             resume=resume,
             overwrite=overwrite,
             inputs=[cfg.data, cfg.urm, cfg.eval_urm],
+            mutable=[*BUDGET, *(f"train.{k}" for k in PROGRESS_KEYS)],
         )
         self.claim.setup(lambda: self._setup(resume))
 
@@ -170,7 +184,8 @@ class OnlineTrainer:
         self.best: dict[str, Any] = {"value": None, "step": None}
         self.history: list[dict[str, float]] = []
         self.monitor = StabilityMonitor(cfg.train.stability, self._q_bound())
-        self.tracker = Tracker(self.run_dir, tensorboard=cfg.train.tensorboard)
+        self.tracker = open_tracker(self.run_dir, cfg.train, cfg.model_dump(mode="json"), cfg.label)
+        self.progress: ProgressReporter | None = None  # while fit() runs
         self._episodes: list[tuple[int, int, float, int]] = []  # iteration, slot, return, depth
         self._order: tuple[int, torch.Tensor] | None = None
         self.rollout_length: int = getattr(cfg.agent, "rollout_length", 1)
@@ -206,6 +221,18 @@ class OnlineTrainer:
         cfg = self.cfg.train
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
+        self.progress = ProgressReporter(
+            cfg.progress,
+            cfg.progress_every or cfg.log_every,
+            self.cfg.label,
+            unit="iteration",
+            train_fields=TRAIN_FIELDS,
+            val_key="total_reward_mean",
+            per_step=(cfg.num_envs, "transitions"),
+        )
+        self.progress.start(self.step, cfg.iterations)
+        if self.history:  # a resumed run shows its latest validation from the start
+            self.progress.record("val", int(self.history[-1]["step"]), self.history[-1])
         try:
             obs = self._start() if self.step == 0 else self.sim.observation()
             t0, step0 = time.perf_counter(), self.step  # the rate leaves out the prefill
@@ -223,6 +250,7 @@ class OnlineTrainer:
                     sums, counts = {}, {}
                 if self.step % cfg.eval_every == 0 or self.step == cfg.iterations:
                     self._validate_and_checkpoint()
+                self.progress.advance(self.step)
             train_seconds = time.perf_counter() - t0 - self.eval_seconds
             summary = self._finish(train_seconds, self.step - step0)
             self.tracker.close()
@@ -230,10 +258,11 @@ class OnlineTrainer:
             self.run_dir = self.claim.work
             return summary
         except BaseException:
-            self.tracker.close()
+            self.tracker.close(failed=True)
             self.claim.fail()
             raise
         finally:
+            self.progress.close()
             self.claim.close()
 
     def _start(self) -> dict[str, torch.Tensor]:
@@ -320,6 +349,8 @@ class OnlineTrainer:
 
     def _log(self, kind: str, values: dict[str, Any]) -> None:
         self.tracker.log(kind, self.step, values)
+        if self.progress is not None:
+            self.progress.record(kind, self.step, values)
         if self.on_log is not None:
             self.on_log(self.step, self.cfg.train.iterations, kind, values)
 
@@ -384,6 +415,7 @@ class OnlineTrainer:
     def _resume(self) -> None:
         path = latest_checkpoint(self.run_dir / CHECKPOINTS)
         if path is None:  # killed before the first checkpoint: start from scratch
+            self._extend()
             self.tracker.truncate_after(0)
             return
         tensors, optim, state = load_checkpoint(path)
@@ -396,11 +428,34 @@ class OnlineTrainer:
         self.best = state["best"]
         self.history = state.get("history", [])
         self.monitor.load_state_dict(state.get("stability", {}))
+        self._extend()
         for name, groups in state["optimizers"].items():
             if name not in self.agent.optimizers:
                 raise ConfigError(f"{path}: optimiser '{name}' is not part of this agent")
             restore_optimizer(self.agent.optimizers[name], name, optim, groups)
         self.tracker.truncate_after(self.step, ends=("eval",))  # a finished run evaluates again
+
+    def _extend(self) -> None:
+        """A resumed run whose ``train.iterations`` changed trains to the new budget from its
+        latest checkpoint (at ``self.step``): refused past the new end, or mid-rollout (an
+        on-policy rollout in progress is not checkpointed); recorded in ``run.json``
+        (``budget_history``) and ``config.yaml``."""
+        change = budget_change(self.run_dir, self.cfg, BUDGET)
+        if not change:
+            return
+        new = self.cfg.train.iterations
+        if new < self.step:
+            raise ConfigError(
+                f"train.iterations: {new}, fewer than the {self.step} the run has already "
+                "trained; resume with at least that budget"
+            )
+        if self.step % self.rollout_length:
+            raise ConfigError(
+                f"{self.run_dir}: the run ended at iteration {self.step}, inside a rollout of "
+                f"{self.rollout_length}; it cannot be continued exactly"
+            )
+        old = change["train.iterations"][0]
+        record_budget(self.run_dir, self.cfg, change, self.step, (old, new))
 
     def _finish(self, seconds: float, iterations: int) -> dict[str, Any]:
         save_weights(self.run_dir / LAST, self.agent.nets, {"step": self.step})

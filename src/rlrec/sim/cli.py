@@ -13,10 +13,9 @@ not import :mod:`rlrec.cli`, so the root app can import ``sim_app`` at load time
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.text import Text
 
 from rlrec.cli_common import (
     ConfigOpt,
@@ -166,24 +165,7 @@ def train(
     if agent is not None:
         cli["agent"] = {"kind": agent}
     cfg = build_config(OnlineTrainConfig, path=config, overrides=set_, cli=cli)
-    with err.status(Text(f"training {cfg.label}")) as status:
-
-        def on_log(step: int, total: int, kind: str, values: dict[str, Any]) -> None:
-            if kind == "train":
-                reward = values.get("train_total_reward")
-                shown = "–" if reward is None else f"{reward:.3f}"
-                status.update(
-                    Text(
-                        f"{cfg.label}: iteration {step:,}/{total:,}, training reward {shown}, "
-                        f"{values['iterations_per_s']:.1f} it/s"
-                    )
-                )
-            elif kind == "val":
-                err.print(f"iteration {step:,}/{total:,}: validation {_headline(values)}")
-            elif kind == "stability":
-                err.print(Text.assemble(("warning: ", "yellow"), values["message"]))
-
-        summary = OnlineTrainer(cfg, resume=resume, overwrite=overwrite, on_log=on_log).fit()
+    summary = OnlineTrainer(cfg, resume=resume, overwrite=overwrite).fit()
     rate = summary["iterations_per_s"]
     speed = f", {rate:.1f} iterations/s" if rate else ""
     out.print(f"wrote {cfg.out}: {summary['iterations']:,} iterations{speed}")

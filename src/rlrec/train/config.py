@@ -13,10 +13,11 @@ from rlrec.models.encoders.base import EncoderConfig
 from rlrec.models.network import HeadInit
 from rlrec.objectives import Objective
 from rlrec.objectives.supervised import SupervisedConfig
+from rlrec.train.reporting import ReportingOptions
 from rlrec.train.stability import StabilityConfig
 
 
-class LoopConfig(StrictModel):
+class LoopConfig(ReportingOptions):
     """The optimisation loop (defaults: P-SA2C §4.1.4).
 
     Batches are drawn from a seeded permutation of the training transitions per epoch; the last
@@ -25,7 +26,9 @@ class LoopConfig(StrictModel):
     (``select_metric``, higher is better); the ``keep_top`` best validation checkpoints are kept and
     evaluated on the test split at the end (the best one is the run's result; the others serve
     P-CCQL's "top 5 checkpoints" protocol, §4.1). ``stability`` flags divergence
-    (:mod:`.stability`).
+    (:mod:`.stability`). Trackers and progress: :class:`~rlrec.train.reporting.ReportingOptions`.
+    ``--resume`` may raise ``epochs``/``max_steps`` of a finished run to train it further
+    (docs/offline.md, Resuming).
     """
 
     batch_size: int = Field(256, ge=1)
@@ -76,7 +79,6 @@ class LoopConfig(StrictModel):
         "optimiser's memory for the item rows (float32 arithmetic, stochastic rounding: exact in "
         "expectation; seeded)",
     )
-    tensorboard: bool = True
     stability: StabilityConfig = StabilityConfig()
 
 

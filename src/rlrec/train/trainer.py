@@ -16,7 +16,9 @@ online net with a Polyak target), then for each optimiser step:
    resumable checkpoint.
 
 At the end the kept checkpoints are evaluated on the test split (the best one is the run's result)
-and ``summary.json`` is written.
+and ``summary.json`` is written. Records go to the run's trackers (:mod:`.trackers`) and to the
+progress display (:mod:`.progress`). ``--resume`` with a larger ``train.epochs``/``max_steps``
+continues a finished run to the new budget (:meth:`Trainer._extend`).
 Under ``torchrun`` each rank trains on a slice of every global batch (see :mod:`.distributed`).
 """
 
@@ -69,8 +71,17 @@ from rlrec.train.distributed import (
     window_across,
 )
 from rlrec.train.lazy_adam import LazyAdam
-from rlrec.train.rundir import claim_run_dir, json_safe, run_files
+from rlrec.train.progress import ProgressReporter
+from rlrec.train.reporting import PROGRESS_KEYS
+from rlrec.train.rundir import (
+    budget_change,
+    claim_run_dir,
+    json_safe,
+    record_budget,
+    run_files,
+)
 from rlrec.train.stability import Flag, StabilityMonitor, q_value_bound
+from rlrec.train.trackers import check_trackers, open_tracker
 from rlrec.train.tracking import Tracker
 
 CHECKPOINTS = "checkpoints"
@@ -78,6 +89,7 @@ BEST = "best"
 TOP = "top"
 RANKING_METRIC = re.compile(r"(hr|ndcg)_(click|purchase)@\d+|reward@\d+")
 ITEMS = "items.parquet"
+BUDGET = ("train.epochs", "train.max_steps")  # may grow on --resume
 
 
 class TrainingDiverged(RlrecError):
@@ -181,6 +193,7 @@ class Trainer:
         self.n_items = self.ds.n_items
         check_select_metric(cfg)
         check_protocol(cfg.eval.protocol, self.n_items)
+        check_trackers(cfg.train)
         self.claim = claim_run_dir(
             self.run_dir,
             cfg,
@@ -189,6 +202,7 @@ class Trainer:
             overwrite=overwrite,
             inputs=[cfg.data],
             lock=self.world.is_main,
+            mutable=[*BUDGET, *(f"train.{k}" for k in PROGRESS_KEYS)],
         )
         self.claim.setup(lambda: self._setup(resume))
 
@@ -218,8 +232,7 @@ class Trainer:
             self.target.requires_grad_(False)
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
 
-        total = cfg.train.epochs * self.steps_per_epoch
-        self.total_steps = min(total, cfg.train.max_steps) if cfg.train.max_steps else total
+        self.total_steps = self._total(cfg.train.epochs, cfg.train.max_steps)
         self.beta = None
         if getattr(obj, "needs_beta", False):
             pop = item_popularity(self.ds, obj.pop_scope, obj.pop_smoothing)  # type: ignore[union-attr]
@@ -251,9 +264,11 @@ class Trainer:
         self.history: list[dict[str, float]] = []  # step + ranking metrics of every validation
         self.degenerate: list[dict[str, Any]] = []  # evaluations whose target scores were tied
         self.monitor = StabilityMonitor(cfg.train.stability, self._q_bound())
-        self.tracker = (
-            Tracker(self.run_dir, tensorboard=cfg.train.tensorboard) if self.world.is_main else None
-        )
+        self.progress: ProgressReporter | None = None  # while fit() runs
+        self.tracker: Tracker | None = None
+        if self.world.is_main:
+            label = cfg.name or f"{obj.kind}/{cfg.encoder.kind}"
+            self.tracker = open_tracker(self.run_dir, cfg.train, cfg.model_dump(mode="json"), label)
         if resume:
             self._resume()
 
@@ -263,6 +278,11 @@ class Trainer:
     def _xin_pair(self) -> bool:
         obj = self.cfg.objective
         return isinstance(obj, QLearningConfig) and obj.double_q_mode == "xin_pair"
+
+    def _total(self, epochs: int, max_steps: int | None) -> int:
+        """Optimiser steps of a budget of ``epochs`` epochs, capped by ``max_steps``."""
+        total = epochs * self.steps_per_epoch
+        return min(total, max_steps) if max_steps else total
 
     def _q_bound(self) -> float | None:
         obj = self.cfg.objective
@@ -328,6 +348,17 @@ class Trainer:
         step0 = self.step
         order, order_epoch = None, -1
         stop = self.stopped  # a resumed run that had stopped early stays stopped
+        label = self.cfg.name or f"{self.cfg.objective.kind}/{self.cfg.encoder.kind}"
+        self.progress = ProgressReporter(
+            cfg.progress if self.world.is_main else "none",
+            cfg.progress_every or cfg.log_every,
+            label,
+            val_key=cfg.select_metric,
+            per_step=(cfg.batch_size, "transitions"),
+        )
+        self.progress.start(self.step, self.total_steps)
+        if self.history:  # a resumed run shows its latest validation from the start
+            self.progress.record("val", int(self.history[-1]["step"]), self.history[-1])
         try:
             while self.step < self.total_steps and not stop:
                 epoch, index = divmod(self.step, self.steps_per_epoch)
@@ -357,6 +388,7 @@ class Trainer:
                 if self.step % cfg.eval_every == 0 or self.step == self.total_steps:
                     clock.lap("train")
                     stop = self._validate_and_checkpoint(stop, clock)
+                self.progress.advance(self.step)
             clock.lap("train")
             summary = self._finish(clock, self.step - step0)
             self._close_tracker()
@@ -364,17 +396,18 @@ class Trainer:
                 self.claim.commit()
                 self.run_dir = self.claim.work
         except BaseException:
-            self._close_tracker()
+            self._close_tracker(failed=True)
             self.claim.fail()
             raise
         finally:
+            self.progress.close()
             self.claim.close()
             shutdown(self.world)
         return summary
 
-    def _close_tracker(self) -> None:
+    def _close_tracker(self, failed: bool = False) -> None:
         if self.tracker is not None:
-            self.tracker.close()
+            self.tracker.close(failed)
             self.tracker = None
 
     def _train_step(self, global_pos: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -567,6 +600,7 @@ class Trainer:
     def _resume(self) -> None:
         path = latest_checkpoint(self.run_dir / CHECKPOINTS)
         if path is None:  # killed before the first checkpoint: start from scratch
+            self._extend()
             if self.tracker is not None:
                 self.tracker.truncate_after(0)
             return
@@ -574,6 +608,7 @@ class Trainer:
         load_modules(self._modules(), model, path)
         self.step = int(state["step"])
         self.stopped = bool(state.get("stopped", False))
+        self._extend()
         self.best = state["best"]
         self.history = state.get("history", [])
         self.degenerate = state.get("degenerate", [])
@@ -587,6 +622,32 @@ class Trainer:
             restore_optimizer(self.optimizers[name], name, optim, groups)
         if self.tracker is not None:  # the test record of a finished run is logged again
             self.tracker.truncate_after(self.step, ends=("test",))
+
+    def _extend(self) -> None:
+        """A resumed run whose ``train.epochs``/``max_steps`` changed trains to the new budget from
+        its latest checkpoint (at ``self.step``): refused if the run stopped early or has already
+        passed the new end; recorded in ``run.json`` (``budget_history``) and ``config.yaml``."""
+        change = budget_change(self.run_dir, self.cfg, BUDGET)
+        if not change:
+            return
+        keys = ", ".join(change)
+        if self.stopped:
+            raise ConfigError(
+                f"{self.run_dir}: the run stopped early at step {self.step} (patience or a "
+                f"stability flag); a larger {keys} would not train it further"
+            )
+        if self.total_steps < self.step:
+            raise ConfigError(
+                f"{keys}: {self.total_steps} steps, fewer than the {self.step} the run has "
+                "already trained; resume with at least that budget"
+            )
+        old = {k: old for k, (old, _) in change.items()}
+        t = self.cfg.train
+        old_total = self._total(
+            old.get("train.epochs", t.epochs), old.get("train.max_steps", t.max_steps)
+        )
+        if self.world.is_main:
+            record_budget(self.run_dir, self.cfg, change, self.step, (old_total, self.total_steps))
 
     def _finish(self, clock: StepClock, steps: int) -> dict[str, Any]:
         """Test the kept checkpoints; write ``summary.json`` (this session's time: training alone
@@ -660,6 +721,8 @@ class Trainer:
     def _log(self, kind: str, values: dict[str, Any]) -> None:
         if self.tracker is not None:
             self.tracker.log(kind, self.step, values)
+        if self.progress is not None:
+            self.progress.record(kind, self.step, values)
         if self.on_log is not None and self.world.is_main:
             self.on_log(
                 self.step,
