@@ -27,7 +27,7 @@ NOTICES = ("stability", "warning")
 def in_notebook() -> bool:
     """Whether this process is a Jupyter kernel (its stderr is no terminal, yet shows a widget)."""
     ipython = sys.modules.get("IPython")
-    shell = ipython.get_ipython() if ipython is not None else None  # type: ignore[attr-defined]
+    shell = ipython.get_ipython() if ipython is not None else None
     return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
 
 
