@@ -87,7 +87,6 @@ class ProgressReporter:
                 desc=self.label,
                 unit=self.unit,
                 file=self.stream,
-                dynamic_ncols=True,
             )
 
     def advance(self, step: int) -> None:
