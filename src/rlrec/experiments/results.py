@@ -30,7 +30,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from rlrec.config import load_yaml_text
+from rlrec.config import flatten_config, load_yaml_text
 from rlrec.errors import DataFormatError, RlrecError
 from rlrec.experiments.kinds import SIM_SELECT, RunKind, run_kind
 from rlrec.fsutil import read_json, read_text
@@ -211,20 +211,10 @@ def find_runs(paths: list[Path], skipped: list[str] | None = None) -> list[Run]:
     return runs
 
 
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
-
-
 def method_config(run: Run) -> dict[str, Any]:
     """The run's flattened config without the per-seed keys (``seed``, ``out``)."""
-    return {k: v for k, v in _flatten(run.config).items() if k not in PER_SEED_KEYS}
+    flat = flatten_config(run.config)
+    return {k: v for k, v in flat.items() if k not in PER_SEED_KEYS and v != {}}
 
 
 def group_runs(runs: list[Run]) -> list[Group]:
