@@ -103,3 +103,8 @@ class TrainConfig(StrictModel):
     objective: Objective = SupervisedConfig()
     train: LoopConfig = LoopConfig()
     eval: EvalConfig = EvalConfig()
+
+    @property
+    def label(self) -> str:
+        """The run's name in reports, trackers and progress: ``name``, else method/encoder."""
+        return self.name or f"{self.objective.kind}/{self.encoder.kind}"

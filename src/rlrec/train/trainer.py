@@ -267,8 +267,9 @@ class Trainer:
         self.progress: ProgressReporter | None = None  # while fit() runs
         self.tracker: Tracker | None = None
         if self.world.is_main:
-            label = cfg.name or f"{obj.kind}/{cfg.encoder.kind}"
-            self.tracker = open_tracker(self.run_dir, cfg.train, cfg.model_dump(mode="json"), label)
+            self.tracker = open_tracker(
+                self.run_dir, cfg.train, cfg.model_dump(mode="json"), cfg.label
+            )
         if resume:
             self._resume()
 
@@ -348,11 +349,10 @@ class Trainer:
         step0 = self.step
         order, order_epoch = None, -1
         stop = self.stopped  # a resumed run that had stopped early stays stopped
-        label = self.cfg.name or f"{self.cfg.objective.kind}/{self.cfg.encoder.kind}"
         self.progress = ProgressReporter(
             cfg.progress if self.world.is_main else "none",
             cfg.progress_every or cfg.log_every,
-            label,
+            self.cfg.label,
             val_key=cfg.select_metric,
             per_step=(cfg.batch_size, "transitions"),
         )
