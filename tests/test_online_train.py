@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -295,6 +296,16 @@ def test_cli_train_and_evaluate(cli, world: tuple[Path, Path], tmp_path: Path) -
     assert (tmp_path / "eval" / "train_curves.png").stat().st_size > 1000
     again = cli("sim", "evaluate", tmp_path / "run", "--episodes", "16", "--no-plots")
     assert again.code == 0 and f"{result['metrics']['total_reward_mean']:.3f}" in again.out
+
+    # without matplotlib: the metrics, a note instead of the curves; asked for explicitly, an error
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(sys.modules, "matplotlib", None)  # import matplotlib → ImportError
+        bare = cli("sim", "evaluate", tmp_path / "run", "--episodes", "16")
+        assert bare.code == 0, bare.err
+        assert "curves skipped: matplotlib is not installed" in bare.out
+        assert f"{result['metrics']['total_reward_mean']:.3f}" in bare.out
+        forced = cli("sim", "evaluate", tmp_path / "run", "--episodes", "16", "--plots")
+        assert forced.code == 2 and "--plots needs matplotlib" in forced.err
 
     # the reference's training-time report from the logged training sessions
     report = tmp_path / "eval" / "online.json"

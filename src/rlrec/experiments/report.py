@@ -58,6 +58,15 @@ TITLES = {
 NO_MATPLOTLIB = "curves skipped: matplotlib is not installed (pip install 'rlrec[plot]')"
 
 
+def matplotlib_available() -> bool:
+    """Whether the optional plotting extra (``rlrec[plot]``) is importable."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def metric_columns(runs: list[Run]) -> list[str]:
     """``reward@K, hr_purchase@k, ndcg_purchase@k, …, hr_click@k, ndcg_click@k`` (K = largest k);
     for sim runs total reward, depth and reward variance (P-HAC Table 2)."""
@@ -326,12 +335,9 @@ def write_report(
             f"--protocol {protocol}: rlrec sim train runs have one selected checkpoint (best); "
             "the top-k protocols apply to rlrec train runs"
         )
-    if plots:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            plots = False
-            notes.append(NO_MATPLOTLIB)
+    if plots and not matplotlib_available():
+        plots = False
+        notes.append(NO_MATPLOTLIB)
     if out is None:
         out = Path(os.path.commonpath([r.path.resolve().parent for r in runs])) / "report"
     check_output(out, "report", overwrite=overwrite, inputs=[*paths, *(r.path for r in runs)])

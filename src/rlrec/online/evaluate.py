@@ -26,7 +26,7 @@ import torch
 
 from rlrec.config import build_config
 from rlrec.errors import DataFormatError, RlrecError
-from rlrec.experiments.report import _plot_panels
+from rlrec.experiments.report import _plot_panels, matplotlib_available
 from rlrec.experiments.results import Group, Run
 from rlrec.online.agents import Agent
 from rlrec.online.config import EvalConfig, OnlineTrainConfig
@@ -150,10 +150,8 @@ def write_curves(groups: dict[str, list[Path]], out_dir: Path) -> list[Path]:
     """Learning curves (mean over seeds ± std band) of runs grouped by label: ``train_curves.png``
     (training-episode rewards and losses) and ``val_curves.png`` (validation metrics) in ``out_dir``.
     Needs matplotlib (``pip install 'rlrec[plot]'``)."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise RlrecError("the plots need matplotlib: pip install 'rlrec[plot]'") from None
+    if not matplotlib_available():
+        raise RlrecError("the plots need matplotlib: pip install 'rlrec[plot]'")
     runs = [Group(label, [Run(p, {}, {}, {}) for p in paths]) for label, paths in groups.items()]
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []

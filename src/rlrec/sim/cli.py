@@ -194,15 +194,23 @@ def evaluate(
         typer.Option("--out", "-o", help="Write the metrics as JSON.", show_default=False),
     ] = None,
     plots: Annotated[
-        bool, typer.Option("--plots/--no-plots", help="Write learning-curve PNGs.")
-    ] = True,
+        bool | None,
+        typer.Option(
+            "--plots/--no-plots",
+            help="Write learning-curve PNGs (default: when matplotlib is installed).",
+            show_default=False,
+        ),
+    ] = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Evaluate a trained policy in the evaluation environment (P-HAC §3.1.4); plot its curves."""
+    from rlrec.experiments.report import NO_MATPLOTLIB, matplotlib_available
     from rlrec.online.evaluate import BEST, LAST, evaluate_run, write_curves
 
     if checkpoint not in (BEST, LAST):
         raise RlrecError(f"--checkpoint must be best or last, got '{checkpoint}'")
+    if plots and not matplotlib_available():
+        raise RlrecError("--plots needs matplotlib: pip install 'rlrec[plot]'")
     if out_file is not None:
         check_output_file(out_file, overwrite=overwrite, inputs=[run_dir])
     result = evaluate_run(run_dir, episodes=episodes, checkpoint=checkpoint)
@@ -218,7 +226,9 @@ def evaluate(
     if out_file is not None:
         atomic_write_json(out_file, result)
         out.print(f"wrote {out_file}")
-    if plots:
+    if plots is None and not matplotlib_available():
+        out.print(NO_MATPLOTLIB)
+    elif plots is not False:
         target = out_file.parent if out_file is not None else run_dir
         for path in write_curves({result["agent"]: [run_dir]}, target):
             out.print(f"wrote {path}")
