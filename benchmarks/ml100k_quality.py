@@ -2,8 +2,8 @@
 
 Protocol (shared/datasets/README.md): one session per user, rating ≥ 4 = purchase, users split
 8:1:1 with seed 0 (the same split for every run), state window 10. Each run trains for ``--epochs``
-epochs with the paper's hyper-parameters otherwise (batch 256, hidden 64, lr 0.01, γ 0.5,
-r_click 0.2, r_buy 1.0, K 10), evaluates the validation split after every epoch, keeps the checkpoint
+epochs with the paper's hyper-parameters otherwise (the shipped ``configs/ml100k/`` files: batch
+256, hidden 64, lr 0.01, γ 0.5, r_click 0.2, r_buy 1.0, K 10), evaluates the validation split after every epoch, keeps the checkpoint
 with the best validation purchase NDCG@10 and reports its **test** metrics — the test split is never
 used for any choice. SAC's warm-up and SA2C's pre-training are ``--switch`` steps (the paper's 15,000
 is longer than this whole run; ML-100K has ≈ 310 steps per epoch).
@@ -39,13 +39,20 @@ COLUMNS = [
 ]
 
 
-def objective(method: str, switch: int) -> dict:
-    obj: dict = {"kind": method, "lr": 0.01}
-    if method == "sac":
-        obj["warmup_steps"] = switch
-    if method == "sa2c":
-        obj["pretrain_steps"] = switch
-    return obj
+def run_config(encoder: str, method: str, seed: int, epochs: int, switch: int, threads: int):
+    """The shipped ``configs/ml100k/<method>_<encoder>.yaml`` with this run's data, output, seed,
+    budget and phase switch."""
+    switch_key = {"sac": "warmup_steps", "sa2c": "pretrain_steps"}.get(method)
+    overrides = [
+        f"data={WORK / 'data'}",
+        f"out={WORK / 'runs' / f'{encoder}_{method}_s{seed}'}",
+        f"seed={seed}",
+        f"train.epochs={epochs}",
+        f"train.num_threads={threads}",
+        "train.tensorboard=false",
+    ] + ([f"objective.{switch_key}={switch}"] if switch_key else [])
+    path = ROOT / "configs" / "ml100k" / f"{method}_{encoder}.yaml"
+    return build_config(TrainConfig, path=path, overrides=overrides)
 
 
 def run_all(epochs: int, switch: int, seeds: list[int], threads: int, encoders: list[str]) -> None:
@@ -56,27 +63,9 @@ def run_all(epochs: int, switch: int, seeds: list[int], threads: int, encoders: 
     for encoder in encoders:
         for method in METHODS:
             for seed in seeds:
-                out = WORK / "runs" / f"{encoder}_{method}_s{seed}"
-                if (out / "summary.json").exists():
+                cfg = run_config(encoder, method, seed, epochs, switch, threads)
+                if (cfg.out / "summary.json").exists():
                     continue
-                cfg = build_config(
-                    TrainConfig,
-                    cli={
-                        "data": str(data),
-                        "out": str(out),
-                        "seed": seed,
-                        "encoder": {"kind": encoder},
-                        "objective": objective(method, switch),
-                        "train": {
-                            "batch_size": 256,
-                            "epochs": epochs,
-                            "eval_every": 310,
-                            "log_every": 100,
-                            "tensorboard": False,
-                            "num_threads": threads,
-                        },
-                    },
-                )
                 t0 = time.perf_counter()
                 summary = Trainer(cfg, overwrite=True).fit()
                 print(
