@@ -1,6 +1,6 @@
 """The ``rlrec`` command line (typer).
 
-``data synth|prepare|stats``, ``train``, ``evaluate``, ``recommend``, ``serve``, ``export``,
+``data synth|prepare|stats|verify``, ``train``, ``evaluate``, ``recommend``, ``serve``, ``export``,
 ``compare``, ``sweep``, ``report``, ``demo`` and ``sim prepare|train-urm|train|evaluate``. User errors (:class:`rlrec.errors.RlrecError`) print one line and exit 2.
 """
 
@@ -19,6 +19,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 from rich.text import Text
+from typer.core import TyperCommand
 
 from rlrec import __version__, errors
 from rlrec.cli_common import (
@@ -173,6 +174,72 @@ def data_stats(
         f"'purchase in window': share of purchases whose item is among the previous "
         f"{tr['state_size']} events."
     )
+
+
+class _ListsDataSets(TyperCommand):
+    """A command whose help ends with the registered data sets. They are read from the registry
+    when the help is shown, not when the CLI starts: the registry imports the loaders (polars,
+    torch), which every other command would otherwise pay for."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:  # typer's vendored click types
+        from rlrec.data.registry import DATASETS
+
+        self.epilog = "Registered data sets (--dataset): " + "; ".join(
+            f"{ds.key}: {ds.title}" for ds in DATASETS
+        )
+        super().format_help(ctx, formatter)
+
+
+@data_app.command("verify", cls=_ListsDataSets)
+def data_verify(
+    path: Annotated[
+        Path,
+        typer.Argument(help="Raw data folder, or the .whl/.zip archive that ships the data set."),
+    ],
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            "--dataset",
+            help="Registered data set to check against (listed below); default: the one with "
+            "the most of its files present.",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Check raw data files against the official distribution recorded by rlrec: names, sizes and
+    SHA-256. Exits 2 naming every file that differs or is missing."""
+    from rlrec.data.verify import verify
+
+    report = verify(path, dataset)
+    if as_json:
+        out.print_json(json.dumps(report.to_dict()))
+    else:
+        ds = report.dataset
+        table = Table(
+            title=Text(
+                f"{ds.title} ({ds.key}): {report.location}\n"
+                f"source: {ds.source}\nterms: {ds.terms}\nread by: {', '.join(ds.commands)}"
+            ),
+            title_justify="left",
+        )
+        table.add_column("file", overflow="fold")  # a long path wraps, never loses its end
+        table.add_column("bytes", justify="right")
+        table.add_column("sha256", no_wrap=True)
+        table.add_column("status")
+        for check in report.files:
+            optional = check.status == "missing" and check.expected.need != "required"
+            table.add_row(
+                check.path,
+                "–" if check.bytes is None else f"{check.bytes:,}",
+                "–" if check.sha256 is None else check.sha256[:12],
+                f"{check.status} ({check.expected.need})" if optional else check.status,
+            )
+        out.print(table)
+        if any(check.status == "unchecked" for check in report.files):
+            out.print("unchecked: rlrec records no hash for this file (its measured hash is shown)")
+        out.print(report.summary())
+    report.raise_if_failed()
 
 
 def _fmt(fmt: str, value: float) -> str:

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from rlrec.errors import DataFormatError, OutputExistsError
 
@@ -95,8 +95,13 @@ def read_json(path: Path, what: str) -> Any:
 
 def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
     """Hex SHA-256 of a file, read in 4 MiB chunks."""
-    digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
+        return sha256_stream(fh, chunk)
+
+
+def sha256_stream(fh: IO[bytes], chunk: int = 1 << 22) -> str:
+    """Hex SHA-256 of what is left in a binary stream (a file, a zip member), in 4 MiB chunks."""
+    digest = hashlib.sha256()
+    while block := fh.read(chunk):
+        digest.update(block)
     return digest.hexdigest()

@@ -24,7 +24,10 @@ FIELDS = (
     Field(RATING, "float"),
     Field(TIMESTAMP, "int", max_abs=MAX_EPOCH_S),
 )
-FILES = {"u.data": "\t", "ratings.dat": "::"}
+ML100K_RATINGS = "u.data"
+ML1M_RATINGS = "ratings.dat"
+FILES = {ML100K_RATINGS: "\t", ML1M_RATINGS: "::"}
+"""The ratings files and their separators."""
 
 
 def rating_events(df: pl.DataFrame, min_rating: float, time_scale: int) -> pl.DataFrame:

@@ -24,6 +24,7 @@ from rlrec.data.loaders.base import SourceConfig
 from rlrec.data.loaders.delimited import MAX_EPOCH_MS, Field, find_file, read_delimited
 from rlrec.data.schema import IS_BUY, ITEM, SESSION, TIMESTAMP
 
+EVENTS_FILE = "events.csv"
 HEADER = ("timestamp", "visitorid", "event", "itemid", "transactionid")
 FIELDS = (
     Field(TIMESTAMP, "int", max_abs=MAX_EPOCH_MS),
@@ -41,7 +42,7 @@ class RetailRocketSource(SourceConfig):
     purchase_event: Literal["addtocart", "transaction"] = "addtocart"
 
     def input_files(self) -> list[Path]:
-        return [find_file(self.path, ["events.csv"], "RetailRocket events.csv")]
+        return [find_file(self.path, [EVENTS_FILE], f"RetailRocket {EVENTS_FILE}")]
 
     def default_filters(self) -> FilterConfig:
         return FilterConfig(min_session_events=3, min_item_events=3, iterate=False)

@@ -33,6 +33,8 @@ from rlrec.data.parts import ROW, in_memory, select_sessions
 from rlrec.data.schema import IS_BUY, ITEM, SESSION, TIMESTAMP
 from rlrec.errors import DataFormatError
 
+CLICKS_FILE = "yoochoose-clicks.dat"
+BUYS_FILE = "yoochoose-buys.dat"
 CLICK_FIELDS = (
     Field(SESSION, "int"),
     Field(TIMESTAMP, "iso_ts"),
@@ -58,8 +60,8 @@ class YooChooseSource(SourceConfig):
     def streams(self) -> bool:
         return True
 
-    clicks_file: str = "yoochoose-clicks.dat"
-    buys_file: str = "yoochoose-buys.dat"
+    clicks_file: str = CLICKS_FILE
+    buys_file: str = BUYS_FILE
     min_clicks: int = PydField(3, ge=1, description="sessions need at least this many click rows")
     sample_sessions: int | None = PydField(
         200_000, ge=1, description="seeded sample size; null keeps every session"

@@ -24,6 +24,8 @@ from rlrec.errors import DataFormatError
 from rlrec.sim.lists import EV_ITEM, EV_LABEL, EV_TIME, EV_USER
 from rlrec.sim.loaders.base import EventListSource, Progress
 
+STANDARD_LOGS = "log_standard_*.csv"
+RANDOM_LOGS = "log_random_*.csv"
 USED = {
     "user_id": "int",
     "video_id": "int",
@@ -45,9 +47,7 @@ class KuaiRandListSource(EventListSource):
     def input_files(self) -> list[Path]:
         if not self.path.is_dir():
             return [check_file(self.path, "KuaiRand log file")]
-        patterns = ["log_standard_*.csv"] + (
-            ["log_random_*.csv"] if self.include_random_log else []
-        )
+        patterns = [STANDARD_LOGS] + ([RANDOM_LOGS] if self.include_random_log else [])
         files = [p for pattern in patterns for p in sorted(self.path.glob(pattern))]
         if not files:
             raise DataFormatError(

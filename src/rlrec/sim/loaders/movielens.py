@@ -21,7 +21,7 @@ import numpy as np
 import polars as pl
 
 from rlrec.data.loaders.delimited import find_file
-from rlrec.data.loaders.movielens import MovieLensSource
+from rlrec.data.loaders.movielens import ML1M_RATINGS, ML100K_RATINGS, MovieLensSource
 from rlrec.data.loaders.recbole import RecBoleSource
 from rlrec.data.schema import ITEM, RATING, SESSION, TIMESTAMP
 from rlrec.errors import DataFormatError
@@ -31,6 +31,8 @@ from rlrec.sim.loaders.base import EventListSource, Progress, raw_ids
 from rlrec.sim.loaders.sideinfo import frame_of, lookup, parse_float, read_rows
 
 _YEAR = re.compile(r"\((\d{4})\)\s*$")
+ML1M_USERS = "users.dat"
+ML1M_MOVIES = "movies.dat"
 
 
 def rating_lists(events: pl.DataFrame, positive_above: float) -> pl.DataFrame:
@@ -58,12 +60,12 @@ class MovieLensListSource(EventListSource):
     drop_first_row: bool = False
 
     def _ratings(self) -> Path:
-        return find_file(self.path, ["ratings.dat", "u.data"], "MovieLens ratings file")
+        return find_file(self.path, [ML1M_RATINGS, ML100K_RATINGS], "MovieLens ratings file")
 
     def input_files(self) -> list[Path]:
         files = [self._ratings()]
         if self.features != "random_codes":
-            files += [files[0].parent / "users.dat", files[0].parent / "movies.dat"]
+            files += [files[0].parent / ML1M_USERS, files[0].parent / ML1M_MOVIES]
         return files
 
     def events(self, say: Progress) -> tuple[pl.DataFrame, dict[str, Any]]:
@@ -76,8 +78,8 @@ class MovieLensListSource(EventListSource):
 
     def side_info(self, users: pl.DataFrame, items: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         folder = self._ratings().parent
-        upath, mpath = folder / "users.dat", folder / "movies.dat"
-        _, urows = read_rows(upath, 5, separator="::", encoding="latin-1", what="users.dat")
+        upath, mpath = folder / ML1M_USERS, folder / ML1M_MOVIES
+        _, urows = read_rows(upath, 5, separator="::", encoding="latin-1", what=ML1M_USERS)
         u = frame_of(
             lookup(upath, urows, 0, raw_ids(users), "user"),
             ["user", "gender", "age", "occupation", "zip"],
@@ -85,7 +87,7 @@ class MovieLensListSource(EventListSource):
         user_x = np.hstack(
             [one_hot(u.get_column(c).to_list()) for c in ("gender", "age", "occupation")]
         )
-        _, mrows = read_rows(mpath, 3, separator="::", encoding="latin-1", what="movies.dat")
+        _, mrows = read_rows(mpath, 3, separator="::", encoding="latin-1", what=ML1M_MOVIES)
         m = lookup(mpath, mrows, 0, raw_ids(items), "movie")
         genres = [parts[2].strip().split("|") for _, parts in m]
         years = [

@@ -38,6 +38,9 @@ USER_COLS = tuple(f"user_feature_{i}" for i in range(4))
 REQUIRED = ("timestamp", "item_id", "position", "click", *USER_COLS)
 ITEM_COLS = ("item_id", "item_feature_0", "item_feature_1", "item_feature_2", "item_feature_3")
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S%.f%:z"
+ARCHIVE_FOLDER = "obp/dataset/obd"
+"""The ``obd`` folder inside the ``obp`` wheel (and an extracted copy of it)."""
+ITEM_CONTEXT = "item_context.csv"
 
 
 class OBDListSource(EventListSource):
@@ -52,17 +55,17 @@ class OBDListSource(EventListSource):
 
     @property
     def _member(self) -> str:
-        return f"obp/dataset/obd/{self.behavior_policy}/{self.campaign}"
+        return f"{ARCHIVE_FOLDER}/{self.behavior_policy}/{self.campaign}"
 
     def _locate(self) -> tuple[Path, str | None, str | None]:
         """``(file, member of the log, member of item_context)``; members only inside an archive."""
         path = self.path
         name = f"{self.campaign}.csv"
         if path.is_file() and path.suffix in (".whl", ".zip"):
-            return path, f"{self._member}/{name}", f"{self._member}/item_context.csv"
+            return path, f"{self._member}/{name}", f"{self._member}/{ITEM_CONTEXT}"
         if path.is_dir():
             tail = Path(self._member)
-            for base in (path, path / tail.relative_to("obp/dataset/obd"), path / tail):
+            for base in (path, path / tail.relative_to(ARCHIVE_FOLDER), path / tail):
                 if (base / name).is_file():
                     return base / name, None, None
             raise DataFormatError(
@@ -73,7 +76,7 @@ class OBDListSource(EventListSource):
 
     def input_files(self) -> list[Path]:
         path, member, _ = self._locate()
-        return [path] if member else [path, path.parent / "item_context.csv"]
+        return [path] if member else [path, path.parent / ITEM_CONTEXT]
 
     def _read(self, member_of: int) -> tuple[pl.DataFrame, str]:
         """A CSV of the data set as all-text columns, and its display name."""
@@ -81,7 +84,7 @@ class OBDListSource(EventListSource):
         if member_of == 0:
             member, plain = log_member, path
         else:
-            member, plain = ctx_member, path.parent / "item_context.csv"
+            member, plain = ctx_member, path.parent / ITEM_CONTEXT
         if member is None:
             check_file(plain, "OBD file")
             data, shown = plain.read_bytes(), str(plain)

@@ -72,6 +72,8 @@ ITEM_FIELDS = (
     Field("special_item", "skip"),
 )
 NAMES = ("rl4rs_dataset_b_rl.csv", "rl4rs_dataset_b_sl.csv", "rl4rs_b_train.csv")
+"""Names of the data file looked for in a directory, in order."""
+ITEM_INFO = "item_info.csv"
 
 
 class RL4RSListSource(ListSourceConfig):
@@ -87,7 +89,7 @@ class RL4RSListSource(ListSourceConfig):
         return find_file(self.path, list(NAMES), "RL4RS data file")
 
     def _item_info(self) -> Path:
-        return check_file(self.item_info or self._data().parent / "item_info.csv", "item_info.csv")
+        return check_file(self.item_info or self._data().parent / ITEM_INFO, ITEM_INFO)
 
     def input_files(self) -> list[Path]:
         return [self._data(), self._item_info()]
