@@ -142,7 +142,9 @@ def _stand_in_recbole_wheel(path: Path) -> None:
     """A zip laid out like the ``recbole`` 1.2.1 wheel's data folder, with the same three files."""
     with zipfile.ZipFile(path, "w") as zf:
         for suffix in ("inter", "item", "user"):
-            zf.write(ML100K / f"ml-100k.{suffix}", f"recbole/dataset_example/ml-100k/ml-100k.{suffix}")
+            zf.write(
+                ML100K / f"ml-100k.{suffix}", f"recbole/dataset_example/ml-100k/ml-100k.{suffix}"
+            )
 
 
 @pytest.fixture(scope="module")

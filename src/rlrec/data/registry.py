@@ -169,7 +169,7 @@ DATASETS: tuple[DataSet, ...] = (
         title="RetailRocket e-commerce events",
         source="https://www.kaggle.com/datasets/retailrocket/ecommerce-dataset",
         commands=("rlrec data prepare retailrocket",),
-        terms="Retailrocket; the licence stated on the Kaggle page (CC BY-NC-SA 4.0)",
+        terms="Retailrocket; the licence stated on its Kaggle page",
         files=(ExpectedFile(EVENTS_FILE),),
     ),
     DataSet(
