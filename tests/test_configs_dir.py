@@ -24,9 +24,29 @@ def test_shipped_data_config_is_valid(path: Path) -> None:
 
 
 TRAIN_CONFIGS = sorted(
-    [p for p in (CONFIGS.parent).glob("*/*.yaml") if p.parent.name != "data"]
+    [
+        p
+        for p in (CONFIGS.parent).glob("*/*.yaml")
+        if p.parent.name != "data" and not p.stem.endswith("_search")
+    ]
     + list(DEMO_CONFIGS.glob("*.yaml"))
 )
+SEARCH_CONFIGS = sorted(CONFIGS.parent.glob("*/*_search.yaml"))
+
+
+@pytest.mark.parametrize("path", SEARCH_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_shipped_search_config_is_valid(path: Path) -> None:
+    """A sweep config with a ``search:`` section: its base trains, and every searched key at both
+    ends of its range (or each choice) is a valid setting of that base."""
+    from rlrec.experiments.sweep import SweepConfig
+    from rlrec.train.config import TrainConfig
+
+    cfg = build_config(SweepConfig, path=path)
+    base = CONFIGS.parents[1] / cfg.base  # relative to the repository's root, where users run it
+    assert cfg.search is not None and base.is_file()
+    for key, param in cfg.search.space.items():
+        for value in param.choices or [param.low, param.high]:
+            build_config(TrainConfig, path=base, overrides=[f"{key}={value}"])
 
 
 @pytest.mark.parametrize("path", TRAIN_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")

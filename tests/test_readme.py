@@ -7,7 +7,9 @@ an HTML comment right above it declares literal replacements::
 
     <!-- readme-test: {replace: {"--set seeds=[0,1,2]": "--set seeds=[0,1]"}, why: "..."} -->
 
-Each replaced text must occur in its block (a stale declaration fails), and ``why`` says why.
+Each replaced text must occur in its block (a stale declaration fails), and ``why`` says why;
+``expect: [...]`` lists texts the block's output must contain (a command that exits 0 without doing
+its job fails too).
 ``text`` blocks are usage synopses (placeholders in capitals) and are not run.
 """
 
@@ -43,6 +45,7 @@ class Block:
     line: int
     replace: dict[str, str] = field(default_factory=dict)
     why: str = ""
+    expect: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -75,9 +78,10 @@ def readme_blocks(text: str) -> list[Block]:
         above = lines[start - 1] if start else ""
         if d := DIRECTIVE.match(above):
             spec = yaml.safe_load(d.group(1))
-            assert set(spec) <= {"replace", "why"}, f"{block.name}: unknown keys in {spec}"
+            assert set(spec) <= {"replace", "why", "expect"}, f"{block.name}: unknown keys"
             block.replace, block.why = spec.get("replace", {}), spec.get("why", "")
-            assert block.why, f"{block.name}: a readme-test declaration must say why"
+            block.expect = spec.get("expect", [])
+            assert block.why or not block.replace, f"{block.name}: say why it is replaced"
         blocks.append(block)
         i += 1
     return blocks
@@ -101,11 +105,12 @@ def test_every_block_is_run_or_a_synopsis() -> None:
 
 def test_parser_reads_declarations() -> None:
     text = (
-        'intro\n<!-- readme-test: {replace: {"a 1": "a 2"}, why: "short"} -->\n```bash\n'
-        "echo a 1\n```\n\n```text\nrlrec X DIR\n```\n"
+        'intro\n<!-- readme-test: {replace: {"a 1": "a 2"}, why: "short", expect: [a 2]} -->\n'
+        "```bash\necho a 1\n```\n\n```text\nrlrec X DIR\n```\n"
     )
     first, second = readme_blocks(text)
     assert (first.lang, first.line, first.as_run(), first.why) == ("bash", 3, "echo a 2\n", "short")
+    assert first.expect == ["a 2"]
     assert (second.lang, second.replace) == ("text", {})
     stale = Block("bash", "echo b\n", 1, {"a 1": "a 2"}, "x")
     with pytest.raises(AssertionError, match="is not in the block"):
@@ -188,3 +193,5 @@ def test_readme_block_runs(block: Block, workspace: tuple[Path, dict[str, str]])
         pytest.fail(f"{block.name} ran past {TIMEOUT_S} s:\n{exc.stdout}\n{exc.stderr}")
     output = f"--- stdout\n{done.stdout[-4000:]}\n--- stderr\n{done.stderr[-4000:]}"
     assert done.returncode == 0, f"{block.name} failed (exit {done.returncode}):\n{output}"
+    missing = [text for text in block.expect if text not in done.stdout + done.stderr]
+    assert not missing, f"{block.name}: output lacks {missing}:\n{output}"
