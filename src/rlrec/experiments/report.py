@@ -339,7 +339,10 @@ def write_report(
         plots = False
         notes.append(NO_MATPLOTLIB)
     if out is None:
-        out = Path(os.path.commonpath([r.path.resolve().parent for r in runs])) / "report"
+        common = Path(os.path.commonpath([r.path.resolve().parent for r in runs]))
+        if common.is_relative_to(Path.cwd().resolve()):  # name it as the user named the runs
+            common = common.relative_to(Path.cwd().resolve())
+        out = common / "report"
     check_output(out, "report", overwrite=overwrite, inputs=[*paths, *(r.path for r in runs)])
     groups = group_runs(runs)
     columns = metric_columns(runs)
