@@ -16,6 +16,9 @@ Also printed: the share of the time spent recomputing the URM's user interest (h
 self-attention + user→history attention), the rate the rest of the simulator would reach without it,
 and the rate with a shorter history window (H = 10), to show where the time goes.
 
+The history attention runs both ways, alternating in one run: PyTorch's operators (``torch``) and
+the fused numba kernel (``numba``, :mod:`rlrec.sim.fused_attention`; needs ``rlrec[fast]``).
+
     .venv/bin/python benchmarks/sim_throughput.py [--threads 2] [--steps 30] [--items 3000]
 """
 
@@ -31,7 +34,9 @@ from rlrec.sim.env import EnvConfig, ListRecSimulator, StartPool
 from rlrec.sim.urm import URM, URMConfig
 
 
-def build(num_envs: int, n_items: int, max_history: int, seed: int = 0) -> ListRecSimulator:
+def build(
+    num_envs: int, n_items: int, max_history: int, kernel: str = "torch", seed: int = 0
+) -> ListRecSimulator:
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     urm = URM(URMConfig(max_history=max_history), user_dim=8, item_dim=32).eval()
@@ -51,7 +56,7 @@ def build(num_envs: int, n_items: int, max_history: int, seed: int = 0) -> ListR
         torch.full((5000,), float(max_history)),  # response counts: every item shown was liked
         torch.full((5000,), float(max_history)),
     )
-    cfg = EnvConfig(zero_reward_cost=0.1)
+    cfg = EnvConfig(zero_reward_cost=0.1, attention_kernel=kernel)
     return ListRecSimulator(
         urm, items, users, pool, num_envs=num_envs, slate_size=10, cfg=cfg, seed=seed
     )
@@ -62,8 +67,10 @@ def slates(num_envs: int, n_items: int, count: int) -> list[torch.Tensor]:
     return [torch.rand(num_envs, n_items, generator=g).argsort(1)[:, :10] + 1 for _ in range(count)]
 
 
-def measure(num_envs: int, n_items: int, steps: int, max_history: int) -> dict[str, float]:
-    sim = build(num_envs, n_items, max_history)
+def measure(
+    num_envs: int, n_items: int, steps: int, max_history: int, kernel: str
+) -> dict[str, float]:
+    sim = build(num_envs, n_items, max_history, kernel)
     bank = slates(num_envs, n_items, 8)
     sim.reset(seed=0)
     for i in range(3):  # warm-up
@@ -98,6 +105,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--items", type=int, default=3000)
     parser.add_argument("--batches", type=int, nargs="*", default=[128, 256, 512, 1024, 2048, 4096])
+    parser.add_argument(
+        "--kernels", nargs="*", default=["torch", "numba"], choices=["torch", "numba"]
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     load = os.getloadavg()[0]
@@ -106,18 +116,20 @@ def main() -> None:
         f"load average {load:.2f}; {args.items} items, slates of 10"
     )
     print(
-        "| users | H | user-steps/s | ms/step | URM attention share "
+        "| attention | users | H | user-steps/s | ms/step | URM attention share "
         "| user-steps/s without URM attention | ended/step |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for h in (50, 10):
         for b in args.batches if h == 50 else [1024]:
-            r = measure(b, args.items, args.steps, h)
-            print(
-                f"| {b:,} | {h} | {r['rate']:,.0f} | {r['ms']:.1f} | {r['urm_share']:.0%} "
-                f"| {r['rate_without_urm']:,.0f} | {r['ended_per_step']:.1%} |",
-                flush=True,
-            )
+            for kernel in args.kernels:  # alternating, so both meet the same machine state
+                r = measure(b, args.items, args.steps, h, kernel)
+                print(
+                    f"| {kernel} | {b:,} | {h} | {r['rate']:,.0f} | {r['ms']:.1f} "
+                    f"| {r['urm_share']:.0%} "
+                    f"| {r['rate_without_urm']:,.0f} | {r['ended_per_step']:.1%} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -71,10 +71,17 @@ def fold_cross_query(
     return (q @ m).squeeze(2) / math.sqrt(d)  # (B, h, f)
 
 
-def cross_attention(
-    r: torch.Tensor,
-    a: torch.Tensor,
-    bias: torch.Tensor | None,
+def cross_pool(r: torch.Tensor, a: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """User→history attention pooling: ``softmax_t(r_j · a_t) a`` per head ``j``, from the folded
+    query ``r`` ``(B, h, f)`` and the self-attention ``a`` ``(B, H, f)``; returns ``(B, h, f)``."""
+    logits = r @ a.transpose(1, 2)  # (B, h, H)
+    if bias is not None:
+        logits = logits + bias[:, None, :]
+    return torch.softmax(logits, dim=-1) @ a
+
+
+def cross_output(
+    pooled: torch.Tensor,
     in_weight: torch.Tensor,
     in_bias: torch.Tensor,
     self_out_weight: torch.Tensor,
@@ -82,14 +89,10 @@ def cross_attention(
     out_weight: torch.Tensor,
     out_bias: torch.Tensor,
 ) -> torch.Tensor:
-    """User→history attention from the folded query ``r`` ``(B, h, f)`` and self-attention ``a``
-    ``(B, H, f)``; returns the attention output after its projection, ``(B, f)``."""
-    b, n_heads, f = r.shape
+    """The cross-attention's output ``(B, f)`` from its pooled rows ``(B, h, f)``: the folded value
+    map ``W_{v,j}(W_o ā_j + b_o) + b_{v,j}`` per head, heads concatenated, then the output projection."""
+    b, n_heads, f = pooled.shape
     d = f // n_heads
-    logits = r @ a.transpose(1, 2)  # (B, h, H)
-    if bias is not None:
-        logits = logits + bias[:, None, :]
-    pooled = torch.softmax(logits, dim=-1) @ a  # (B, h, f)
     wv, bv = in_weight[2 * f :], in_bias[2 * f :]
     wv_o = (wv @ self_out_weight).view(n_heads, d, f)  # W_{v,j} W_o
     bv_o = (wv @ self_out_bias + bv).view(n_heads, d)

@@ -201,11 +201,16 @@ class URM(nn.Module):
         ``(B, h, f)``, the history's ``[q|k|v]`` rows ``(B, H, 3f)`` and mask ``(B, H)``."""
         bias = Fn.key_bias(mask) if self.cfg.key_padding_mask else None
         a = Fn.self_attention(qkv, bias, self.cfg.n_heads)
+        return self.interest_from_pooled(e_user, Fn.cross_pool(query, a, bias), mask)
+
+    def interest_from_pooled(
+        self, e_user: torch.Tensor, pooled: torch.Tensor, mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """``z`` ``(B, f)`` from the cross-attention's pooled rows ``(B, h, f)`` (what
+        :meth:`interest` computes, or the simulator's fused kernel), the user embedding and mask."""
         so, ca = self.self_attn.out_proj, self.cross_attn
-        z = Fn.cross_attention(
-            query,
-            a,
-            bias,
+        z = Fn.cross_output(
+            pooled,
             ca.in_proj.weight,
             ca.in_proj.bias,
             so.weight,
@@ -213,7 +218,7 @@ class URM(nn.Module):
             ca.out_proj.weight,
             ca.out_proj.bias,
         )
-        if bias is not None and mask is not None:
+        if self.cfg.key_padding_mask and mask is not None:
             z = torch.where(mask.any(1, keepdim=True), z, torch.zeros_like(z))
         if self.fuse is not None:
             z = self.fuse(torch.cat([z, e_user], dim=-1))
