@@ -76,14 +76,15 @@ def _kernel() -> tuple[Callable[..., None], Callable[[float], tuple[float, int]]
         for chunk in nb.prange(n_chunks):
             # scratch of one thread, reused for its users: ids, q (transposed), a (transposed),
             # logits/weights S[key, query], exponent bits, row max, row sum, cross weights
+            wp = (width + 15) // 16 * 16
             ids = np.empty(width, np.int64)
-            q_t = np.empty((f, width), np.float32)
-            a_t = np.empty((f, width), np.float32)
-            s = np.empty((width, width), np.float32)
-            s_bits = np.empty((width, width), np.int32)
+            q_t = np.empty((f, wp), np.float32)
+            a_t = np.empty((f, wp), np.float32)
+            s = np.empty((width, wp), np.float32)
+            s_bits = np.empty((width, wp), np.int32)
             s_two = s_bits.view(np.float32)
-            row_max = np.empty(width, np.float32)
-            row_sum = np.empty(width, np.float32)
+            row_max = np.empty(wp, np.float32)
+            row_sum = np.empty(wp, np.float32)
             w = np.empty(width, np.float32)
             w_bits = np.empty(width, np.int32)
             w_two = w_bits.view(np.float32)
@@ -98,34 +99,38 @@ def _kernel() -> tuple[Callable[..., None], Callable[[float], tuple[float, int]]
                         for c in range(f):
                             out[b, j, c] = 0.0
                     continue
+                npad = (n + 15) // 16 * 16
                 for t in range(n):
                     for c in range(f):
                         q_t[c, t] = table[ids[t], c] * scale
                 for c in range(f):
-                    for t in range(n):
+                    for t in range(n, npad):
+                        q_t[c, t] = 0.0
+                for c in range(f):
+                    for t in range(npad):
                         a_t[c, t] = 0.0
                 for h in range(n_heads):
                     lo = h * d
-                    for t in range(n):
+                    for t in range(npad):
                         row_max[t] = -3.0e38
                         row_sum[t] = 0.0
                     for k in range(n):  # S[k, t] = q_t · k_k / √d
                         key = ids[k]
-                        for t in range(n):
+                        for t in range(npad):
                             s[k, t] = 0.0
                         for c in range(lo, lo + d):
                             kc = table[key, f + c]
-                            for t in range(n):
+                            for t in range(npad):
                                 s[k, t] += kc * q_t[c, t]
-                        for t in range(n):
+                        for t in range(npad):
                             row_max[t] = max(row_max[t], s[k, t])
                     for k in range(n):
-                        for t in range(n):
+                        for t in range(npad):
                             p, e = exp_parts(s[k, t] - row_max[t])
                             s[k, t] = p
                             s_bits[k, t] = e
                     for k in range(n):
-                        for t in range(n):
+                        for t in range(npad):
                             e = s[k, t] * s_two[k, t]
                             s[k, t] = e
                             row_sum[t] += e
@@ -133,10 +138,10 @@ def _kernel() -> tuple[Callable[..., None], Callable[[float], tuple[float, int]]
                         key = ids[k]
                         for c in range(lo, lo + d):
                             vc = table[key, 2 * f + c]
-                            for t in range(n):
+                            for t in range(npad):
                                 a_t[c, t] += s[k, t] * vc
                     for c in range(lo, lo + d):
-                        for t in range(n):
+                        for t in range(npad):
                             a_t[c, t] /= row_sum[t]
                 for j in range(n_cross):  # pooled_j = Σ_t softmax_t(r_j · a_t) a_t
                     for t in range(n):
