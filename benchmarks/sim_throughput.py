@@ -78,9 +78,9 @@ def measure(
     spent = {"urm": 0.0}
     inner = sim._refresh_interest
 
-    def timed(rows):  # type: ignore[no-untyped-def]
+    def timed(rows, shift=None):  # type: ignore[no-untyped-def]
         t = time.perf_counter()
-        inner(rows)
+        inner(rows, shift)
         spent["urm"] += time.perf_counter() - t
 
     sim._refresh_interest = timed  # type: ignore[method-assign]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -63,7 +65,7 @@ def rollout(kernel: str, seed: int = 3) -> tuple[list[torch.Tensor], torch.Tenso
     sim = make_simulator(
         num_envs=24, cfg=EnvConfig(attention_kernel=kernel), synthetic=synthetic, seed=0
     )
-    assert sim.fused == (kernel == "numba")
+    assert (sim.attention is not None) == (kernel == "numba")
     obs = sim.reset(seed=seed)
     gen = torch.Generator().manual_seed(seed)
     record = []
@@ -91,7 +93,7 @@ def test_auto_falls_back_to_torch_and_numba_is_an_error_without_it(
 ) -> None:
     monkeypatch.setattr(fused_attention, "available", lambda: False)
     sim = make_simulator(num_envs=2, synthetic=TINY_SYNTH)
-    assert not sim.fused
+    assert sim.attention is None
     with pytest.raises(ConfigError, match="needs numba"):
         make_simulator(num_envs=2, cfg=EnvConfig(attention_kernel="numba"), synthetic=TINY_SYNTH)
 
@@ -102,3 +104,75 @@ def test_kernel_exp_is_accurate_to_a_few_ulp() -> None:
     got = fused_attention.exp(x.astype(np.float32)).astype(np.float64)
     want = np.exp(np.maximum(x.astype(np.float32).astype(np.float64), -87.0))
     assert np.max(np.abs(got / want - 1.0)) < 4e-7  # float32 ulp is 6e-8 to 1.2e-7
+
+
+@needs_numba
+@pytest.mark.parametrize("gain", [1.5, 4.0])
+def test_incremental_updates_track_the_full_attention(gain: float) -> None:
+    """Windows that gain 0..K items per step (positives appended, oldest dropped, some users
+    restarted): the kept state is as accurate as a full float32 recomputation by PyTorch, both
+    measured against float64. ``gain`` 4 makes the attention peaky (logits in the tens; the float32
+    error of either path is then ~1e-4), so rows are re-based and recomputed along the way."""
+    gen = torch.Generator().manual_seed(7)
+    torch.manual_seed(7)
+    width, b, k = 50, 16, 10
+    urm = URM(URMConfig(max_history=width), user_dim=3, item_dim=6).eval()
+    errors: dict[str, list[float]] = {"kernel": [], "torch": []}
+    with torch.no_grad():
+        for p in urm.parameters():
+            p.mul_(gain)
+        items = torch.cat([torch.zeros(1, 6), torch.randn(300, 6, generator=gen)])
+        _, table = urm.item_tables(items)
+        lengths = torch.randint(0, width + 1, (b,), generator=gen)
+        mask = torch.arange(width)[None, :] >= width - lengths[:, None]
+        hist = torch.randint(1, 301, (b, width), generator=gen).masked_fill(~mask, 0)
+        state = fused_attention.HistoryAttention(b, width, 32, 4)
+        rows = torch.arange(b)
+        shift = torch.full((b,), -1)
+        for _ in range(25):
+            query = urm.cross_query(urm.encode_user(torch.randn(b, 3, generator=gen)))
+            got = state.refresh(table, rows, hist, mask, shift, query)
+            plain = torch_pooled(urm, table, hist, mask, query)
+            exact = torch_pooled(urm.double(), table.double(), hist, mask, query.double())
+            urm.float()
+            real = mask.any(1)
+            errors["kernel"].append(float((got.double() - exact)[real].abs().max()))
+            errors["torch"].append(float((plain.double() - exact)[real].abs().max()))
+            slate = torch.randint(1, 301, (b, k), generator=gen)
+            response = torch.rand(b, k, generator=gen) < torch.rand(b, 1, generator=gen)
+            hist, mask = Fn.append_positives(hist, mask, slate, response)
+            shift = response.sum(1)
+            restart = torch.rand(b, generator=gen) < 0.1
+            shift[restart] = -1
+            hist[restart] = torch.randint(1, 301, (int(restart.sum()), width), generator=gen)
+            mask[restart] = True
+    assert max(errors["kernel"]) <= 2 * max(errors["torch"]) + 1e-6, errors
+
+
+@needs_numba
+def test_a_key_far_above_a_rows_reference_recomputes_the_row() -> None:
+    """Row A's keys have logits near 0; then keys C and D arrive with logits 100 and 95 for A.
+    Their exponentials relative to A's old reference would overflow, so A's row is recomputed:
+    C and D then share A's attention as e^5 : 1, as the full softmax has it."""
+    f = 8
+    urm = URM(URMConfig(dim=f, n_heads=1, max_history=6), user_dim=1, item_dim=1)
+    gen = torch.Generator().manual_seed(0)
+    table = 0.1 * torch.randn(5, 3 * f, generator=gen)  # items 1 = A, 2 = B, 3 = C, 4 = D
+    u = torch.zeros(f)
+    u[0] = 1.0
+    table[1, :f] = 10.0 * u  # q_A
+    table[3, f : 2 * f] = 100.0 * math.sqrt(f) / 10.0 * u  # q_A·k_C / √f = 100
+    table[4, f : 2 * f] = 95.0 * math.sqrt(f) / 10.0 * u  # 95
+    table[3, 2 * f] = 1.0  # v_C, v_D differ in their first value
+    table[4, 2 * f] = -1.0
+    hist = torch.tensor([[0, 0, 0, 1, 2, 2]])
+    mask = hist > 0
+    query = torch.zeros(1, 1, f)
+    query[0, 0, 0] = 50.0  # the cross-attention looks (almost) only at row A
+    state = fused_attention.HistoryAttention(1, 6, f, 1)
+    state.refresh(table, torch.tensor([0]), hist, mask, torch.tensor([-1]), query)
+    hist, mask = torch.tensor([[0, 1, 2, 2, 3, 4]]), torch.tensor([[False] + [True] * 5])
+    got = state.refresh(table, torch.tensor([0]), hist, mask, torch.tensor([2]), query)
+    want = torch_pooled(urm, table, hist, mask, query)
+    assert abs(float(want[0, 0, 0]) - math.tanh(2.5)) < 0.05  # e^5 : 1 on v_C, v_D
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)

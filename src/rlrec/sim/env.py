@@ -183,7 +183,11 @@ class ListRecSimulator:
         self.pool = pool.to(self.device)
         with torch.no_grad():
             self.item_emb, self.item_qkv = self.urm.item_tables(self.item_features)
-        self.fused = self._fused_kernel_wanted()
+        self.attention: fused_attention.HistoryAttention | None = None
+        if self._fused_kernel_wanted():
+            self.attention = fused_attention.HistoryAttention(
+                num_envs, self.max_history, self.urm.cfg.dim, self.urm.cfg.n_heads
+            )
         self._default_seed = seed
         self._seed, self._steps = seed, 0
         self._seeded = False
@@ -241,29 +245,34 @@ class ListRecSimulator:
         return flat.view(history.shape[0], history.shape[1], -1)
 
     @torch.no_grad()
-    def _refresh_interest(self, rows: torch.Tensor | None) -> None:
+    def _refresh_interest(
+        self, rows: torch.Tensor | None, shift: torch.Tensor | None = None
+    ) -> None:
         """Recompute the cached interest ``z`` of ``rows`` (``None``: all) from their history.
 
-        With the URM's padding mask, leading columns that are padding in every row are dropped
-        first (exact: masked keys carry zero weight), so short histories cost less.
+        ``shift`` ``(B,)``: how many items each slot's window gained since its last refresh (0:
+        unchanged, −1 or ``None``: a new window); the fused kernel updates its per-slot attention
+        state by it (:class:`rlrec.sim.fused_attention.HistoryAttention`). On the PyTorch path, with
+        the URM's padding mask, leading columns that are padding in every row are dropped first
+        (exact: masked keys carry zero weight), so short histories cost less.
         """
         if rows is not None and rows.numel() == 0:
             return
         hist = self.history if rows is None else self.history[rows]
         mask = self.mask if rows is None else self.mask[rows]
-        if self.urm.cfg.key_padding_mask:
-            width = max(1, int(mask.sum(1).max()))
-            if width < hist.shape[1]:
-                hist, mask = hist[:, -width:], mask[:, -width:]
         e_user = self.e_user if rows is None else self.e_user[rows]
         query = self.query if rows is None else self.query[rows]
-        if self.fused:
+        if self.attention is not None:
+            idx = torch.arange(self.num_envs) if rows is None else rows
+            moved = torch.full((len(idx),), -1) if shift is None else shift[idx]
             keys = mask if self.urm.cfg.key_padding_mask else torch.ones_like(mask)
-            pooled = fused_attention.pooled_history(
-                self.item_qkv, hist, keys, query, self.urm.cfg.n_heads
-            )
+            pooled = self.attention.refresh(self.item_qkv, idx, hist, keys, moved, query)
             z = self.urm.interest_from_pooled(e_user, pooled, mask)
         else:
+            if self.urm.cfg.key_padding_mask:
+                width = max(1, int(mask.sum(1).max()))
+                if width < hist.shape[1]:
+                    hist, mask = hist[:, -width:], mask[:, -width:]
             z = self.urm.interest(e_user, query, self._history_qkv(hist), mask)
         if rows is None:
             self.z = z
@@ -324,6 +333,8 @@ class ListRecSimulator:
             setattr(self, name, state[name].to(current.device, current.dtype).clone())
         self._seed, self._steps = int(state["seed"]), int(state["steps"])
         self._seeded, self._refill = bool(state["seeded"]), bool(state["refill"])
+        if self.attention is not None:  # its state is rebuilt from the restored histories
+            self.attention.forget()
 
     def reset(
         self, seed: int | None = None, starts: torch.Tensor | None = None
@@ -376,7 +387,7 @@ class ListRecSimulator:
             self.e_user = self.urm.encode_user(self.user_features[self.user], self.user)
             self.urm.user_encoder.eval()
         self.query = self.urm.cross_query(self.e_user)
-        self._refresh_interest(None)
+        self._refresh_interest(None, torch.zeros(self.num_envs, dtype=torch.int64))
 
     @torch.no_grad()
     def probabilities(self, slate: torch.Tensor) -> torch.Tensor:
@@ -439,10 +450,11 @@ class ListRecSimulator:
                 stale = stale | done
             else:
                 self.active[rows] = False
+        shift = torch.where(done, -1, response.sum(1))  # window growth; −1: a new user
         if bool(stale.all()):
-            self._refresh_interest(None)
+            self._refresh_interest(None, shift)
         else:
-            self._refresh_interest(torch.nonzero(stale).flatten())
+            self._refresh_interest(torch.nonzero(stale).flatten(), shift)
         return StepOutput(
             obs=self.observation(),
             next_obs=next_obs,

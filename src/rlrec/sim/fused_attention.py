@@ -1,23 +1,33 @@
-"""A fused CPU kernel for the URM's history attention, compiled with numba when it is installed.
+"""A fused, incremental CPU kernel for the URM's history attention, compiled with numba when installed.
 
 The simulator recomputes the user interest of every user whose history changed, at every step. For
 1,024 users and the reference window ``H = 50`` that is 4,096 (user, head) self-attention problems of
 ``50 × 50 × 8`` and a ``4 × 50`` cross-attention each; PyTorch spends most of the step on the
 per-problem overhead of its attention kernel and on memory traffic between the separate operations
-(``benchmarks/README.md``, "Simulator throughput"). This kernel computes the same function in one
-pass per user, everything in cache, in float32:
+(``benchmarks/README.md``, "Simulator throughput"). This kernel computes the same function per user in
+one pass, everything in cache, in float32, and keeps each user's self-attention between steps.
 
-1. gather the ``[q | k | v]`` rows of the user's real history items (padding skipped: a masked key
-   has weight exactly 0 in :func:`rlrec.sim.functional.self_attention` as well);
-2. per head ``j``: ``a_t = Σ_k softmax_k(q_t·k_k / √d) v_k`` (the self-attention before its output
-   projection, P-HAC A.2), with the softmax's row maximum subtracted, as PyTorch does;
-3. per cross head: ``pooled = Σ_t softmax_t(r·a_t) a_t`` with the folded query ``r``
-   (:func:`rlrec.sim.functional.fold_cross_query`).
+The function (P-HAC A.2; :meth:`rlrec.sim.urm.URM.interest`): per head ``j`` and history row ``t``,
+``a_t = Σ_k softmax_k(q_t·k_k / √d) v_k`` (the self-attention before its output projection; padding
+keys take no part), then per cross head ``pooled = Σ_t softmax_t(r·a_t) a_t`` with the folded query
+``r`` (:func:`rlrec.sim.functional.fold_cross_query`).
 
-The result is :func:`rlrec.sim.functional.cross_pool` of the same inputs up to float rounding (the
-sums run in another order and ``exp`` is a degree-7 polynomial, ≈ 2 ulp): ``tests/test_sim_fused.py``
-checks it to 1e-5 and that whole simulator trajectories are unchanged. Users are independent, each is
-computed by one thread, so the result does not depend on the thread count.
+**Incremental update.** The URM's self-attention has no positions, so row ``t`` depends only on its
+own item and the *set* of history items. When ``m`` positives arrive, the window drops its ``m``
+oldest slots and gains ``m`` new ones: the kernel keeps, per user, head and row, the softmax's
+numerator ``Σ_k e_tk v_k``, denominator ``Σ_k e_tk`` and reference ``c_t`` (``e_tk = exp(q_t·k_k/√d
+− c_t)``), subtracts the dropped keys, adds the new ones and computes only the new rows in full —
+about half the work of a full recomputation at the reference sizes. The history lives in a ring of
+``H`` slots (oldest overwritten first), so nothing moves. A row is recomputed in full (new
+reference) when a new key would overflow (``q·k/√d − c_t > 80``) or when the mass removed since its
+last full computation exceeds 4× what remains, which bounds the cancellation error of the running
+sums to a few float32 ulps (relative, ≲ 1e-6). Users whose window is new (a reset or refill), or
+shifted by ``H`` or more, are computed in full; so is a user whenever that is cheaper.
+
+The result is :func:`rlrec.sim.functional.cross_pool` of the same inputs up to float rounding (sums in
+another order, ``exp`` a degree-7 polynomial of ≈ 2 ulp): ``tests/test_sim_fused.py`` checks it to
+1e-5 and that whole simulator trajectories are unchanged. Users are independent and each is computed
+by one thread, so the result does not depend on the thread count.
 
 numba is optional (``pip install "rlrec[fast]"``); without it, or with
 ``EnvConfig.attention_kernel = "torch"``, the simulator uses the PyTorch path.
@@ -26,159 +36,102 @@ numba is optional (``pip install "rlrec[fast]"``); without it, or with
 from __future__ import annotations
 
 import importlib.util
-import math
-from collections.abc import Callable
-from functools import cache
-from typing import Any
+from types import ModuleType
 
 import numpy as np
 import torch
 
+LANE = 16
+"""Query rows are processed in blocks of 16 (the kernel's vector width, float32)."""
+
 
 def available() -> bool:
-    """Whether numba can be imported (the kernel compiles on first use, about a second)."""
+    """Whether numba can be imported (the kernel compiles on first use, a few seconds, then is cached)."""
     return importlib.util.find_spec("numba") is not None
 
 
-@cache
-def _kernel() -> tuple[Callable[..., None], Callable[[float], tuple[float, int]]]:
-    """Compile (once per process; numba caches the machine code on disk) and return the kernel and
-    its ``exp``."""
-    import numba as nb
+def _kernels() -> ModuleType:
+    """The compiled kernels (numba compiles them on first use and caches them on disk)."""
+    from rlrec.sim import _attention_kernel
 
-    @nb.njit(fastmath=True, inline="always", error_model="numpy", cache=True)
-    def exp_parts(x: float) -> tuple[float, int]:
-        """``exp(x)`` for ``x ≤ 0`` as a mantissa polynomial and the bits of ``2^n`` (the caller
-        multiplies them through an int32 → float32 view, which keeps the loops vectorised).
-        Cody–Waite reduction ``x = n ln2 + y``, ``|y| ≤ ln2/2``, then Cephes' ``expf`` polynomial."""
-        x = max(x, np.float32(-87.0))
-        n = np.int32(x * np.float32(1.44269504) - np.float32(0.5))  # round(x/ln2) for x ≤ 0
-        z = np.float32(n)
-        y = x - z * np.float32(0.693359375) - z * np.float32(-2.12194440e-4)
-        p = np.float32(1.9875691500e-4)
-        p = p * y + np.float32(1.3981999507e-3)
-        p = p * y + np.float32(8.3334519073e-3)
-        p = p * y + np.float32(4.1665795894e-2)
-        p = p * y + np.float32(1.6666665459e-1)
-        p = p * y + np.float32(5.0000001201e-1)
-        p = p * y * y + y + np.float32(1.0)
-        return p, (n + np.int32(127)) << np.int32(23)
-
-    @nb.njit(fastmath=True, boundscheck=False, error_model="numpy", parallel=True, cache=True)
-    def pooled(
-        table: Any, hist: Any, mask: Any, query: Any, n_heads: int, out: Any, n_chunks: int
-    ) -> None:
-        b_total, width = hist.shape
-        f = table.shape[1] // 3
-        d = f // n_heads
-        n_cross = query.shape[1]
-        scale = np.float32(1.0 / math.sqrt(d))
-        for chunk in nb.prange(n_chunks):
-            # scratch of one thread, reused for its users: ids, q (transposed), a (transposed),
-            # logits/weights S[key, query], exponent bits, row max, row sum, cross weights
-            wp = (width + 15) // 16 * 16
-            ids = np.empty(width, np.int64)
-            q_t = np.empty((f, wp), np.float32)
-            a_t = np.empty((f, wp), np.float32)
-            s = np.empty((width, wp), np.float32)
-            s_bits = np.empty((width, wp), np.int32)
-            s_two = s_bits.view(np.float32)
-            row_max = np.empty(wp, np.float32)
-            row_sum = np.empty(wp, np.float32)
-            w = np.empty(width, np.float32)
-            w_bits = np.empty(width, np.int32)
-            w_two = w_bits.view(np.float32)
-            for b in range(chunk * b_total // n_chunks, (chunk + 1) * b_total // n_chunks):
-                n = 0
-                for t in range(width):
-                    if mask[b, t]:
-                        ids[n] = hist[b, t]
-                        n += 1
-                if n == 0:  # empty history: the caller sets the interest to zero
-                    for j in range(n_cross):
-                        for c in range(f):
-                            out[b, j, c] = 0.0
-                    continue
-                npad = (n + 15) // 16 * 16
-                for t in range(n):
-                    for c in range(f):
-                        q_t[c, t] = table[ids[t], c] * scale
-                for c in range(f):
-                    for t in range(n, npad):
-                        q_t[c, t] = 0.0
-                for c in range(f):
-                    for t in range(npad):
-                        a_t[c, t] = 0.0
-                for h in range(n_heads):
-                    lo = h * d
-                    for t in range(npad):
-                        row_max[t] = -3.0e38
-                        row_sum[t] = 0.0
-                    for k in range(n):  # S[k, t] = q_t · k_k / √d
-                        key = ids[k]
-                        for t in range(npad):
-                            s[k, t] = 0.0
-                        for c in range(lo, lo + d):
-                            kc = table[key, f + c]
-                            for t in range(npad):
-                                s[k, t] += kc * q_t[c, t]
-                        for t in range(npad):
-                            row_max[t] = max(row_max[t], s[k, t])
-                    for k in range(n):
-                        for t in range(npad):
-                            p, e = exp_parts(s[k, t] - row_max[t])
-                            s[k, t] = p
-                            s_bits[k, t] = e
-                    for k in range(n):
-                        for t in range(npad):
-                            e = s[k, t] * s_two[k, t]
-                            s[k, t] = e
-                            row_sum[t] += e
-                    for k in range(n):  # a_t += e[k, t] v_k
-                        key = ids[k]
-                        for c in range(lo, lo + d):
-                            vc = table[key, 2 * f + c]
-                            for t in range(npad):
-                                a_t[c, t] += s[k, t] * vc
-                    for c in range(lo, lo + d):
-                        for t in range(npad):
-                            a_t[c, t] /= row_sum[t]
-                for j in range(n_cross):  # pooled_j = Σ_t softmax_t(r_j · a_t) a_t
-                    for t in range(n):
-                        w[t] = 0.0
-                    for c in range(f):
-                        rc = query[b, j, c]
-                        for t in range(n):
-                            w[t] += rc * a_t[c, t]
-                    top = w[0]
-                    for t in range(1, n):
-                        top = max(top, w[t])
-                    for t in range(n):
-                        p, e = exp_parts(w[t] - top)
-                        w[t] = p
-                        w_bits[t] = e
-                    total = np.float32(0.0)
-                    for t in range(n):
-                        w[t] = w[t] * w_two[t]
-                        total += w[t]
-                    inv = np.float32(1.0) / total
-                    for c in range(f):
-                        acc = np.float32(0.0)
-                        for t in range(n):
-                            acc += w[t] * a_t[c, t]
-                        out[b, j, c] = acc * inv
-
-    return pooled, exp_parts
+    return _attention_kernel
 
 
 def exp(x: np.ndarray) -> np.ndarray:
-    """The kernel's ``exp`` on ``x ≤ 0`` (float32 array), for tests: mantissa × ``2^n``."""
-    exp_parts = _kernel()[1]
+    """The kernel's ``exp`` (float32 array), for tests: mantissa × ``2^n``."""
+    exp_parts = _kernels().exp_parts
     out = np.empty(x.shape, np.float32)
     for i, v in enumerate(x.astype(np.float32)):
         p, bits = exp_parts(v)
         out[i] = np.float32(p) * np.array([bits], np.int32).view(np.float32)[0]
     return out
+
+
+class HistoryAttention:
+    """Per-slot state of the incremental kernel for ``num_slots`` users, windows of ``width``.
+
+    :meth:`refresh` returns the pooled cross-attention rows of the given slots after their window
+    changed: ``shift`` is how many items each window gained (0: unchanged, only the query moved;
+    −1: a new window). Every slot starts as "new", and :meth:`forget` makes them so again.
+    """
+
+    def __init__(self, num_slots: int, width: int, dim: int, n_heads: int) -> None:
+        self.width, self.n_heads = width, n_heads
+        lanes = (width + LANE - 1) // LANE * LANE
+        d = dim // n_heads
+        self.slot_item = np.zeros((num_slots, width), np.int64)
+        self.slot_ok = np.zeros((num_slots, width), np.bool_)
+        self.head = np.zeros(num_slots, np.int64)
+        self.num = np.zeros((num_slots, n_heads, d, lanes), np.float32)
+        self.den = np.ones((num_slots, n_heads, lanes), np.float32)
+        self.ref = np.zeros((num_slots, n_heads, lanes), np.float32)
+        self.gone = np.zeros((num_slots, n_heads, lanes), np.float32)
+        self.ready = torch.zeros(num_slots, dtype=torch.bool)  # slots with a state to update
+
+    def forget(self) -> None:
+        """Treat every slot's next window as new (after its history was set from elsewhere)."""
+        self.ready.zero_()
+
+    def refresh(
+        self,
+        qkv_table: torch.Tensor,
+        rows: torch.Tensor,
+        history: torch.Tensor,
+        mask: torch.Tensor,
+        shift: torch.Tensor,
+        query: torch.Tensor,
+    ) -> torch.Tensor:
+        """Pooled rows ``(R, h, f)`` of slots ``rows`` ``(R,)`` whose windows are now ``history``
+        ``(R, H)`` with ``mask`` ``(R, H)`` (True: the key takes part), shifted by ``shift`` ``(R,)``
+        since the last call, for folded queries ``query`` ``(R, h, f)``. CPU tensors."""
+        import numba
+
+        shift = torch.where(self.ready[rows], shift.to(torch.int64), -1)
+        self.ready[rows] = True
+        q = query.detach().to(torch.float32).contiguous()
+        out = torch.empty(q.shape, dtype=torch.float32)
+        most = int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
+        threads = max(1, min(torch.get_num_threads(), most))
+        numba.set_num_threads(threads)
+        _kernels().refresh(
+            qkv_table.detach().contiguous().numpy(),
+            rows.to(torch.int64).contiguous().numpy(),
+            history.contiguous().numpy(),
+            mask.contiguous().numpy(),
+            shift.to(torch.int64).contiguous().numpy(),
+            q.numpy(),
+            self.n_heads,
+            self.slot_item,
+            self.slot_ok,
+            self.head,
+            self.num,
+            self.den,
+            self.ref,
+            self.gone,
+            out.numpy(),
+            threads,
+        )
+        return out
 
 
 def pooled_history(
@@ -188,7 +141,7 @@ def pooled_history(
     query: torch.Tensor,
     n_heads: int,
 ) -> torch.Tensor:
-    """The cross-attention's pooled self-attention output ``(B, h, f)``, as
+    """The cross-attention's pooled self-attention output ``(B, h, f)`` of new windows, as
     :func:`rlrec.sim.functional.cross_pool` of the history's self-attention.
 
     ``qkv_table``: per-item ``[q | k | v]`` rows ``(N+1, 3f)`` float32; ``history``: ``(B, H)`` ids;
@@ -196,21 +149,7 @@ def pooled_history(
     URM); ``query``: the folded cross query ``(B, h, f)``; ``n_heads``: the self-attention's heads. CPU
     tensors; rows with no key give zeros.
     """
-    import numba
-
-    table = qkv_table.detach().contiguous().numpy()
-    q = query.detach().to(torch.float32).contiguous()
-    out = torch.empty(q.shape, dtype=torch.float32)
-    most = int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
-    threads = max(1, min(torch.get_num_threads(), most))
-    numba.set_num_threads(threads)
-    _kernel()[0](
-        table,
-        history.contiguous().numpy(),
-        mask.contiguous().numpy(),
-        q.numpy(),
-        n_heads,
-        out.numpy(),
-        threads,
-    )
-    return out
+    b, width = history.shape
+    state = HistoryAttention(b, width, query.shape[2], n_heads)
+    rows = torch.arange(b)
+    return state.refresh(qkv_table, rows, history, mask, torch.full((b,), -1), query)

@@ -1,0 +1,275 @@
+"""The numba kernels of :mod:`rlrec.sim.fused_attention` (imported only when numba is installed).
+
+Module-level functions, so numba's on-disk cache (``cache=True``) holds their machine code between
+processes. Shapes and the algorithm: see :mod:`rlrec.sim.fused_attention`.
+"""
+
+# mypy: ignore-errors
+# (numba's decorators are untyped; the typed entry points are in rlrec.sim.fused_attention)
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+from rlrec.sim.fused_attention import LANE
+
+OVERFLOW = 80.0
+"""A new key more than this above a row's reference logit triggers a full recomputation of the row."""
+REMOVED_RATIO = 4.0
+"""A row is recomputed in full once the mass removed from it exceeds this multiple of what remains."""
+
+fast = {"fastmath": True, "boundscheck": False, "error_model": "numpy", "cache": True}
+
+
+@nb.njit(inline="always", **fast)
+def exp_parts(x: float) -> tuple[float, int]:
+    """``exp(x)`` for ``x ≤ 80`` as a mantissa polynomial and the bits of ``2^n`` (the caller
+    multiplies them through an int32 → float32 view, which keeps the loops vectorised).
+    Cody–Waite reduction ``x = n ln2 + y``, ``|y| ≤ ln2/2``, then Cephes' ``expf`` polynomial;
+    ``x < −87`` gives ``exp(−87)``."""
+    x = min(max(x, np.float32(-87.0)), np.float32(88.0))
+    n = np.int32(x * np.float32(1.44269504) + np.float32(128.5)) - np.int32(128)  # round
+    z = np.float32(n)
+    y = x - z * np.float32(0.693359375) - z * np.float32(-2.12194440e-4)
+    p = np.float32(1.9875691500e-4)
+    p = p * y + np.float32(1.3981999507e-3)
+    p = p * y + np.float32(8.3334519073e-3)
+    p = p * y + np.float32(4.1665795894e-2)
+    p = p * y + np.float32(1.6666665459e-1)
+    p = p * y + np.float32(5.0000001201e-1)
+    p = p * y * y + y + np.float32(1.0)
+    return p, (n + np.int32(127)) << np.int32(23)
+
+
+@nb.njit(inline="always", **fast)
+def full_rows(table, keys, n_keys, q_t, lanes, lo, d, s, s_bits, num, den, ref):
+    """Every row of one head from scratch, vectorised over the rows ``t`` (``lanes`` of them):
+    ``S[k, t] = q_t·k_k``, ``ref_t = max_k S``, ``den_t = Σ_k e``, ``num[:, t] = Σ_k e v_k``."""
+    f = table.shape[1] // 3
+    s_two = s_bits.view(np.float32)
+    for t in range(lanes):
+        ref[t] = -3.0e38
+        den[t] = 0.0
+    for c in range(d):
+        for t in range(lanes):
+            num[c, t] = 0.0
+    for k in range(n_keys):
+        key = keys[k]
+        for t in range(lanes):
+            s[k, t] = 0.0
+        for c in range(lo, lo + d):
+            kc = table[key, f + c]
+            for t in range(lanes):
+                s[k, t] += kc * q_t[c, t]
+        for t in range(lanes):
+            ref[t] = max(ref[t], s[k, t])
+    for k in range(n_keys):
+        for t in range(lanes):
+            p, e = exp_parts(s[k, t] - ref[t])
+            s[k, t] = p
+            s_bits[k, t] = e
+    for k in range(n_keys):
+        key = keys[k]
+        for t in range(lanes):
+            e = s[k, t] * s_two[k, t]
+            s[k, t] = e
+            den[t] += e
+        for c in range(d):
+            vc = table[key, 2 * f + lo + c]
+            for t in range(lanes):
+                num[c, t] += s[k, t] * vc
+
+
+@nb.njit(inline="always", **fast)
+def update_rows(table, key, adding, q_t, lanes, lo, d, w, w_bits, num, den, ref, gone, need):
+    """Add (``adding = 1``) or remove (``0``) one key in every row of one head, branch-free:
+    removed mass goes to ``gone``, an added key far above a row's reference sets ``need``."""
+    f = table.shape[1] // 3
+    w_two = w_bits.view(np.float32)
+    sign = np.float32(2.0) * adding - np.float32(1.0)
+    for t in range(lanes):
+        w[t] = 0.0
+    for c in range(lo, lo + d):
+        kc = table[key, f + c]
+        for t in range(lanes):
+            w[t] += kc * q_t[c, t]
+    for t in range(lanes):
+        x = w[t] - ref[t]
+        need[t] = max(need[t], np.float32(x > OVERFLOW) * adding)
+        p, e = exp_parts(x)
+        w[t] = p
+        w_bits[t] = e
+    for t in range(lanes):
+        e = w[t] * w_two[t]
+        gone[t] += e * (np.float32(1.0) - adding)
+        w[t] = e * sign
+        den[t] += w[t]
+    for c in range(d):
+        vc = table[key, 2 * f + lo + c]
+        for t in range(lanes):
+            num[c, t] += w[t] * vc
+
+
+@nb.njit(parallel=True, **fast)
+def refresh(
+    table, rows, hist, mask, shift, query, n_heads, slot_item, slot_ok, head, num, den, ref,
+    gone, out, n_chunks,
+):  # fmt: skip
+    n_rows, width = hist.shape
+    f = table.shape[1] // 3
+    d = f // n_heads
+    n_cross = query.shape[1]
+    wp = num.shape[3]
+    scale = np.float32(1.0 / math.sqrt(d))
+    for chunk in nb.prange(n_chunks):
+        # one thread's scratch, reused for its users
+        keys = np.empty(width, np.int64)
+        removed = np.empty(width, np.int64)
+        added = np.empty(width, np.int64)
+        q_t = np.empty((f, wp), np.float32)
+        q_c = np.empty((f, wp), np.float32)  # rows to recompute, compacted
+        num_c = np.empty((d, wp), np.float32)
+        den_c = np.empty(wp, np.float32)
+        ref_c = np.empty(wp, np.float32)
+        redo = np.empty(wp, np.int64)
+        a_t = np.empty((f, wp), np.float32)
+        s = np.empty((width, wp), np.float32)
+        s_bits = np.empty((width, wp), np.int32)
+        w = np.empty(wp, np.float32)
+        w_bits = np.empty(wp, np.int32)
+        w_two = w_bits.view(np.float32)
+        need = np.empty(wp, np.float32)
+        ok_f = np.empty(wp, np.float32)
+        for i in range(chunk * n_rows // n_chunks, (chunk + 1) * n_rows // n_chunks):
+            b = rows[i]
+            m = shift[i]
+            n_rem = 0
+            n_add = 0
+            fresh = m < 0 or m >= width
+            if fresh:  # window position t ↔ slot (t − first real position) mod H
+                first = width
+                for t in range(width):
+                    if mask[i, t]:
+                        first = min(first, t)
+                head[b] = (width - first) % width
+                for t in range(width):
+                    slot = (head[b] + t) % width
+                    slot_item[b, slot] = hist[i, t] if mask[i, t] else 0
+                    slot_ok[b, slot] = mask[i, t]
+            elif m > 0:  # the m oldest slots take the m newest items
+                for j in range(m):
+                    slot = (head[b] + j) % width
+                    if slot_ok[b, slot]:
+                        removed[n_rem] = slot_item[b, slot]
+                        n_rem += 1
+                    slot_item[b, slot] = hist[i, width - m + j]
+                    slot_ok[b, slot] = mask[i, width - m + j]
+                    if slot_ok[b, slot]:
+                        added[n_add] = slot
+                        n_add += 1
+                head[b] = (head[b] + m) % width
+            top_slot = -1
+            n_keys = 0
+            for slot in range(width):
+                if slot_ok[b, slot]:
+                    top_slot = slot
+                    keys[n_keys] = slot_item[b, slot]
+                    n_keys += 1
+            if n_keys == 0:  # empty history: the caller sets the interest to zero
+                for j in range(n_cross):
+                    for c in range(f):
+                        out[i, j, c] = 0.0
+                continue
+            lanes = (top_slot + LANE) // LANE * LANE
+            for slot in range(lanes):
+                ok = slot < width and slot_ok[b, slot]
+                ok_f[slot] = np.float32(1.0) if ok else np.float32(0.0)
+                item = slot_item[b, slot] if ok else 0
+                for c in range(f):
+                    q_t[c, slot] = table[item, c] * scale * ok_f[slot]
+            # full recomputation when the window is new or when it is cheaper (vector ops:
+            # each changed key over all rows, then the new rows, 16 at a time, over all keys)
+            n_new_blocks = (n_add + LANE - 1) // LANE
+            incremental = (n_rem + n_add) * lanes + n_keys * LANE * n_new_blocks
+            full = fresh or incremental >= n_keys * lanes
+            if m != 0 and not full:
+                for slot in range(lanes):
+                    need[slot] = np.float32(0.0)
+                for j in range(n_add):
+                    need[added[j]] = np.float32(1.0)
+            for h in range(n_heads):
+                lo = h * d
+                nh, dh, rh, gh = num[b, h], den[b, h], ref[b, h], gone[b, h]
+                if full:
+                    full_rows(table, keys, n_keys, q_t, lanes, lo, d, s, s_bits, nh, dh, rh)
+                    for t in range(lanes):
+                        gh[t] = 0.0
+                elif m != 0:
+                    for j in range(n_rem):
+                        update_rows(
+                            table, removed[j], np.float32(0.0), q_t, lanes, lo, d, w, w_bits,
+                            nh, dh, rh, gh, need,
+                        )  # fmt: skip
+                    for j in range(n_add):
+                        update_rows(
+                            table, slot_item[b, added[j]], np.float32(1.0), q_t, lanes, lo, d,
+                            w, w_bits, nh, dh, rh, gh, need,
+                        )  # fmt: skip
+                    n_redo = 0
+                    for t in range(lanes):
+                        if ok_f[t] > 0 and (need[t] > 0 or gh[t] > REMOVED_RATIO * dh[t]):
+                            redo[n_redo] = t
+                            n_redo += 1
+                    if n_redo > 0:  # those rows in full, compacted into blocks of 16
+                        n_lanes = (n_redo + LANE - 1) // LANE * LANE
+                        for c in range(lo, lo + d):
+                            for j in range(n_lanes):
+                                q_c[c, j] = q_t[c, redo[j]] if j < n_redo else 0.0
+                        full_rows(
+                            table, keys, n_keys, q_c, n_lanes, lo, d, s, s_bits, num_c, den_c,
+                            ref_c,
+                        )  # fmt: skip
+                        for j in range(n_redo):
+                            t = redo[j]
+                            dh[t] = den_c[j]
+                            rh[t] = ref_c[j]
+                            gh[t] = 0.0
+                            for c in range(d):
+                                nh[c, t] = num_c[c, j]
+                for t in range(lanes):  # padding rows: finite placeholders
+                    if ok_f[t] == 0:
+                        dh[t] = 1.0
+                        rh[t] = 0.0
+                        gh[t] = 0.0
+                        for c in range(d):
+                            nh[c, t] = 0.0
+                for c in range(d):
+                    for t in range(lanes):
+                        a_t[lo + c, t] = nh[c, t] / dh[t]
+            for j in range(n_cross):  # pooled_j = Σ_t softmax_t(r_j · a_t) a_t
+                for t in range(lanes):
+                    w[t] = 0.0
+                for c in range(f):
+                    rc = query[i, j, c]
+                    for t in range(lanes):
+                        w[t] += rc * a_t[c, t]
+                top = np.float32(-3.0e38)
+                for t in range(lanes):
+                    top = max(top, w[t] if ok_f[t] > 0 else np.float32(-3.0e38))
+                for t in range(lanes):
+                    p, e = exp_parts(w[t] - top)
+                    w[t] = p
+                    w_bits[t] = e
+                total = np.float32(0.0)
+                for t in range(lanes):
+                    w[t] = w[t] * w_two[t] * ok_f[t]
+                    total += w[t]
+                inv = np.float32(1.0) / total
+                for c in range(f):
+                    acc = np.float32(0.0)
+                    for t in range(lanes):
+                        acc += w[t] * a_t[c, t]
+                    out[i, j, c] = acc * inv
