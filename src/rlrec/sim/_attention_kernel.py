@@ -45,6 +45,49 @@ def exp_parts(x: float) -> tuple[float, int]:
 
 
 @nb.njit(inline="always", **fast)
+def key_logits(table, key, q_t, lanes, lo, d, out):
+    """``out[t] = Σ_c k_c q_t[lo + c, t]`` over one head's ``d`` columns for the item ``key``,
+    all ``lanes`` rows at once. For ``d = 8`` (the reference URM) the eight terms are written out,
+    so each row's sum stays in a register instead of passing through memory once per column."""
+    f = table.shape[1] // 3
+    base = f + lo
+    if d == 8:
+        k0, k1, k2, k3 = (
+            table[key, base],
+            table[key, base + 1],
+            table[key, base + 2],
+            table[key, base + 3],
+        )
+        k4, k5, k6, k7 = (
+            table[key, base + 4],
+            table[key, base + 5],
+            table[key, base + 6],
+            table[key, base + 7],
+        )
+        q0, q1, q2, q3 = q_t[lo], q_t[lo + 1], q_t[lo + 2], q_t[lo + 3]
+        q4, q5, q6, q7 = q_t[lo + 4], q_t[lo + 5], q_t[lo + 6], q_t[lo + 7]
+        for t in range(lanes):
+            out[t] = (
+                k0 * q0[t]
+                + k1 * q1[t]
+                + k2 * q2[t]
+                + k3 * q3[t]
+                + k4 * q4[t]
+                + k5 * q5[t]
+                + k6 * q6[t]
+                + k7 * q7[t]
+            )
+        return
+    for t in range(lanes):
+        out[t] = 0.0
+    for c in range(d):
+        kc = table[key, base + c]
+        q_c = q_t[lo + c]
+        for t in range(lanes):
+            out[t] += kc * q_c[t]
+
+
+@nb.njit(inline="always", **fast)
 def full_rows(table, keys, n_keys, q_t, lanes, lo, d, s, s_bits, num, den, ref):
     """Every row of one head from scratch, vectorised over the rows ``t`` (``lanes`` of them):
     ``S[k, t] = q_t·k_k``, ``ref_t = max_k S``, ``den_t = Σ_k e``, ``num[:, t] = Σ_k e v_k``."""
@@ -58,12 +101,7 @@ def full_rows(table, keys, n_keys, q_t, lanes, lo, d, s, s_bits, num, den, ref):
             num[c, t] = 0.0
     for k in range(n_keys):
         key = keys[k]
-        for t in range(lanes):
-            s[k, t] = 0.0
-        for c in range(lo, lo + d):
-            kc = table[key, f + c]
-            for t in range(lanes):
-                s[k, t] += kc * q_t[c, t]
+        key_logits(table, key, q_t, lanes, lo, d, s[k])
         for t in range(lanes):
             ref[t] = max(ref[t], s[k, t])
     for k in range(n_keys):
@@ -90,12 +128,7 @@ def update_rows(table, key, adding, q_t, lanes, lo, d, w, w_bits, num, den, ref,
     f = table.shape[1] // 3
     w_two = w_bits.view(np.float32)
     sign = np.float32(2.0) * adding - np.float32(1.0)
-    for t in range(lanes):
-        w[t] = 0.0
-    for c in range(lo, lo + d):
-        kc = table[key, f + c]
-        for t in range(lanes):
-            w[t] += kc * q_t[c, t]
+    key_logits(table, key, q_t, lanes, lo, d, w)
     for t in range(lanes):
         x = w[t] - ref[t]
         need[t] = max(need[t], np.float32(x > OVERFLOW) * adding)
