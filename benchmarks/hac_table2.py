@@ -25,12 +25,14 @@ lines), the protocol of the paper's own numbers. Learning curves go to ``report/
 
     .venv/bin/python benchmarks/hac_table2.py [--iterations 50000] [--seeds 0 1 2] [--jobs 2] \\
         [--agents hac ddpg]
-    .venv/bin/python benchmarks/hac_table2.py --timing [--iterations 300] [--threads 2]
+    .venv/bin/python benchmarks/hac_table2.py --timing [--iterations 300] [--threads 2] \\
+        [--kernels torch numba torch numba]
 
 ``--timing`` trains HAC on the ML-100K simulator in this process for ``--iterations`` iterations
 (after the 2,000-transition prefill) and reports iterations per second (overall, and the steady
 state without the warm-up), the projected time of the paper's 50,000 iterations and the share of
-each update step and of the simulator in the time.
+each update step and of the simulator in the time; ``--kernels`` repeats the run per attention
+kernel of the actor (``policy.attention_kernel``), alternating, for same-sitting ratios.
 """
 
 from __future__ import annotations
@@ -307,8 +309,14 @@ def timed(obj: Any, name: str, totals: dict[str, float]) -> None:
 
 
 def timing(args: argparse.Namespace) -> None:
+    """One timed HAC run per ``--kernels`` entry (the actor's attention), in this process."""
     torch.set_num_threads(args.threads)
     paths = prepare("ml100k", ML100K)
+    for kernel in args.kernels:
+        timed_run(args, paths, kernel)
+
+
+def timed_run(args: argparse.Namespace, paths: dict[str, Path], kernel: str) -> None:
     log_every = min(100, args.iterations)
     cfg = build_config(
         OnlineTrainConfig,
@@ -318,6 +326,7 @@ def timing(args: argparse.Namespace) -> None:
             f"urm={paths['urm']}",
             f"eval_urm={paths['eval_urm']}",
             f"out={WORK / 'timing'}",
+            f"agent.policy.attention_kernel={kernel}",
             "device=cpu",
             f"train.num_threads={args.threads}",
             "eval.users=64",
@@ -343,8 +352,8 @@ def timing(args: argparse.Namespace) -> None:
     windows = [log_every / (b - a) for a, b in itertools.pairwise(ends)]
     steady = statistics.median(windows) if windows else summary["iterations_per_s"]
     print(
-        f"HAC on ML-100K (1,682 items, K = 10, H = 50, 32 users/step, batch 64), "
-        f"{args.threads} thread(s), load average {os.getloadavg()[0]:.1f}:\n"
+        f"HAC on ML-100K (1,682 items, K = 10, H = 50, 32 users/step, batch 64), attention "
+        f"kernel {kernel}, {args.threads} thread(s), load average {os.getloadavg()[0]:.1f}:\n"
         f"  {summary['iterations']} iterations: {summary['iterations_per_s']:.2f} iterations/s "
         f"overall, {steady:.2f} in the steady state (median of the {log_every}-iteration windows "
         f"after the first); whole command {time.perf_counter() - t0:.0f} s\n"
@@ -365,6 +374,13 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--agents", nargs="+", default=list(AGENTS), choices=list(AGENTS))
     parser.add_argument("--timing", action="store_true", help="measure HAC iterations/s only")
+    parser.add_argument(
+        "--kernels",
+        nargs="+",
+        default=["auto"],
+        choices=["auto", "torch", "numba"],
+        help="timing: one run per entry, in order (policy.attention_kernel)",
+    )
     args = parser.parse_args()
     if args.iterations is None:
         args.iterations = 300 if args.timing else 50_000

@@ -77,14 +77,19 @@ def test_dropped_attention_matches_autograd_and_gradcheck(lq: int) -> None:
     )
 
 
-def test_training_layer_uses_the_seeded_mask_on_the_attention_weights() -> None:
-    """A training layer's attention equals the plain formula with the mask drawn from the same seed."""
+@pytest.mark.parametrize("fused", [False, True])
+def test_training_layer_uses_the_seeded_mask_on_the_attention_weights(fused: bool) -> None:
+    """A training layer's attention equals the plain formula with the mask drawn from the same seed
+    (PyTorch's operators and the fused kernel alike)."""
+    if fused:
+        pytest.importorskip("numba")
     torch.manual_seed(0)
-    layer = TransformerLayer(8, 2, 16, 0.2).train()
-    q, k, v = (torch.randn(2, 2, 4, 4) for _ in range(3))
+    layer = TransformerLayer(8, 2, 16, 0.2, fused=fused).train()
+    qkv = torch.randn(2, 4, 3, 2, 4)  # (B, L, [q|k|v], heads, d)
+    q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))
     bias = attention_bias(None, 4, CPU)
     torch.manual_seed(7)
-    out = layer._attend(q, k, v, bias)
+    out = layer._attend(qkv, None, bias).transpose(1, 2)
     torch.manual_seed(7)
     m = dropout_mask((2, 2, 4, 4), 0.2, torch.float32, CPU)
     expected = plain_attention(q / math.sqrt(4), k, v, bias, m)

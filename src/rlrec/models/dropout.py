@@ -63,21 +63,39 @@ def dropout_mask(
 ) -> torch.Tensor:
     """Inverted-dropout multiplier of ``shape``: 0 with probability ``p``, else ``1 / (1 − p)``
     (``p`` rounded to 2^-16 on CPU; an ordinary Bernoulli draw on other devices)."""
-    return _draw(shape, lambda full: _local_mask(full, p, dtype, device))
-
-
-def _local_mask(
-    shape: tuple[int, ...], p: float, dtype: torch.dtype, device: torch.device
-) -> torch.Tensor:
     if device.type != "cpu":
-        keep = torch.empty(shape, dtype=dtype, device=device).bernoulli_(1.0 - p)
-        return keep.mul_(1.0 / (1.0 - p))
+        return _draw(shape, lambda full: _bernoulli_mask(full, p, dtype, device))
+    words = dropout_words(shape)
+    threshold, scale = word_threshold(p)
+    keep = words.to(torch.float32).ge_(threshold)  # 1.0 kept, 0.0 dropped
+    return keep.to(dtype).mul_(scale)
+
+
+def dropout_words(shape: tuple[int, ...]) -> torch.Tensor:
+    """The CPU mask's raw draws: int16 ``shape``, uniform on ``[−2^15, 2^15)``, four per 64-bit draw
+    of torch's default generator (what :func:`dropout_mask` compares; kernels that apply dropout
+    themselves take these and :func:`word_threshold`, and drop the same elements)."""
+    return _draw(shape, _local_words)
+
+
+def word_threshold(p: float) -> tuple[int, float]:
+    """``(threshold, scale)`` for the draws of :func:`dropout_words`: an element is kept when its
+    draw is ≥ ``threshold`` and then scaled by ``scale`` (``p`` rounded to 2^-16)."""
     n_drop = min(round(p * INT16_LEVELS), INT16_LEVELS - 1)
+    return n_drop - INT16_LEVELS // 2, INT16_LEVELS / (INT16_LEVELS - n_drop)
+
+
+def _local_words(shape: tuple[int, ...]) -> torch.Tensor:
     n = math.prod(shape)
     words = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-(2**63), 2**63 - 1)
-    uniform16 = words.view(torch.int16)[:n].view(shape)  # uniform on [−2^15, 2^15)
-    keep = uniform16.to(torch.float32).ge_(n_drop - INT16_LEVELS // 2)  # 1.0 kept, 0.0 dropped
-    return keep.to(dtype).mul_(INT16_LEVELS / (INT16_LEVELS - n_drop))
+    return words.view(torch.int16)[:n].view(shape)
+
+
+def _bernoulli_mask(
+    shape: tuple[int, ...], p: float, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    keep = torch.empty(shape, dtype=dtype, device=device).bernoulli_(1.0 - p)
+    return keep.mul_(1.0 / (1.0 - p))
 
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:

@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import FunctionCtx, once_differentiable
 
-from rlrec.models.dropout import dropout, dropout_mask
+from rlrec.models.dropout import dropout, dropout_mask, dropout_words
+from rlrec.online.fused_attention import fused_attention, unpack
 
 NEG = -1e9
 """Additive attention bias of a forbidden key (finite: a row keeps at least its diagonal)."""
@@ -103,13 +104,18 @@ def attention_bias(mask: torch.Tensor | None, length: int, device: torch.device)
 
 class TransformerLayer(nn.Module):
     """Post-norm encoder layer as ``torch.nn.TransformerEncoderLayer`` (ReLU, dropout on the attention
-    weights, after attention and inside the feed-forward), with an additive mask ``(B, 1, L, L)``."""
+    weights, after attention and inside the feed-forward), with an additive mask ``(B, 1, L, L)``.
 
-    def __init__(self, dim: int, n_heads: int, ff_dim: int, p_drop: float) -> None:
+    ``fused``: float32 CPU attention runs the numba kernel of :mod:`rlrec.online.fused_attention`
+    (the same function and dropout draws; float rounding apart) instead of PyTorch's operators."""
+
+    def __init__(
+        self, dim: int, n_heads: int, ff_dim: int, p_drop: float, fused: bool = False
+    ) -> None:
         super().__init__()
         if dim % n_heads:
             raise ValueError(f"policy dim ({dim}) must be divisible by n_heads ({n_heads})")
-        self.n_heads, self.p = n_heads, p_drop
+        self.n_heads, self.p, self.fused = n_heads, p_drop, fused
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out = nn.Linear(dim, dim)
         self.ff1, self.ff2 = nn.Linear(dim, ff_dim), nn.Linear(ff_dim, dim)
@@ -117,15 +123,22 @@ class TransformerLayer(nn.Module):
         self.drop, self.drop1, self.drop2 = Dropout(p_drop), Dropout(p_drop), Dropout(p_drop)
 
     def _attend(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor
+        self, q_src: torch.Tensor, kv_src: torch.Tensor | None, bias: torch.Tensor
     ) -> torch.Tensor:
-        """Heads ``(B, h, Lq, d/h)`` attending over ``(B, h, L, d/h)`` with an additive ``bias``."""
-        if self.training and self.p > 0:  # dropout on the attention weights, as torch's layer
-            b, h, lq, dh = q.shape
-            m = dropout_mask((b, h, lq, k.shape[2]), self.p, q.dtype, q.device)
-            out = DroppedAttention.apply(q * (1.0 / math.sqrt(dh)), k, v, bias, m)
-            return cast(torch.Tensor, out)
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        """Heads ``(B, Lq, h, d/h)`` of packed projections (:func:`~rlrec.online.fused_attention.
+        unpack`) with an additive ``bias``; dropout on the weights in training."""
+        q, k, v = unpack(q_src, kv_src)
+        dropping = self.training and self.p > 0
+        shape = (q.shape[0], q.shape[2], q.shape[1], k.shape[1])  # (B, h, Lq, L)
+        if self.fused and q.device.type == "cpu" and q.dtype == torch.float32:
+            words = dropout_words(shape) if dropping else None
+            return fused_attention(q_src, kv_src, bias, words, self.p)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        if dropping:  # dropout on the attention weights, as torch's layer
+            m = dropout_mask(shape, self.p, q.dtype, q.device)
+            out = DroppedAttention.apply(q * (1.0 / math.sqrt(q.shape[-1])), k, v, bias, m)
+            return cast(torch.Tensor, out).transpose(1, 2)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias).transpose(1, 2)
 
     def _finish(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """Residual + norm around the attention output ``a`` (``x``'s shape), then the feed-forward."""
@@ -135,8 +148,8 @@ class TransformerLayer(nn.Module):
     def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """``x`` ``(B, L, d)`` → ``(B, L, d)``."""
         b, n, d = x.shape
-        q, k, v = self.qkv(x).view(b, n, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
-        return self._finish(x, self._attend(q, k, v, bias).transpose(1, 2).reshape(b, n, d))
+        qkv = self.qkv(x).view(b, n, 3, self.n_heads, d // self.n_heads)
+        return self._finish(x, self._attend(qkv, None, bias).reshape(b, n, d))
 
     def forward_last(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """The output at the last position only, ``(B, L, d)`` → ``(B, d)``; exact.
@@ -149,7 +162,7 @@ class TransformerLayer(nn.Module):
         b, n, d = x.shape
         h, dh = self.n_heads, d // self.n_heads
         w, bq = self.qkv.weight, self.qkv.bias
-        q = F.linear(x[:, -1], w[:d], bq[:d]).view(b, h, 1, dh)
-        k, v = F.linear(x, w[d:], bq[d:]).view(b, n, 2, h, dh).permute(2, 0, 3, 1, 4)
-        a = self._attend(q, k, v, bias[..., -1:, :]).reshape(b, d)
+        q = F.linear(x[:, -1], w[:d], bq[:d]).view(b, 1, 1, h, dh)
+        kv = F.linear(x, w[d:], bq[d:]).view(b, n, 2, h, dh)
+        a = self._attend(q, kv, bias[..., -1:, :]).reshape(b, d)
         return self._finish(x[:, -1], a)

@@ -22,7 +22,9 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
+from rlrec import numba_support
 from rlrec.config import StrictModel
+from rlrec.errors import ConfigError
 from rlrec.online.layers import Dropout, TransformerLayer, attention_bias, mlp
 
 Coin = Literal["per_user", "per_batch"]
@@ -48,6 +50,10 @@ class PolicyConfig(StrictModel):
     kernel: Literal["linear", "mlp"] = "linear"
     kernel_hidden: list[int] = Field(default_factory=lambda: [128])
     mask_history_items: bool = False
+    attention_kernel: Literal["auto", "torch", "numba"] = "auto"
+    """How the Transformer's attention is computed on CPU: ``numba`` the fused kernel of
+    :mod:`rlrec.online.fused_attention` (same function and dropout draws up to float rounding,
+    faster), ``torch`` PyTorch's operators, ``auto`` the kernel when numba is installed."""
 
     @model_validator(mode="before")
     @classmethod
@@ -113,8 +119,14 @@ class HyperActor(nn.Module):
             if cfg.use_user_token
             else None
         )
+        fused = cfg.attention_kernel != "torch" and numba_support.available()
+        if cfg.attention_kernel == "numba" and not fused:
+            raise ConfigError(
+                "policy.attention_kernel 'numba' needs numba (pip install 'rlrec[fast]')"
+            )
         self.layers = nn.ModuleList(
-            TransformerLayer(d, cfg.n_heads, cfg.ff_dim, cfg.dropout) for _ in range(cfg.n_layers)
+            TransformerLayer(d, cfg.n_heads, cfg.ff_dim, cfg.dropout, fused)
+            for _ in range(cfg.n_layers)
         )
         self.head = nn.Linear(d, d) if cfg.hyper_head == "linear" else nn.Identity()
 

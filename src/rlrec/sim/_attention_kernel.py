@@ -14,34 +14,13 @@ import math
 import numba as nb
 import numpy as np
 
+from rlrec._fastmath import exp_parts, fast
 from rlrec.sim.fused_attention import LANE
 
 OVERFLOW = 80.0
 """A new key more than this above a row's reference logit triggers a full recomputation of the row."""
 REMOVED_RATIO = 4.0
 """A row is recomputed in full once the mass removed from it exceeds this multiple of what remains."""
-
-fast = {"fastmath": True, "boundscheck": False, "error_model": "numpy", "cache": True}
-
-
-@nb.njit(inline="always", **fast)
-def exp_parts(x: float) -> tuple[float, int]:
-    """``exp(x)`` for ``x ≤ 80`` as a mantissa polynomial and the bits of ``2^n`` (the caller
-    multiplies them through an int32 → float32 view, which keeps the loops vectorised).
-    Cody–Waite reduction ``x = n ln2 + y``, ``|y| ≤ ln2/2``, then Cephes' ``expf`` polynomial;
-    ``x < −87`` gives ``exp(−87)``."""
-    x = min(max(x, np.float32(-87.0)), np.float32(88.0))
-    n = np.int32(x * np.float32(1.44269504) + np.float32(128.5)) - np.int32(128)  # round
-    z = np.float32(n)
-    y = x - z * np.float32(0.693359375) - z * np.float32(-2.12194440e-4)
-    p = np.float32(1.9875691500e-4)
-    p = p * y + np.float32(1.3981999507e-3)
-    p = p * y + np.float32(8.3334519073e-3)
-    p = p * y + np.float32(4.1665795894e-2)
-    p = p * y + np.float32(1.6666665459e-1)
-    p = p * y + np.float32(5.0000001201e-1)
-    p = p * y * y + y + np.float32(1.0)
-    return p, (n + np.int32(127)) << np.int32(23)
 
 
 @nb.njit(inline="always", **fast)

@@ -35,19 +35,17 @@ numba is optional (``pip install "rlrec[fast]"``); without it, or with
 
 from __future__ import annotations
 
-import importlib.util
 from types import ModuleType
 
 import numpy as np
 import torch
 
+from rlrec.numba_support import available, match_torch_threads
+
+__all__ = ["LANE", "HistoryAttention", "available", "exp", "pooled_history"]
+
 LANE = 16
 """Query rows are processed in blocks of 16 (the kernel's vector width, float32)."""
-
-
-def available() -> bool:
-    """Whether numba can be imported (the kernel compiles on first use, a few seconds, then is cached)."""
-    return importlib.util.find_spec("numba") is not None
 
 
 def _kernels() -> ModuleType:
@@ -59,7 +57,8 @@ def _kernels() -> ModuleType:
 
 def exp(x: np.ndarray) -> np.ndarray:
     """The kernel's ``exp`` (float32 array), for tests: mantissa × ``2^n``."""
-    exp_parts = _kernels().exp_parts
+    from rlrec._fastmath import exp_parts
+
     out = np.empty(x.shape, np.float32)
     for i, v in enumerate(x.astype(np.float32)):
         p, bits = exp_parts(v)
@@ -104,15 +103,11 @@ class HistoryAttention:
         """Pooled rows ``(R, h, f)`` of slots ``rows`` ``(R,)`` whose windows are now ``history``
         ``(R, H)`` with ``mask`` ``(R, H)`` (True: the key takes part), shifted by ``shift`` ``(R,)``
         since the last call, for folded queries ``query`` ``(R, h, f)``. CPU tensors."""
-        import numba
-
         shift = torch.where(self.ready[rows], shift.to(torch.int64), -1)
         self.ready[rows] = True
         q = query.detach().to(torch.float32).contiguous()
         out = torch.empty(q.shape, dtype=torch.float32)
-        most = int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
-        threads = max(1, min(torch.get_num_threads(), most))
-        numba.set_num_threads(threads)
+        threads = match_torch_threads()
         _kernels().refresh(
             qkv_table.detach().contiguous().numpy(),
             rows.to(torch.int64).contiguous().numpy(),

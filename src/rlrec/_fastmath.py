@@ -1,0 +1,38 @@
+"""numba helpers shared by rlrec's CPU kernels (imported only when numba is installed).
+
+``fast``: the ``njit`` options of every kernel (fast-math, no bounds checks, numpy's error model,
+numba's on-disk cache). ``exp_parts``: a vectorisable float32 ``exp``.
+
+numba's cache keys a kernel on its own file only: after editing this module, clear the callers'
+``__pycache__/*.nbi|*.nbc`` files (or touch the callers) so they are recompiled.
+"""
+
+# mypy: ignore-errors
+# (numba's decorators are untyped)
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+fast = {"fastmath": True, "boundscheck": False, "error_model": "numpy", "cache": True}
+
+
+@nb.njit(inline="always", **fast)
+def exp_parts(x: float) -> tuple[float, int]:
+    """``exp(x)`` for ``x ≤ 80`` as a mantissa polynomial and the bits of ``2^n`` (the caller
+    multiplies them through an int32 → float32 view, which keeps the loops vectorised).
+    Cody–Waite reduction ``x = n ln2 + y``, ``|y| ≤ ln2/2``, then Cephes' ``expf`` polynomial;
+    ``x < −87`` gives ``exp(−87)``."""
+    x = min(max(x, np.float32(-87.0)), np.float32(88.0))
+    n = np.int32(x * np.float32(1.44269504) + np.float32(128.5)) - np.int32(128)  # round
+    z = np.float32(n)
+    y = x - z * np.float32(0.693359375) - z * np.float32(-2.12194440e-4)
+    p = np.float32(1.9875691500e-4)
+    p = p * y + np.float32(1.3981999507e-3)
+    p = p * y + np.float32(8.3334519073e-3)
+    p = p * y + np.float32(4.1665795894e-2)
+    p = p * y + np.float32(1.6666665459e-1)
+    p = p * y + np.float32(5.0000001201e-1)
+    p = p * y * y + y + np.float32(1.0)
+    return p, (n + np.int32(127)) << np.int32(23)

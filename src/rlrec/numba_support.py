@@ -1,0 +1,28 @@
+"""The optional numba kernels' plumbing: whether numba is installed, and its thread count.
+
+rlrec's CPU kernels (:mod:`rlrec.sim.fused_attention`, :mod:`rlrec.online.fused_attention`) are
+compiled with numba when it is installed (``pip install "rlrec[fast]"``); nothing imports numba until
+a kernel is first used. numba keeps its own thread pool, which each call sizes to torch's intra-op
+thread count so that ``train.num_threads`` holds for both.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import torch
+
+
+def available() -> bool:
+    """Whether numba can be imported (a kernel compiles on first use, then numba caches it on disk)."""
+    return importlib.util.find_spec("numba") is not None
+
+
+def match_torch_threads() -> int:
+    """Set numba's thread count to torch's (at most numba's pool size) and return it."""
+    import numba
+
+    most = int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
+    threads = max(1, min(torch.get_num_threads(), most))
+    numba.set_num_threads(threads)
+    return threads
