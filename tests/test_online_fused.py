@@ -37,7 +37,9 @@ def reference(
 def fused(qkv: torch.Tensor, bias: torch.Tensor, words: torch.Tensor | None, last: bool):
     if not last:
         return fused_attention(qkv, None, bias, words, 0.1)
-    return fused_attention(qkv[:, -1:, :1], qkv[:, :, 1:], bias[..., -1:, :], words, 0.1)
+    # the layers' layout: a contiguous query block, [k | v] a view of a packed tensor
+    q, kv = qkv[:, -1:, :1].contiguous(), qkv[:, :, 1:]
+    return fused_attention(q, kv, bias[..., -1:, :], words, 0.1)
 
 
 @pytest.mark.parametrize("dim", [8, 4])  # the written-out d = 8 path and the generic one

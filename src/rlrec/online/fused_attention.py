@@ -129,6 +129,6 @@ def fused_attention(
     """:class:`FusedAttention` with ``bias`` as the layers build it — ``(L, L)``, ``(B, 1, L, L)``
     or their last rows ``(1, L)``, ``(B, 1, 1, L)`` — and the dropout draws ``words``
     ``(B, h, Lq, L)`` or None (no dropout)."""
-    flat = bias.detach().to(torch.float32).reshape(-1, *bias.shape[-2:])
+    flat = bias.detach().to(torch.float32).reshape(-1, *bias.shape[-2:]).contiguous()  # one layout
     draws = NO_WORDS if words is None else words.contiguous()
     return cast(torch.Tensor, FusedAttention.apply(q_src, kv_src, flat, draws, p))
