@@ -3,10 +3,10 @@
 One task per (sequence, head) problem, ``prange`` over them. Per problem the keys and values are
 copied once into ``(d, Lp)`` tiles (``Lp``: the keys padded to whole blocks of 16, padding keys zero
 with bias ``PAD``), and each query row is processed with loops over 1-D views of whole blocks, which
-LLVM vectorises without remainder loops. Per row only the blocks from its first to its last open key
-are visited (for the causal mask, about half). The backward pass recomputes each row's softmax from ``q`` and ``k``
-with the same code as the forward, so it sees the same weights, and keeps ``dk``/``dv`` of the
-problem in tiles that are written out once.
+LLVM vectorises without remainder loops. Per row only the blocks from its first to its last open
+key are visited (for the causal mask, about half). The backward pass recomputes each row's softmax
+from ``q`` and ``k`` with the same code as the forward (:func:`row_softmax`), so it sees the same
+weights, and keeps ``dk``/``dv`` of the problem in tiles that are written out once.
 
 Shapes and the function: see :mod:`rlrec.online.fused_attention`.
 """
@@ -156,6 +156,21 @@ def row_scaled(w, m, inv, lo, hi):
 
 
 @nb.njit(inline="always", **fast)
+def row_softmax(
+    q, b, i, hh, scale, kt, bias, bb, words, threshold, keep_scale, brow, m, qrow, w, w_bits
+):
+    """Row ``i`` of problem ``(b, hh)``, the part forward and backward share: its bias and dropout
+    multipliers loaded, the scaled query ``qrow``, ``w ← exp(logit − max)`` on its open blocks.
+    Returns ``(lo, hi, Σ w)``."""
+    load_row(bias, bb, i, words, b, hh, threshold, keep_scale, brow, m)
+    lo, hi = open_blocks(brow, bias.shape[2])
+    for c in range(qrow.shape[0]):
+        qrow[c] = q[b, i, hh, c] * scale
+    row_logits(qrow, kt, brow, lo, hi, w)
+    return lo, hi, row_exp(w, w_bits, lo, hi)
+
+
+@nb.njit(inline="always", **fast)
 def lanes_of(n_keys):
     """``Lp``: ``n_keys`` rounded up to whole blocks."""
     return (n_keys + BLOCK - 1) // BLOCK * BLOCK
@@ -181,12 +196,24 @@ def forward(q, k, v, bias, words, threshold, keep_scale, scale, out):
         qrow = np.empty(d, np.float32)
         load_tiles(k, v, b, hh, kt, vt)
         for i in range(n_rows):
-            load_row(bias, bb, i, words, b, hh, threshold, keep_scale, brow, m)
-            lo, hi = open_blocks(brow, n_keys)
-            for c in range(d):
-                qrow[c] = q[b, i, hh, c] * scale
-            row_logits(qrow, kt, brow, lo, hi, w)
-            total = row_exp(w, w_bits, lo, hi)
+            lo, hi, total = row_softmax(
+                q,
+                b,
+                i,
+                hh,
+                scale,
+                kt,
+                bias,
+                bb,
+                words,
+                threshold,
+                keep_scale,
+                brow,
+                m,
+                qrow,
+                w,
+                w_bits,
+            )
             row_scaled(w, m, np.float32(1.0) / total, lo, hi)
             for c in range(d):
                 out[b, i, hh, c] = row_dot(w, vt[c], lo, hi)
@@ -219,15 +246,29 @@ def backward(q, k, v, bias, words, threshold, keep_scale, scale, g, dq, dk, dv):
         grow = np.empty(d, np.float32)
         load_tiles(k, v, b, hh, kt, vt)
         for i in range(n_rows):
-            load_row(bias, bb, i, words, b, hh, threshold, keep_scale, brow, m)
-            lo, hi = open_blocks(brow, n_keys)
+            lo, hi, total = row_softmax(
+                q,
+                b,
+                i,
+                hh,
+                scale,
+                kt,
+                bias,
+                bb,
+                words,
+                threshold,
+                keep_scale,
+                brow,
+                m,
+                qrow,
+                w,
+                w_bits,
+            )
             n = hi - lo
             for c in range(d):
-                qrow[c] = q[b, i, hh, c] * scale
                 grow[c] = g[b, i, hh, c]
             row_logits(grow, vt, zero, lo, hi, da)  # g vᵀ
-            row_logits(qrow, kt, brow, lo, hi, w)
-            inv = np.float32(1.0) / row_exp(w, w_bits, lo, hi)
+            inv = np.float32(1.0) / total
             wv, wdv, mv, dav = w[lo:hi], wd[lo:hi], m[lo:hi], da[lo:hi]
             dot = np.float32(0.0)
             for t in range(n):
