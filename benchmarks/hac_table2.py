@@ -53,6 +53,7 @@ from rlrec.config import build_config
 from rlrec.errors import RlrecError
 from rlrec.experiments.launch import RunSpec
 from rlrec.experiments.sweep import SweepConfig, run_sweeps
+from rlrec.models import torch_mt19937
 from rlrec.online.config import OnlineTrainConfig
 from rlrec.online.evaluate import HEADLINE, across_seeds, write_curves
 from rlrec.online.trainer import OnlineTrainer
@@ -309,14 +310,22 @@ def timed(obj: Any, name: str, totals: dict[str, float]) -> None:
 
 
 def timing(args: argparse.Namespace) -> None:
-    """One timed HAC run per ``--kernels`` entry (the actor's attention), in this process."""
+    """One timed HAC run per ``--kernels`` entry, in this process: the actor's attention (``torch``,
+    ``numba``, ``auto``), or ``baseline``, PyTorch's attention with the dropout words drawn by torch's
+    own ``random_`` instead of :mod:`rlrec.models.torch_mt19937` (the code before either kernel)."""
     torch.set_num_threads(args.threads)
     paths = prepare("ml100k", ML100K)
     for kernel in args.kernels:
-        timed_run(args, paths, kernel)
+        if kernel == "baseline":  # the code before the kernels: torch's attention, torch's draws
+            with torch_mt19937.disabled():
+                timed_run(args, paths, "torch", "baseline: attention torch, dropout draws by torch")
+        else:
+            timed_run(args, paths, kernel)
 
 
-def timed_run(args: argparse.Namespace, paths: dict[str, Path], kernel: str) -> None:
+def timed_run(
+    args: argparse.Namespace, paths: dict[str, Path], kernel: str, label: str = ""
+) -> None:
     log_every = min(100, args.iterations)
     cfg = build_config(
         OnlineTrainConfig,
@@ -353,7 +362,7 @@ def timed_run(args: argparse.Namespace, paths: dict[str, Path], kernel: str) -> 
     steady = statistics.median(windows) if windows else summary["iterations_per_s"]
     print(
         f"HAC on ML-100K (1,682 items, K = 10, H = 50, 32 users/step, batch 64), attention "
-        f"kernel {kernel}, {args.threads} thread(s), load average {os.getloadavg()[0]:.1f}:\n"
+        f"{label or 'kernel ' + kernel}, {args.threads} thread(s), load average {os.getloadavg()[0]:.1f}:\n"
         f"  {summary['iterations']} iterations: {summary['iterations_per_s']:.2f} iterations/s "
         f"overall, {steady:.2f} in the steady state (median of the {log_every}-iteration windows "
         f"after the first); whole command {time.perf_counter() - t0:.0f} s\n"
@@ -378,8 +387,9 @@ def main() -> None:
         "--kernels",
         nargs="+",
         default=["auto"],
-        choices=["auto", "torch", "numba"],
-        help="timing: one run per entry, in order (policy.attention_kernel)",
+        choices=["auto", "torch", "numba", "baseline"],
+        help="timing: one run per entry, in order (policy.attention_kernel; baseline: torch "
+        "attention and torch's own dropout draws)",
     )
     args = parser.parse_args()
     if args.iterations is None:
