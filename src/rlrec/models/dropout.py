@@ -3,10 +3,11 @@
 On CPU the mask comes from 16-bit uniform integers, four per 64-bit draw of torch's default
 generator (``torch.manual_seed`` makes it reproducible), about 3× cheaper than ``F.dropout``'s
 Bernoulli sampling, and drawn another 4–6× faster by :mod:`rlrec.models.torch_mt19937` when numba
-is installed (the same words). The drop probability is rounded to a multiple of 2^-16 (0.1 → 0.100006) and the
-kept values are scaled by the exact ``1 / (1 − p)`` of that rounded probability. The integers are
-compared as float32 (exact: |value| ≤ 2^15), so the mask is built without a bool tensor, whose
-conversions and mixed-dtype products take a slow, unvectorised path on CPU.
+is installed (the same words). The drop probability is rounded to a multiple of 2^-16
+(0.1 → 0.100006) and the kept values are scaled by the exact ``1 / (1 − p)`` of that rounded
+probability. The integers are compared as float32 (exact: |value| ≤ 2^15), so the mask is built
+without a bool tensor, whose conversions and mixed-dtype products take a slow, unvectorised path on
+CPU.
 
 Data-parallel training (:func:`global_rows`): when a process holds some rows of a batch that is
 spread over several processes, every mask is drawn for the *whole* batch and the process keeps its
@@ -24,7 +25,7 @@ from contextvars import ContextVar
 import torch
 import torch.nn.functional as F
 
-from rlrec.models.torch_mt19937 import int64_words
+from rlrec.models.torch_mt19937 import int64_words, torch_draw
 
 INT16_LEVELS = 1 << 16
 
@@ -90,11 +91,11 @@ def word_threshold(p: float) -> tuple[int, float]:
 
 def _local_words(shape: tuple[int, ...]) -> torch.Tensor:
     n = math.prod(shape)
-    words = int64_words(
-        (n + 3) // 4
-    )  # the same words, faster, where numba reproduces torch's stream
+    n_words = (n + 3) // 4
+    # the same words, faster, where numba reproduces torch's stream
+    words = int64_words(n_words)
     if words is None:
-        words = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-(2**63), 2**63 - 1)
+        words = torch_draw(n_words)
     return words.view(torch.int16)[:n].view(shape)
 
 

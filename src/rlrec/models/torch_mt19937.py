@@ -40,12 +40,19 @@ def _kernels() -> ModuleType:
     return _mt19937_kernel
 
 
+def torch_draw(n: int) -> torch.Tensor:
+    """The words drawn by torch itself: ``random_(−2^63, 2^63 − 1)`` on ``n`` fresh int64."""
+    return torch.empty(n, dtype=torch.int64).random_(-(2**63), 2**63 - 1)
+
+
 def _draw(n: int) -> torch.Tensor | None:
     """``n`` words from the default generator's state, which is advanced past them; ``None`` (and
     the state untouched) if the state does not have the expected layout."""
     raw = torch.get_rng_state().numpy().copy()
+    if raw.size != STATE_BYTES:
+        return None
     left, nxt = int(raw[8:12].view(np.int32)[0]), int(raw[16:24].view(np.uint64)[0])
-    if raw.size != STATE_BYTES or not (1 <= left <= _N and 0 <= nxt <= _N):
+    if not (1 <= left <= _N and 0 <= nxt <= _N):
         return None
     state = raw[24 : 24 + 8 * _N].view(np.uint64).astype(np.uint32)
     pos = np.array([left, nxt], np.int64)
@@ -68,7 +75,7 @@ def _matches_torch() -> bool:
     if before.numel() != STATE_BYTES:
         return False
     try:
-        expected = torch.empty(1000, dtype=torch.int64).random_(-(2**63), 2**63 - 1)
+        expected = torch_draw(1000)
         after = torch.get_rng_state()
         torch.set_rng_state(before)
         got = _draw(1000)
@@ -93,9 +100,9 @@ def disabled() -> Iterator[None]:
 
 
 def int64_words(n: int) -> torch.Tensor | None:
-    """``torch.empty(n, dtype=torch.int64).random_(−2^63, 2^63 − 1)`` on torch's default CPU
-    generator, the same words and the same generator state after, or ``None`` where this module
-    cannot reproduce torch's stream (then draw with torch)."""
+    """:func:`torch_draw` on torch's default CPU generator: the same words and the same generator
+    state after, or ``None`` where this module cannot reproduce torch's stream (then call
+    :func:`torch_draw`)."""
     global _verified
     if not _enabled:
         return None
