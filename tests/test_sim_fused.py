@@ -150,12 +150,14 @@ def test_incremental_updates_track_the_full_attention(gain: float) -> None:
 
 
 @needs_numba
-def test_a_key_far_above_a_rows_reference_recomputes_the_row() -> None:
+@pytest.mark.parametrize("full_window", [False, True])
+def test_a_key_far_above_a_rows_reference_recomputes_the_row(full_window: bool) -> None:
     """Row A's keys have logits near 0; then keys C and D arrive with logits 100 and 95 for A.
     Their exponentials relative to A's old reference would overflow, so A's row is recomputed:
-    C and D then share A's attention as e^5 : 1, as the full softmax has it."""
-    f = 8
-    urm = URM(URMConfig(dim=f, n_heads=1, max_history=6), user_dim=1, item_dim=1)
+    C and D then share A's attention as e^5 : 1, as the full softmax has it. ``full_window``: C and
+    D replace two real keys (a key removed and one added in the same pass) rather than padding."""
+    f, width = 8, 40  # wide enough that the kernel updates the row state instead of recomputing
+    urm = URM(URMConfig(dim=f, n_heads=1, max_history=width), user_dim=1, item_dim=1)
     gen = torch.Generator().manual_seed(0)
     table = 0.1 * torch.randn(5, 3 * f, generator=gen)  # items 1 = A, 2 = B, 3 = C, 4 = D
     u = torch.zeros(f)
@@ -165,14 +167,46 @@ def test_a_key_far_above_a_rows_reference_recomputes_the_row() -> None:
     table[4, f : 2 * f] = 95.0 * math.sqrt(f) / 10.0 * u  # 95
     table[3, 2 * f] = 1.0  # v_C, v_D differ in their first value
     table[4, 2 * f] = -1.0
-    hist = torch.tensor([[0, 0, 0, 1, 2, 2]])
-    mask = hist > 0
+    hist = torch.full((1, width), 2)
+    hist[0, -3] = 1
+    mask = torch.ones(1, width, dtype=torch.bool)
+    if not full_window:
+        mask[0, :3] = False
+        hist[0, :3] = 0
     query = torch.zeros(1, 1, f)
     query[0, 0, 0] = 50.0  # the cross-attention looks (almost) only at row A
-    state = fused_attention.HistoryAttention(1, 6, f, 1)
+    state = fused_attention.HistoryAttention(1, width, f, 1)
     state.refresh(table, torch.tensor([0]), hist, mask, torch.tensor([-1]), query)
-    hist, mask = torch.tensor([[0, 1, 2, 2, 3, 4]]), torch.tensor([[False] + [True] * 5])
+    hist = torch.cat([hist[:, 2:], torch.tensor([[3, 4]])], 1)
+    mask = torch.cat([mask[:, 2:], torch.ones(1, 2, dtype=torch.bool)], 1)
     got = state.refresh(table, torch.tensor([0]), hist, mask, torch.tensor([2]), query)
     want = torch_pooled(urm, table, hist, mask, query)
     assert abs(float(want[0, 0, 0]) - math.tanh(2.5)) < 0.05  # e^5 : 1 on v_C, v_D
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+@needs_numba
+def test_keys_dropped_with_padding_in_their_place() -> None:
+    """A caller's mask may mark some of the newest positions as padding: the real keys the window
+    drops are then subtracted with no key added in their place, and the result is still the
+    attention over the new window."""
+    gen = torch.Generator().manual_seed(3)
+    torch.manual_seed(3)
+    width, b = 40, 2
+    urm = URM(URMConfig(max_history=width), user_dim=3, item_dim=6).eval()
+    items = torch.cat([torch.zeros(1, 6), torch.randn(100, 6, generator=gen)])
+    with torch.no_grad():
+        _, table = urm.item_tables(items)
+        query = urm.cross_query(urm.encode_user(torch.randn(b, 3, generator=gen)))
+    hist = torch.randint(1, 101, (b, width), generator=gen)
+    mask = torch.ones(b, width, dtype=torch.bool)
+    state = fused_attention.HistoryAttention(b, width, 32, 4)
+    rows = torch.arange(b)
+    state.refresh(table, rows, hist, mask, torch.full((b,), -1), query)
+    hist = torch.cat([hist[:, 3:], torch.randint(1, 101, (b, 3), generator=gen)], 1)
+    newest = torch.tensor([[True, False, False], [False, False, True]])
+    mask = torch.cat([mask[:, 3:], newest], 1)
+    got = state.refresh(table, rows, hist, mask, torch.full((b,), 3), query)
+    with torch.no_grad():
+        want = torch_pooled(urm, table, hist, mask, query)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)

@@ -125,6 +125,39 @@ def update_rows(table, key, adding, q_t, lanes, lo, d, w, w_bits, num, den, ref,
             num[c, t] += w[t] * vc
 
 
+@nb.njit(inline="always", **fast)
+def swap_rows(table, old, new, q_t, lanes, lo, d, w, w_bits, u, u_bits, num, den, ref, gone, need):
+    """Remove key ``old`` and add key ``new`` in every row of one head, in one pass over the
+    rows' sums (what :func:`update_rows` does for each, with half the traffic)."""
+    f = table.shape[1] // 3
+    w_two = w_bits.view(np.float32)
+    u_two = u_bits.view(np.float32)
+    key_logits(table, old, q_t, lanes, lo, d, w)
+    key_logits(table, new, q_t, lanes, lo, d, u)
+    for t in range(lanes):
+        x = w[t] - ref[t]
+        y = u[t] - ref[t]
+        need[t] = max(need[t], np.float32(y > OVERFLOW))
+        p, e = exp_parts(x)
+        w[t] = p
+        w_bits[t] = e
+        p, e = exp_parts(y)
+        u[t] = p
+        u_bits[t] = e
+    for t in range(lanes):
+        eo = w[t] * w_two[t]
+        en = u[t] * u_two[t]
+        gone[t] += eo
+        den[t] += en - eo
+        w[t] = eo
+        u[t] = en
+    for c in range(d):
+        vo = table[old, 2 * f + lo + c]
+        vn = table[new, 2 * f + lo + c]
+        for t in range(lanes):
+            num[c, t] += u[t] * vn - w[t] * vo
+
+
 @nb.njit(parallel=True, **fast)
 def refresh(
     table, rows, hist, mask, shift, query, n_heads, slot_item, slot_ok, head, num, den, ref,
@@ -152,6 +185,8 @@ def refresh(
         s_bits = np.empty((width, wp), np.int32)
         w = np.empty(wp, np.float32)
         w_bits = np.empty(wp, np.int32)
+        u = np.empty(wp, np.float32)
+        u_bits = np.empty(wp, np.int32)
         w_two = w_bits.view(np.float32)
         need = np.empty(wp, np.float32)
         ok_f = np.empty(wp, np.float32)
@@ -220,12 +255,18 @@ def refresh(
                     for t in range(lanes):
                         gh[t] = 0.0
                 elif m != 0:
-                    for j in range(n_rem):
+                    n_pair = min(n_rem, n_add)
+                    for j in range(n_pair):
+                        swap_rows(
+                            table, removed[j], slot_item[b, added[j]], q_t, lanes, lo, d, w,
+                            w_bits, u, u_bits, nh, dh, rh, gh, need,
+                        )  # fmt: skip
+                    for j in range(n_pair, n_rem):
                         update_rows(
                             table, removed[j], np.float32(0.0), q_t, lanes, lo, d, w, w_bits,
                             nh, dh, rh, gh, need,
                         )  # fmt: skip
-                    for j in range(n_add):
+                    for j in range(n_pair, n_add):
                         update_rows(
                             table, slot_item[b, added[j]], np.float32(1.0), q_t, lanes, lo, d,
                             w, w_bits, nh, dh, rh, gh, need,
