@@ -210,3 +210,19 @@ def test_keys_dropped_with_padding_in_their_place() -> None:
     with torch.no_grad():
         want = torch_pooled(urm, table, hist, mask, query)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+@needs_numba
+def test_wide_vectors_marks_the_calling_function() -> None:
+    """The kernels' 512-bit vector preference reaches LLVM as the function's attribute."""
+    import numba as nb
+
+    from rlrec._fastmath import wide_vectors
+
+    @nb.njit
+    def add_one(x: int) -> int:
+        wide_vectors()
+        return x + 1
+
+    assert add_one(1) == 2
+    assert '"prefer-vector-width"="512"' in "".join(add_one.inspect_llvm().values())

@@ -1,7 +1,8 @@
 """numba helpers shared by rlrec's CPU kernels (imported only when numba is installed).
 
 ``fast``: the ``njit`` options of every kernel (fast-math, no bounds checks, numpy's error model,
-numba's on-disk cache). ``exp_parts``: a vectorisable float32 ``exp``.
+numba's on-disk cache). ``exp_parts``: a vectorisable float32 ``exp``. ``wide_vectors``: lets LLVM
+vectorise the calling function with the CPU's widest vectors.
 
 numba's cache keys a kernel on its own file only: after editing this module, clear the callers'
 ``__pycache__/*.nbi|*.nbc`` files (or touch the callers) so they are recompiled.
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import numba as nb
 import numpy as np
+from numba import types
+from numba.extending import intrinsic
 
 fast = {"fastmath": True, "boundscheck": False, "error_model": "numpy", "cache": True}
 
@@ -36,3 +39,23 @@ def exp_parts(x: float) -> tuple[float, int]:
     p = p * y + np.float32(5.0000001201e-1)
     p = p * y * y + y + np.float32(1.0)
     return p, (n + np.int32(127)) << np.int32(23)
+
+
+@intrinsic
+def wide_vectors(typingctx):
+    """Call at the top of a kernel (inside a ``prange`` loop: the loop body is its own function) to
+    let LLVM vectorise it with the widest vectors the CPU has.
+
+    LLVM's tuning for Intel cores with AVX-512 prefers 256-bit vectors (wide ones lower the clock
+    in code that uses them sparsely); for rlrec's kernels, which are vector arithmetic end to end,
+    512-bit vectors are faster (``benchmarks/README.md``, "Simulator throughput"). The function
+    attribute ``"prefer-vector-width"="512"`` overrides the preference for this function only;
+    on a CPU without AVX-512 it has no effect. (llvmlite's attribute set accepts only the
+    attributes it knows, so the string attribute is added to the set directly.)"""
+    sig = types.void()
+
+    def codegen(context, builder, signature, args):
+        set.add(builder.function.attributes, '"prefer-vector-width"="512"')
+        return context.get_dummy_value()
+
+    return sig, codegen

@@ -14,7 +14,7 @@ import math
 import numba as nb
 import numpy as np
 
-from rlrec._fastmath import exp_parts, fast
+from rlrec._fastmath import exp_parts, fast, wide_vectors
 from rlrec.sim.fused_attention import LANE
 
 OVERFLOW = 80.0
@@ -170,6 +170,7 @@ def refresh(
     wp = num.shape[3]
     scale = np.float32(1.0 / math.sqrt(d))
     for chunk in nb.prange(n_chunks):
+        wide_vectors()
         # one thread's scratch, reused for its users
         keys = np.empty(width, np.int64)
         removed = np.empty(width, np.int64)
