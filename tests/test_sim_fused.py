@@ -30,7 +30,8 @@ def torch_pooled(
 
 @needs_numba
 @pytest.mark.parametrize(
-    ("dim", "heads", "width", "masked"), [(32, 4, 50, True), (16, 2, 7, True), (8, 1, 5, False)]
+    ("dim", "heads", "width", "masked"),
+    [(32, 4, 50, True), (16, 2, 7, True), (8, 1, 5, False), (24, 4, 20, True)],
 )
 def test_kernel_equals_the_pytorch_attention(
     dim: int, heads: int, width: int, masked: bool
@@ -107,16 +108,17 @@ def test_kernel_exp_is_accurate_to_a_few_ulp() -> None:
 
 
 @needs_numba
-@pytest.mark.parametrize("gain", [1.5, 4.0])
-def test_incremental_updates_track_the_full_attention(gain: float) -> None:
+@pytest.mark.parametrize(("gain", "dim"), [(1.5, 32), (4.0, 32), (1.5, 24)])
+def test_incremental_updates_track_the_full_attention(gain: float, dim: int) -> None:
     """Windows that gain 0..K items per step (positives appended, oldest dropped, some users
     restarted): the kept state is as accurate as a full float32 recomputation by PyTorch, both
     measured against float64. ``gain`` 4 makes the attention peaky (logits in the tens; the float32
-    error of either path is then ~1e-4), so rows are re-based and recomputed along the way."""
+    error of either path is then ~1e-4), so rows are re-based and recomputed along the way.
+    ``dim`` 24 (heads of 6) takes the kernel's general path instead of its width-8 one."""
     gen = torch.Generator().manual_seed(7)
     torch.manual_seed(7)
     width, b, k = 50, 16, 10
-    urm = URM(URMConfig(max_history=width), user_dim=3, item_dim=6).eval()
+    urm = URM(URMConfig(dim=dim, max_history=width), user_dim=3, item_dim=6).eval()
     errors: dict[str, list[float]] = {"kernel": [], "torch": []}
     with torch.no_grad():
         for p in urm.parameters():
@@ -126,7 +128,7 @@ def test_incremental_updates_track_the_full_attention(gain: float) -> None:
         lengths = torch.randint(0, width + 1, (b,), generator=gen)
         mask = torch.arange(width)[None, :] >= width - lengths[:, None]
         hist = torch.randint(1, 301, (b, width), generator=gen).masked_fill(~mask, 0)
-        state = fused_attention.HistoryAttention(b, width, 32, 4)
+        state = fused_attention.HistoryAttention(b, width, dim, 4)
         rows = torch.arange(b)
         shift = torch.full((b,), -1)
         for _ in range(25):
@@ -226,3 +228,33 @@ def test_wide_vectors_marks_the_calling_function() -> None:
 
     assert add_one(1) == 2
     assert '"prefer-vector-width"="512"' in "".join(add_one.inspect_llvm().values())
+
+
+@needs_numba
+@pytest.mark.parametrize("replaced", [True, False])
+def test_a_row_that_loses_most_of_its_mass_is_recomputed(replaced: bool) -> None:
+    """Row A puts almost all its attention on key X (logit 30 against ~0 for the rest). When X
+    leaves the window, subtracting e^30 from A's running sums would leave float32 rounding noise
+    (an ulp of e^30 is ~1e6 against a remaining mass of ~40), so the row is recomputed and the
+    result equals the full attention. ``replaced``: X's slot takes a new real key (one pass for
+    both) or padding."""
+    f, width = 8, 40
+    urm = URM(URMConfig(dim=f, n_heads=1, max_history=width), user_dim=1, item_dim=1)
+    gen = torch.Generator().manual_seed(1)
+    table = 0.1 * torch.randn(5, 3 * f, generator=gen)  # items 1 = A, 2 = B, 3 = X, 4 = C
+    u = torch.zeros(f)
+    u[0] = 1.0
+    table[1, :f] = 10.0 * u  # q_A
+    table[3, f : 2 * f] = 30.0 * math.sqrt(f) / 10.0 * u  # q_A·k_X / √f = 30
+    hist = torch.full((1, width), 2)
+    hist[0, 0], hist[0, -3] = 3, 1  # X the oldest, A near the end
+    mask = torch.ones(1, width, dtype=torch.bool)
+    query = torch.zeros(1, 1, f)
+    query[0, 0, 0] = 50.0  # the cross-attention looks (almost) only at row A
+    state = fused_attention.HistoryAttention(1, width, f, 1)
+    state.refresh(table, torch.tensor([0]), hist, mask, torch.tensor([-1]), query)
+    hist = torch.cat([hist[:, 1:], torch.tensor([[4]])], 1)
+    mask = torch.cat([mask[:, 1:], torch.tensor([[replaced]])], 1)
+    got = state.refresh(table, torch.tensor([0]), hist, mask, torch.tensor([1]), query)
+    want = torch_pooled(urm, table, hist, mask, query)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)

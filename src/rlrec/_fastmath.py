@@ -1,8 +1,10 @@
 """numba helpers shared by rlrec's CPU kernels (imported only when numba is installed).
 
 ``fast``: the ``njit`` options of every kernel (fast-math, no bounds checks, numpy's error model,
-numba's on-disk cache). ``exp_parts``: a vectorisable float32 ``exp``. ``wide_vectors``: lets LLVM
-vectorise the calling function with the CPU's widest vectors.
+numba's on-disk cache). ``exp_parts``: a vectorisable float32 ``exp`` as mantissa and exponent bits;
+``exp32``: the same ``exp`` as one float32 (the bits reinterpreted in a register, so a loop that
+computes it and uses it stays one vectorised loop). ``wide_vectors``: lets LLVM vectorise the
+calling function with the CPU's widest vectors.
 
 numba's cache keys a kernel on its own file only: after editing this module, clear the callers'
 ``__pycache__/*.nbi|*.nbc`` files (or touch the callers) so they are recompiled.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import numba as nb
 import numpy as np
+from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
@@ -39,6 +42,28 @@ def exp_parts(x: float) -> tuple[float, int]:
     p = p * y + np.float32(5.0000001201e-1)
     p = p * y * y + y + np.float32(1.0)
     return p, (n + np.int32(127)) << np.int32(23)
+
+
+@intrinsic
+def float_from_bits(typingctx, bits):
+    """The float32 whose bit pattern is the low 32 bits of the integer ``bits`` (LLVM ``bitcast``)."""
+    if not isinstance(bits, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        word = args[0]
+        if bits.bitwidth != 32:
+            word = builder.trunc(word, ir.IntType(32))
+        return builder.bitcast(word, ir.FloatType())
+
+    return types.float32(bits), codegen
+
+
+@nb.njit(inline="always", **fast)
+def exp32(x: float) -> float:
+    """``exp(x)`` in float32 for ``x ≤ 80`` (:func:`exp_parts`, multiplied out)."""
+    p, bits = exp_parts(x)
+    return np.float32(p) * float_from_bits(bits)
 
 
 @intrinsic

@@ -14,7 +14,7 @@ import math
 import numba as nb
 import numpy as np
 
-from rlrec._fastmath import exp_parts, fast, wide_vectors
+from rlrec._fastmath import exp32, fast, wide_vectors
 from rlrec.sim.fused_attention import LANE
 
 OVERFLOW = 80.0
@@ -67,11 +67,45 @@ def key_logits(table, key, q_t, lanes, lo, d, out):
 
 
 @nb.njit(inline="always", **fast)
-def full_rows(table, keys, n_keys, q_t, lanes, lo, d, s, s_bits, num, den, ref):
+def weigh_key(table, key, x, ref, sign, lanes, lo, d, num, den):
+    """Add ``sign · e_t`` to ``den_t`` and ``sign · e_t v_key`` to ``num[:, t]`` for every row ``t``,
+    ``e_t = exp(x_t − ref_t)``. For ``d = 8`` it is one loop over the rows, the eight values of
+    ``v_key`` in registers; otherwise ``x`` is overwritten with ``sign · e`` on the way."""
+    v0 = 2 * (table.shape[1] // 3) + lo
+    if d == 8:
+        u0, u1, u2, u3 = table[key, v0], table[key, v0 + 1], table[key, v0 + 2], table[key, v0 + 3]
+        u4, u5, u6, u7 = (
+            table[key, v0 + 4],
+            table[key, v0 + 5],
+            table[key, v0 + 6],
+            table[key, v0 + 7],
+        )
+        for t in range(lanes):
+            e = exp32(x[t] - ref[t]) * sign
+            den[t] += e
+            num[0, t] += e * u0
+            num[1, t] += e * u1
+            num[2, t] += e * u2
+            num[3, t] += e * u3
+            num[4, t] += e * u4
+            num[5, t] += e * u5
+            num[6, t] += e * u6
+            num[7, t] += e * u7
+        return
+    for t in range(lanes):
+        e = exp32(x[t] - ref[t]) * sign
+        x[t] = e
+        den[t] += e
+    for c in range(d):
+        vc = table[key, v0 + c]
+        for t in range(lanes):
+            num[c, t] += x[t] * vc
+
+
+@nb.njit(inline="always", **fast)
+def full_rows(table, keys, n_keys, q_t, lanes, lo, d, s, num, den, ref):
     """Every row of one head from scratch, vectorised over the rows ``t`` (``lanes`` of them):
     ``S[k, t] = q_t·k_k``, ``ref_t = max_k S``, ``den_t = Σ_k e``, ``num[:, t] = Σ_k e v_k``."""
-    f = table.shape[1] // 3
-    s_two = s_bits.view(np.float32)
     for t in range(lanes):
         ref[t] = -3.0e38
         den[t] = 0.0
@@ -79,81 +113,47 @@ def full_rows(table, keys, n_keys, q_t, lanes, lo, d, s, s_bits, num, den, ref):
         for t in range(lanes):
             num[c, t] = 0.0
     for k in range(n_keys):
-        key = keys[k]
-        key_logits(table, key, q_t, lanes, lo, d, s[k])
+        key_logits(table, keys[k], q_t, lanes, lo, d, s[k])
         for t in range(lanes):
             ref[t] = max(ref[t], s[k, t])
     for k in range(n_keys):
-        for t in range(lanes):
-            p, e = exp_parts(s[k, t] - ref[t])
-            s[k, t] = p
-            s_bits[k, t] = e
-    for k in range(n_keys):
-        key = keys[k]
-        for t in range(lanes):
-            e = s[k, t] * s_two[k, t]
-            s[k, t] = e
-            den[t] += e
-        for c in range(d):
-            vc = table[key, 2 * f + lo + c]
-            for t in range(lanes):
-                num[c, t] += s[k, t] * vc
+        weigh_key(table, keys[k], s[k], ref, np.float32(1.0), lanes, lo, d, num, den)
 
 
 @nb.njit(inline="always", **fast)
-def update_rows(table, key, adding, q_t, lanes, lo, d, w, w_bits, num, den, ref, gone, need):
-    """Add (``adding = 1``) or remove (``0``) one key in every row of one head, branch-free:
-    removed mass goes to ``gone``, an added key far above a row's reference sets ``need``."""
-    f = table.shape[1] // 3
-    w_two = w_bits.view(np.float32)
-    sign = np.float32(2.0) * adding - np.float32(1.0)
+def update_rows(table, key, adding, q_t, lanes, lo, d, w, num, den, ref, gone, need):
+    """Add (``adding``) or remove one key in every row of one head: removed mass goes to
+    ``gone``, an added key far above a row's reference sets ``need``."""
     key_logits(table, key, q_t, lanes, lo, d, w)
-    for t in range(lanes):
-        x = w[t] - ref[t]
-        need[t] = max(need[t], np.float32(x > OVERFLOW) * adding)
-        p, e = exp_parts(x)
-        w[t] = p
-        w_bits[t] = e
-    for t in range(lanes):
-        e = w[t] * w_two[t]
-        gone[t] += e * (np.float32(1.0) - adding)
-        w[t] = e * sign
-        den[t] += w[t]
-    for c in range(d):
-        vc = table[key, 2 * f + lo + c]
+    if adding:
         for t in range(lanes):
-            num[c, t] += w[t] * vc
+            need[t] = max(need[t], np.float32(w[t] - ref[t] > OVERFLOW))
+    else:
+        for t in range(lanes):
+            gone[t] += exp32(w[t] - ref[t])
+    sign = np.float32(1.0) if adding else np.float32(-1.0)
+    weigh_key(table, key, w, ref, sign, lanes, lo, d, num, den)
 
 
 @nb.njit(inline="always", **fast)
-def swap_rows(table, old, new, q_t, lanes, lo, d, w, w_bits, u, u_bits, num, den, ref, gone, need):
-    """Remove key ``old`` and add key ``new`` in every row of one head, in one pass over the
-    rows' sums (what :func:`update_rows` does for each, with half the traffic)."""
-    f = table.shape[1] // 3
-    w_two = w_bits.view(np.float32)
-    u_two = u_bits.view(np.float32)
+def swap_rows(table, old, new, q_t, lanes, lo, d, w, u, num, den, ref, gone, need):
+    """Remove key ``old`` and add key ``new`` in every row of one head (what :func:`update_rows`
+    does for each) in one pass over the rows' sums."""
+    v0 = 2 * (table.shape[1] // 3) + lo
     key_logits(table, old, q_t, lanes, lo, d, w)
     key_logits(table, new, q_t, lanes, lo, d, u)
     for t in range(lanes):
-        x = w[t] - ref[t]
         y = u[t] - ref[t]
         need[t] = max(need[t], np.float32(y > OVERFLOW))
-        p, e = exp_parts(x)
-        w[t] = p
-        w_bits[t] = e
-        p, e = exp_parts(y)
-        u[t] = p
-        u_bits[t] = e
-    for t in range(lanes):
-        eo = w[t] * w_two[t]
-        en = u[t] * u_two[t]
+        eo = exp32(w[t] - ref[t])
+        en = exp32(y)
         gone[t] += eo
         den[t] += en - eo
         w[t] = eo
         u[t] = en
     for c in range(d):
-        vo = table[old, 2 * f + lo + c]
-        vn = table[new, 2 * f + lo + c]
+        vo = table[old, v0 + c]
+        vn = table[new, v0 + c]
         for t in range(lanes):
             num[c, t] += u[t] * vn - w[t] * vo
 
@@ -183,12 +183,8 @@ def refresh(
         redo = np.empty(wp, np.int64)
         a_t = np.empty((f, wp), np.float32)
         s = np.empty((width, wp), np.float32)
-        s_bits = np.empty((width, wp), np.int32)
         w = np.empty(wp, np.float32)
-        w_bits = np.empty(wp, np.int32)
         u = np.empty(wp, np.float32)
-        u_bits = np.empty(wp, np.int32)
-        w_two = w_bits.view(np.float32)
         need = np.empty(wp, np.float32)
         ok_f = np.empty(wp, np.float32)
         for i in range(chunk * n_rows // n_chunks, (chunk + 1) * n_rows // n_chunks):
@@ -252,7 +248,7 @@ def refresh(
                 lo = h * d
                 nh, dh, rh, gh = num[b, h], den[b, h], ref[b, h], gone[b, h]
                 if full:
-                    full_rows(table, keys, n_keys, q_t, lanes, lo, d, s, s_bits, nh, dh, rh)
+                    full_rows(table, keys, n_keys, q_t, lanes, lo, d, s, nh, dh, rh)
                     for t in range(lanes):
                         gh[t] = 0.0
                 elif m != 0:
@@ -260,17 +256,17 @@ def refresh(
                     for j in range(n_pair):
                         swap_rows(
                             table, removed[j], slot_item[b, added[j]], q_t, lanes, lo, d, w,
-                            w_bits, u, u_bits, nh, dh, rh, gh, need,
+                            u, nh, dh, rh, gh, need,
                         )  # fmt: skip
                     for j in range(n_pair, n_rem):
                         update_rows(
-                            table, removed[j], np.float32(0.0), q_t, lanes, lo, d, w, w_bits,
-                            nh, dh, rh, gh, need,
+                            table, removed[j], False, q_t, lanes, lo, d, w, nh, dh,
+                            rh, gh, need,
                         )  # fmt: skip
                     for j in range(n_pair, n_add):
                         update_rows(
-                            table, slot_item[b, added[j]], np.float32(1.0), q_t, lanes, lo, d,
-                            w, w_bits, nh, dh, rh, gh, need,
+                            table, slot_item[b, added[j]], True, q_t, lanes, lo, d,
+                            w, nh, dh, rh, gh, need,
                         )  # fmt: skip
                     n_redo = 0
                     for t in range(lanes):
@@ -283,8 +279,7 @@ def refresh(
                             for j in range(n_lanes):
                                 q_c[c, j] = q_t[c, redo[j]] if j < n_redo else 0.0
                         full_rows(
-                            table, keys, n_keys, q_c, n_lanes, lo, d, s, s_bits, num_c, den_c,
-                            ref_c,
+                            table, keys, n_keys, q_c, n_lanes, lo, d, s, num_c, den_c, ref_c,
                         )  # fmt: skip
                         for j in range(n_redo):
                             t = redo[j]
@@ -313,13 +308,9 @@ def refresh(
                 top = np.float32(-3.0e38)
                 for t in range(lanes):
                     top = max(top, w[t] if ok_f[t] > 0 else np.float32(-3.0e38))
-                for t in range(lanes):
-                    p, e = exp_parts(w[t] - top)
-                    w[t] = p
-                    w_bits[t] = e
                 total = np.float32(0.0)
                 for t in range(lanes):
-                    w[t] = w[t] * w_two[t] * ok_f[t]
+                    w[t] = exp32(w[t] - top) * ok_f[t]
                     total += w[t]
                 inv = np.float32(1.0) / total
                 for c in range(f):
