@@ -151,6 +151,45 @@ def test_incremental_updates_track_the_full_attention(gain: float, dim: int) -> 
     assert max(errors["kernel"]) <= 2 * max(errors["torch"]) + 1e-6, errors
 
 
+def spike_world(seed: int, logits: dict[int, float]) -> tuple[URM, torch.Tensor, torch.Tensor]:
+    """A one-head URM of width 8 over a 40-slot window (wide enough that the kernel updates kept
+    rows instead of recomputing them) and items 1..4 with small random rows, except that item 1
+    (A) has the query ``10·e₀`` and item ``k`` in ``logits`` the key giving A's row the logit
+    ``logits[k]``. Returns the URM, its ``[q|k|v]`` table and a cross query that looks (almost) only
+    at row A."""
+    f = 8
+    urm = URM(URMConfig(dim=f, n_heads=1, max_history=40), user_dim=1, item_dim=1)
+    gen = torch.Generator().manual_seed(seed)
+    table = 0.1 * torch.randn(5, 3 * f, generator=gen)
+    table[1, :f] = 0.0
+    table[1, 0] = 10.0  # q_A
+    for item, logit in logits.items():
+        table[item, f : 2 * f] = 0.0
+        table[item, f] = logit * math.sqrt(f) / 10.0  # q_A·k / √f = logit
+    query = torch.zeros(1, 1, f)
+    query[0, 0, 0] = 50.0
+    return urm, table, query
+
+
+def shift_window(
+    urm: URM,
+    table: torch.Tensor,
+    query: torch.Tensor,
+    hist: torch.Tensor,
+    mask: torch.Tensor,
+    new: torch.Tensor,
+    new_ok: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The kernel's pooled rows after a window ``hist`` ``(1, H)`` gains the items ``new`` ``(1, m)``
+    (``new_ok`` their mask), updated from its kept state, and PyTorch's on the new window."""
+    state = fused_attention.HistoryAttention(1, hist.shape[1], table.shape[1] // 3, 1)
+    state.refresh(table, torch.tensor([0]), hist, mask, torch.tensor([-1]), query)
+    m = new.shape[1]
+    hist, mask = torch.cat([hist[:, m:], new], 1), torch.cat([mask[:, m:], new_ok], 1)
+    got = state.refresh(table, torch.tensor([0]), hist, mask, torch.tensor([m]), query)
+    return got, torch_pooled(urm, table, hist, mask, query)
+
+
 @needs_numba
 @pytest.mark.parametrize("full_window", [False, True])
 def test_a_key_far_above_a_rows_reference_recomputes_the_row(full_window: bool) -> None:
@@ -158,31 +197,17 @@ def test_a_key_far_above_a_rows_reference_recomputes_the_row(full_window: bool) 
     Their exponentials relative to A's old reference would overflow, so A's row is recomputed:
     C and D then share A's attention as e^5 : 1, as the full softmax has it. ``full_window``: C and
     D replace two real keys (a key removed and one added in the same pass) rather than padding."""
-    f, width = 8, 40  # wide enough that the kernel updates the row state instead of recomputing
-    urm = URM(URMConfig(dim=f, n_heads=1, max_history=width), user_dim=1, item_dim=1)
-    gen = torch.Generator().manual_seed(0)
-    table = 0.1 * torch.randn(5, 3 * f, generator=gen)  # items 1 = A, 2 = B, 3 = C, 4 = D
-    u = torch.zeros(f)
-    u[0] = 1.0
-    table[1, :f] = 10.0 * u  # q_A
-    table[3, f : 2 * f] = 100.0 * math.sqrt(f) / 10.0 * u  # q_A·k_C / √f = 100
-    table[4, f : 2 * f] = 95.0 * math.sqrt(f) / 10.0 * u  # 95
-    table[3, 2 * f] = 1.0  # v_C, v_D differ in their first value
-    table[4, 2 * f] = -1.0
-    hist = torch.full((1, width), 2)
+    urm, table, query = spike_world(0, {3: 100.0, 4: 95.0})  # 1 = A, 2 = B, 3 = C, 4 = D
+    table[3, 16] = 1.0  # v_C, v_D differ in their first value
+    table[4, 16] = -1.0
+    hist = torch.full((1, 40), 2)
     hist[0, -3] = 1
-    mask = torch.ones(1, width, dtype=torch.bool)
+    mask = torch.ones(1, 40, dtype=torch.bool)
     if not full_window:
         mask[0, :3] = False
         hist[0, :3] = 0
-    query = torch.zeros(1, 1, f)
-    query[0, 0, 0] = 50.0  # the cross-attention looks (almost) only at row A
-    state = fused_attention.HistoryAttention(1, width, f, 1)
-    state.refresh(table, torch.tensor([0]), hist, mask, torch.tensor([-1]), query)
-    hist = torch.cat([hist[:, 2:], torch.tensor([[3, 4]])], 1)
-    mask = torch.cat([mask[:, 2:], torch.ones(1, 2, dtype=torch.bool)], 1)
-    got = state.refresh(table, torch.tensor([0]), hist, mask, torch.tensor([2]), query)
-    want = torch_pooled(urm, table, hist, mask, query)
+    ok = torch.ones(1, 2, dtype=torch.bool)
+    got, want = shift_window(urm, table, query, hist, mask, torch.tensor([[3, 4]]), ok)
     assert abs(float(want[0, 0, 0]) - math.tanh(2.5)) < 0.05  # e^5 : 1 on v_C, v_D
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
@@ -238,23 +263,10 @@ def test_a_row_that_loses_most_of_its_mass_is_recomputed(replaced: bool) -> None
     (an ulp of e^30 is ~1e6 against a remaining mass of ~40), so the row is recomputed and the
     result equals the full attention. ``replaced``: X's slot takes a new real key (one pass for
     both) or padding."""
-    f, width = 8, 40
-    urm = URM(URMConfig(dim=f, n_heads=1, max_history=width), user_dim=1, item_dim=1)
-    gen = torch.Generator().manual_seed(1)
-    table = 0.1 * torch.randn(5, 3 * f, generator=gen)  # items 1 = A, 2 = B, 3 = X, 4 = C
-    u = torch.zeros(f)
-    u[0] = 1.0
-    table[1, :f] = 10.0 * u  # q_A
-    table[3, f : 2 * f] = 30.0 * math.sqrt(f) / 10.0 * u  # q_A·k_X / √f = 30
-    hist = torch.full((1, width), 2)
+    urm, table, query = spike_world(1, {3: 30.0})  # 1 = A, 2 = B, 3 = X, 4 = C
+    hist = torch.full((1, 40), 2)
     hist[0, 0], hist[0, -3] = 3, 1  # X the oldest, A near the end
-    mask = torch.ones(1, width, dtype=torch.bool)
-    query = torch.zeros(1, 1, f)
-    query[0, 0, 0] = 50.0  # the cross-attention looks (almost) only at row A
-    state = fused_attention.HistoryAttention(1, width, f, 1)
-    state.refresh(table, torch.tensor([0]), hist, mask, torch.tensor([-1]), query)
-    hist = torch.cat([hist[:, 1:], torch.tensor([[4]])], 1)
-    mask = torch.cat([mask[:, 1:], torch.tensor([[replaced]])], 1)
-    got = state.refresh(table, torch.tensor([0]), hist, mask, torch.tensor([1]), query)
-    want = torch_pooled(urm, table, hist, mask, query)
+    mask = torch.ones(1, 40, dtype=torch.bool)
+    new_ok = torch.tensor([[replaced]])
+    got, want = shift_window(urm, table, query, hist, mask, torch.tensor([[4]]), new_ok)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
