@@ -19,7 +19,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from rlrec._fastmath import exp_parts, fast
+from rlrec._fastmath import exp32, fast
 
 BLOCK = 16
 """Keys are visited in whole blocks of 16 (no remainder loops); tiles are padded to a multiple."""
@@ -107,23 +107,18 @@ def row_logits(qrow, kt, brow, lo, hi, w):
 
 
 @nb.njit(inline="always", **fast)
-def row_exp(w, w_bits, lo, hi):
+def row_exp(w, lo, hi):
     """``w[lo:hi] ← exp(w − max w)`` (0 where that underflows); returns their sum. The maximum is
     its own loop (LLVM does not vectorise a max reduction inside another loop)."""
     n = hi - lo
-    wv, wb = w[lo:hi], w_bits[lo:hi]
-    w_two = wb.view(np.float32)
+    wv = w[lo:hi]
     top = PAD
     for t in range(n):
         top = max(top, wv[t])
-    for t in range(n):
-        x = wv[t] - top
-        p, e = exp_parts(x)
-        wv[t] = p * np.float32(x > UNDERFLOW)
-        wb[t] = e
     total = np.float32(0.0)
     for t in range(n):
-        e = wv[t] * w_two[t]
+        x = wv[t] - top
+        e = exp32(x) * np.float32(x > UNDERFLOW)
         wv[t] = e
         total += e
     return total
@@ -156,9 +151,7 @@ def row_scaled(w, m, inv, lo, hi):
 
 
 @nb.njit(inline="always", **fast)
-def row_softmax(
-    q, b, i, hh, scale, kt, bias, bb, words, threshold, keep_scale, brow, m, qrow, w, w_bits
-):
+def row_softmax(q, b, i, hh, scale, kt, bias, bb, words, threshold, keep_scale, brow, m, qrow, w):
     """Row ``i`` of problem ``(b, hh)``, the part forward and backward share: its bias and dropout
     multipliers loaded, the scaled query ``qrow``, ``w ← exp(logit − max)`` on its open blocks.
     Returns ``(lo, hi, Σ w)``."""
@@ -167,7 +160,7 @@ def row_softmax(
     for c in range(qrow.shape[0]):
         qrow[c] = q[b, i, hh, c] * scale
     row_logits(qrow, kt, brow, lo, hi, w)
-    return lo, hi, row_exp(w, w_bits, lo, hi)
+    return lo, hi, row_exp(w, lo, hi)
 
 
 @nb.njit(inline="always", **fast)
@@ -189,7 +182,6 @@ def forward(q, k, v, bias, words, threshold, keep_scale, scale, out):
         kt = np.empty((d, lanes), np.float32)
         vt = np.empty((d, lanes), np.float32)
         w = np.empty(lanes, np.float32)
-        w_bits = np.empty(lanes, np.int32)
         brow = np.full(lanes, PAD, np.float32)
         m = np.zeros(lanes, np.float32)
         m[:n_keys] = 1.0
@@ -212,7 +204,6 @@ def forward(q, k, v, bias, words, threshold, keep_scale, scale, out):
                 m,
                 qrow,
                 w,
-                w_bits,
             )
             row_scaled(w, m, np.float32(1.0) / total, lo, hi)
             for c in range(d):
@@ -236,7 +227,6 @@ def backward(q, k, v, bias, words, threshold, keep_scale, scale, g, dq, dk, dv):
         dvt = np.zeros((d, lanes), np.float32)
         w = np.empty(lanes, np.float32)
         wd = np.empty(lanes, np.float32)
-        w_bits = np.empty(lanes, np.int32)
         brow = np.full(lanes, PAD, np.float32)
         m = np.zeros(lanes, np.float32)
         m[:n_keys] = 1.0
@@ -262,7 +252,6 @@ def backward(q, k, v, bias, words, threshold, keep_scale, scale, g, dq, dk, dv):
                 m,
                 qrow,
                 w,
-                w_bits,
             )
             n = hi - lo
             for c in range(d):
