@@ -69,7 +69,7 @@ class HAC(DDPG):
         """The inverse module: ``Ẑ`` ``(B, d)`` of slates ``(B, K)`` under kernel table ``phi``."""
         if self.inverse is None:
             return Fn.mean_pool(phi, slate)
-        return self.inverse(phi[slate]).mean(1)
+        return self.inverse(Fn.item_rows(phi, slate)).mean(1)
 
     @torch.no_grad()
     def critic_action(self, batch: Batch) -> torch.Tensor:
