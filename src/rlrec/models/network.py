@@ -13,10 +13,10 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from rlrec.models.encoders.base import Encoder
+from rlrec.models.gather import table_rows
 
 HeadInit = Literal["glorot", "normal"]
 
@@ -33,9 +33,9 @@ def _init_head(layer: nn.Linear, init: HeadInit) -> None:
 def rows(head: nn.Linear, items: torch.Tensor, sparse: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """The weight rows ``[..., H]`` and biases ``[...]`` of a head at ``items`` (any shape); with
     ``sparse`` the weight's gradient is row-sparse (only the rows looked up). The bias, one number
-    per item, keeps a dense gradient."""
-    weight = F.embedding(items, head.weight, sparse=True) if sparse else head.weight[items]
-    return weight, head.bias[items]
+    per item, keeps a dense gradient. (:func:`~rlrec.models.gather.table_rows`: backwards that sum
+    in a fixed order.)"""
+    return table_rows(head.weight, items, sparse), table_rows(head.bias, items)
 
 
 class QNetwork(nn.Module):

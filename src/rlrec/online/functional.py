@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rlrec.models.gather import table_rows
+
 HyperReduction = Literal["mean", "sum_dims"]
 SlateLogProb = Literal["independent", "plackett_luce"]
 
@@ -66,21 +68,10 @@ def polyak_(target: nn.Module, source: nn.Module, tau: float) -> None:
         p_t.lerp_(p, tau)
 
 
-def item_rows(phi: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """``Φ(x_i)`` for every id of ``ids`` ``(...)``: kernel table ``(N+1, d)`` → ``(..., d)``.
-
-    ``F.embedding`` rather than ``phi[ids]``: the two gather the same rows, but the backward of
-    advanced indexing (``index_put_`` with accumulation) adds the gradients of repeated ids with
-    atomic additions across threads on CPU once the gather has 32,768 elements, so the order of the
-    sums — and the trained weights — changed from run to run with the same seed. The embedding
-    backward sums each row's gradients in a fixed order."""
-    return F.embedding(ids, phi)
-
-
 def mean_pool(phi: torch.Tensor, slate: torch.Tensor) -> torch.Tensor:
     """HAC's inverse module ``Ẑ = (1/K) Σ_k Φ(x_{a_k})``: kernel table ``(N+1, d)``, slate ``(B, K)``
     → ``(B, d)`` (P-HAC Eq. 6, average pooling)."""
-    return item_rows(phi, slate).mean(1)
+    return table_rows(phi, slate).mean(1)
 
 
 def hyper_alignment(
@@ -98,7 +89,7 @@ def hyper_alignment(
 def slate_logits(phi: torch.Tensor, slate: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """``ℓ_k = ⟨Φ(x_{a_k}), Z⟩``: kernel table ``(N+1, d)``, slate ``(B, K)``, ``Z`` ``(B, d)`` →
     ``(B, K)``."""
-    return (item_rows(phi, slate) * z[:, None, :]).sum(-1)
+    return (table_rows(phi, slate) * z[:, None, :]).sum(-1)
 
 
 def slate_bce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

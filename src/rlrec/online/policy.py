@@ -25,7 +25,7 @@ from torch import nn
 from rlrec import numba_support
 from rlrec.config import StrictModel
 from rlrec.errors import ConfigError
-from rlrec.online.functional import item_rows
+from rlrec.models.gather import table_rows
 from rlrec.online.layers import Dropout, TransformerLayer, attention_bias, mlp
 
 Coin = Literal["per_user", "per_batch"]
@@ -146,7 +146,7 @@ class HyperActor(nn.Module):
         ``(B, H)`` (left-padded), its mask ``(B, H)`` (True = real item) and the kernel table."""
         h = self.cfg.max_history
         ids, mask = ids[:, -h:], mask[:, -h:]
-        x = item_rows(phi, ids) + self.position.weight[-ids.shape[1] :]
+        x = table_rows(phi, ids) + self.position.weight[-ids.shape[1] :]
         x = self.emb_norm(self.emb_dropout(x))
         if self.user_encoder is not None:
             x = torch.cat([x, self.user_encoder(user_x)[:, None, :]], dim=1)

@@ -7,6 +7,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 
+from rlrec.models.gather import table_rows
 from rlrec.online import functional as Fn
 from rlrec.online.agents.base import Logs
 from rlrec.online.agents.ddpg import DDPG, DDPGConfig
@@ -69,7 +70,7 @@ class HAC(DDPG):
         """The inverse module: ``Ẑ`` ``(B, d)`` of slates ``(B, K)`` under kernel table ``phi``."""
         if self.inverse is None:
             return Fn.mean_pool(phi, slate)
-        return self.inverse(Fn.item_rows(phi, slate)).mean(1)
+        return self.inverse(table_rows(phi, slate)).mean(1)
 
     @torch.no_grad()
     def critic_action(self, batch: Batch) -> torch.Tensor:

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from rlrec import numba_support
+from rlrec.models.network import rows
 from rlrec.online.agents import CONFIG_OF
 from rlrec.online.buffer import Batch
 
@@ -35,8 +36,36 @@ def batch(seed: int) -> Batch:
     )
 
 
+@pytest.fixture
+def two_threads():  # type: ignore[no-untyped-def]
+    saved = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(saved)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_head_rows_have_a_reproducible_gradient(two_threads: None, sparse: bool) -> None:
+    """The offline heads' rows at sampled items (256 × 200 lookups of 64-wide rows, every item
+    repeated): ten backward passes give bitwise the same weight and bias gradients."""
+    head = torch.nn.Linear(64, 300)
+    items = torch.randint(0, 300, (256, 200), generator=torch.Generator().manual_seed(0))
+    upstream = torch.randn(256, 200, 64, generator=torch.Generator().manual_seed(1))
+    grads = []
+    for _ in range(10):
+        head.zero_grad(set_to_none=True)
+        weight, bias = rows(head, items, sparse)
+        ((weight * upstream).sum(-1) + bias).square().sum().backward()
+        assert head.weight.grad is not None and head.bias.grad is not None
+        grads.append((head.weight.grad.to_dense(), head.bias.grad))
+    for w, b in grads[1:]:
+        assert torch.equal(w, grads[0][0]) and torch.equal(b, grads[0][1])
+
+
 @pytest.mark.parametrize("kernel", ["torch", "numba"])
-def test_hac_updates_are_bitwise_reproducible_on_two_threads(kernel: str) -> None:
+def test_hac_updates_are_bitwise_reproducible_on_two_threads(
+    two_threads: None, kernel: str
+) -> None:
     """Three HAC runs of three updates each from one seed, torch on two threads: identical actor
     and critic weights, and identical gradients of the last actor step (Adam's first steps move a
     weight by about ±lr whatever the last bits of its gradient, so the weights alone hide them). (Gathering the kernel table by advanced indexing failed this: its backward
@@ -47,22 +76,17 @@ def test_hac_updates_are_bitwise_reproducible_on_two_threads(kernel: str) -> Non
     items[0] = 0.0
     users = torch.randn(7, 3, generator=torch.Generator().manual_seed(1))
     spec = {"policy": {"dim": DIM, "max_history": H, "attention_kernel": kernel}}
-    saved = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        runs = []
-        for _ in range(3):
-            torch.manual_seed(0)
-            agent = CONFIG_OF["hac"].model_validate(spec).create(items, users, K)
-            gen = torch.Generator().manual_seed(0)
-            for step in range(3):
-                agent.update(batch(step), step, gen)
-            grads = {
-                f"{k}.grad": p.grad for k, p in agent.actor.named_parameters() if p.grad is not None
-            }
-            runs.append({**agent.actor.state_dict(), **agent.critic.state_dict(), **grads})
-    finally:
-        torch.set_num_threads(saved)
+    runs = []
+    for _ in range(3):
+        torch.manual_seed(0)
+        agent = CONFIG_OF["hac"].model_validate(spec).create(items, users, K)
+        gen = torch.Generator().manual_seed(0)
+        for step in range(3):
+            agent.update(batch(step), step, gen)
+        grads = {
+            f"{k}.grad": p.grad for k, p in agent.actor.named_parameters() if p.grad is not None
+        }
+        runs.append({**agent.actor.state_dict(), **agent.critic.state_dict(), **grads})
     for other in runs[1:]:
         assert [k for k, v in runs[0].items() if not torch.equal(v, other[k])] == []
 
