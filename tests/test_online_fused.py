@@ -117,6 +117,36 @@ def test_layer_outputs_and_parameter_gradients_match() -> None:
             assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
 
 
+def test_the_kernel_serves_only_passes_with_dropout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kernel layer calls the kernel when it drops attention weights (training, p > 0) and
+    PyTorch's scaled_dot_product_attention otherwise (faster there, measured): in eval mode its
+    output is the plain layer's bit for bit."""
+    import rlrec.online.layers as layers
+
+    calls: list[bool] = []
+    real = layers.fused_attention
+
+    def spy(*args: object) -> torch.Tensor:
+        calls.append(True)
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(layers, "fused_attention", spy)
+    torch.manual_seed(0)
+    plain = TransformerLayer(32, 4, 64, 0.1)
+    kernel = TransformerLayer(32, 4, 64, 0.1, fused=True)
+    kernel.load_state_dict(plain.state_dict())
+    x = torch.randn(4, 9, 32)
+    bias = attention_bias(torch.rand(4, 9) > 0.3, 9, CPU)
+    for run in ("forward", "forward_last"):
+        plain.eval(), kernel.eval()
+        assert torch.equal(getattr(kernel, run)(x, bias), getattr(plain, run)(x, bias))
+        assert calls == []
+        kernel.train()
+        getattr(kernel, run)(x, bias)
+        assert calls == [True]
+        calls.clear()
+
+
 def test_result_does_not_depend_on_the_thread_count() -> None:
     torch.manual_seed(0)
     qkv = torch.randn(16, 30, 3, 4, 8, requires_grad=True)

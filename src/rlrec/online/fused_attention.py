@@ -2,7 +2,8 @@
 
 Every HAC update runs the actor's Transformer (P-HAC §2.3, A.3) forward and backward three times
 (actor, alignment and supervision steps) over 64 histories of 51 tokens, with dropout on the
-attention weights as ``torch.nn.TransformerEncoderLayer``, and three more times forward only. With
+attention weights as ``torch.nn.TransformerEncoderLayer`` (the passes this kernel serves; the three
+forward passes without dropout use ``scaled_dot_product_attention``, faster there). With
 PyTorch's operators each of these builds several ``(B, h, L, L)`` tensors — logits, weights, dropout
 mask, dropped weights and their gradients — and every pass over one of them goes through memory;
 together that was about half of an iteration on 2 CPU cores (``benchmarks/README.md``, "HAC training

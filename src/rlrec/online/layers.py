@@ -106,8 +106,10 @@ class TransformerLayer(nn.Module):
     """Post-norm encoder layer as ``torch.nn.TransformerEncoderLayer`` (ReLU, dropout on the attention
     weights, after attention and inside the feed-forward), with an additive mask ``(B, 1, L, L)``.
 
-    ``fused``: float32 CPU attention runs the numba kernel of :mod:`rlrec.online.fused_attention`
-    (the same function and dropout draws; float rounding apart) instead of PyTorch's operators."""
+    ``fused``: float32 CPU attention with dropout (training, ``p_drop > 0``) runs the numba kernel of
+    :mod:`rlrec.online.fused_attention` (the same function and dropout draws; float rounding apart)
+    instead of PyTorch's operators. Without dropout PyTorch's ``scaled_dot_product_attention`` is
+    used either way: it is faster there (``benchmarks/README.md``, HAC training time)."""
 
     def __init__(
         self, dim: int, n_heads: int, ff_dim: int, p_drop: float, fused: bool = False
@@ -130,9 +132,8 @@ class TransformerLayer(nn.Module):
         q, k, v = unpack(q_src, kv_src)
         dropping = self.training and self.p > 0
         shape = (q.shape[0], q.shape[2], q.shape[1], k.shape[1])  # (B, h, Lq, L)
-        if self.fused and q.device.type == "cpu" and q.dtype == torch.float32:
-            words = dropout_words(shape) if dropping else None
-            return fused_attention(q_src, kv_src, bias, words, self.p)
+        if dropping and self.fused and q.device.type == "cpu" and q.dtype == torch.float32:
+            return fused_attention(q_src, kv_src, bias, dropout_words(shape), self.p)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         if dropping:  # dropout on the attention weights, as torch's layer
             m = dropout_mask(shape, self.p, q.dtype, q.device)

@@ -52,9 +52,10 @@ class PolicyConfig(StrictModel):
     kernel_hidden: list[int] = Field(default_factory=lambda: [128])
     mask_history_items: bool = False
     attention_kernel: Literal["auto", "torch", "numba"] = "auto"
-    """How the Transformer's attention is computed on CPU: ``numba`` the fused kernel of
-    :mod:`rlrec.online.fused_attention` (same function and dropout draws up to float rounding,
-    faster), ``torch`` PyTorch's operators, ``auto`` the kernel when numba is installed."""
+    """How the Transformer's attention with dropout is computed on CPU: ``numba`` the fused kernel
+    of :mod:`rlrec.online.fused_attention` (same function and dropout draws up to float rounding),
+    ``torch`` PyTorch's operators, ``auto`` the kernel when numba is installed. Attention without
+    dropout (acting, targets) uses PyTorch's fused ``scaled_dot_product_attention`` either way."""
 
     @model_validator(mode="before")
     @classmethod
