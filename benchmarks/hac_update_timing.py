@@ -18,12 +18,13 @@ import statistics
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from typing import cast
 
 import torch
 
 from rlrec.models.dropout import dropout_words
 from rlrec.online import layers
-from rlrec.online.agents import CONFIG_OF
+from rlrec.online.agents import CONFIG_OF, HAC
 from rlrec.online.buffer import Batch
 
 N_ITEMS, N_USERS, K, H, DIM, B = 1682, 943, 10, 50, 32, 64
@@ -75,18 +76,23 @@ def kernel_for_every_pass() -> Iterator[None]:
         layers.TransformerLayer._attend = shipped  # type: ignore[method-assign]
 
 
+def make_agent(attention_kernel: str) -> HAC:
+    """A HAC agent (seed 0) over random item (20) and user (30) features of the ML-100K sizes."""
+    g = torch.Generator().manual_seed(0)
+    items = torch.cat([torch.zeros(1, 20), torch.randn(N_ITEMS, 20, generator=g)])
+    users = torch.randn(N_USERS, 30, generator=g)
+    torch.manual_seed(0)
+    spec = {"policy": {"dim": DIM, "max_history": H, "attention_kernel": attention_kernel}}
+    return cast(HAC, CONFIG_OF["hac"].model_validate(spec).create(items, users, K))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=60)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    g = torch.Generator().manual_seed(0)
-    items = torch.cat([torch.zeros(1, 20), torch.randn(N_ITEMS, 20, generator=g)])
-    users = torch.randn(N_USERS, 30, generator=g)
-    torch.manual_seed(0)
-    spec = {"policy": {"dim": DIM, "max_history": H, "attention_kernel": "numba"}}
-    agent = CONFIG_OF["hac"].model_validate(spec).create(items, users, K)
+    agent = make_agent("numba")
     gen = torch.Generator().manual_seed(0)
     batches = [batch(s) for s in range(2)]
     times: dict[str, list[float]] = {"torch": [], "kernel": [], "kernel_always": []}

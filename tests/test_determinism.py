@@ -70,8 +70,9 @@ def test_hac_updates_are_bitwise_reproducible_on_two_threads(
 ) -> None:
     """Three HAC runs of three updates each from one seed, torch on two threads: identical actor
     and critic weights, and identical gradients of the last actor step (Adam's first steps move a
-    weight by about ±lr whatever the last bits of its gradient, so the weights alone hide them). (Gathering the kernel table by advanced indexing failed this: its backward
-    adds repeated ids' gradients with atomics across threads, in an order that varies.)"""
+    weight by about ±lr whatever the last bits of its gradient, so the weights alone hide them).
+    Gathering the kernel table by advanced indexing failed this: its backward adds repeated ids'
+    gradients with atomics across threads, in an order that varies."""
     if kernel == "numba" and not numba_support.available():
         pytest.skip("numba is not installed")
     items = torch.randn(N + 1, 6, generator=torch.Generator().manual_seed(0))
