@@ -31,9 +31,13 @@ N_ITEMS, N_USERS, K, H, DIM, B = 1682, 943, 10, 50, 32, 64
 
 
 def batch(seed: int) -> Batch:
-    """``B`` replayed transitions with left-padded histories of random lengths 1..H."""
+    """``B`` replayed transitions with left-padded histories: half full windows of ``H``, half of
+    uniform lengths 1..H−1, like the replay buffer of an ML-100K HAC run (measured there: mean 35.9
+    items, 49 % full windows). The kernel visits only a row's open keys, so shorter histories would
+    favour it."""
     g = torch.Generator().manual_seed(seed)
-    lengths = torch.randint(1, H + 1, (B,), generator=g)
+    lengths = torch.randint(1, H, (B,), generator=g)
+    lengths[torch.rand(B, generator=g) < 0.5] = H
     history = torch.randint(1, N_ITEMS + 1, (B, H), generator=g)
     history = torch.where(torch.arange(H)[None] >= H - lengths[:, None], history, 0)
     last = torch.randint(1, N_ITEMS + 1, (B, 1), generator=g)
