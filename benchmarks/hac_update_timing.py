@@ -4,9 +4,11 @@ Whole-run timings (``hac_table2.py --timing``) move by ±10 % between runs on a 
 more than the attention path changes; here one HAC agent with the ML-100K shapes (1,682 items, 943
 users, K = 10, H = 50, batch 64, the shipped ``configs/sim/agents/hac.yaml`` widths) runs
 ``--rounds`` rounds of two updates per path, the paths taking turns, so that a drift of the machine
-meets every path alike. Paths: ``torch`` (PyTorch's operators), ``kernel`` (the fused kernel for
-attention with dropout, ``scaled_dot_product_attention`` without, as shipped), and ``kernel_always``
-(the kernel for every attention pass, as before 2026-12-04). Prints the median update time of each.
+meets every path alike; glibc keeps freed blocks, as in the online trainer (without that the torch
+path's large temporaries fault in fresh pages after each kernel round, which made it look 1.1–1.2×
+slower). Paths: ``torch`` (PyTorch's operators), ``kernel`` (the fused kernel for attention with
+dropout, ``scaled_dot_product_attention`` without, as shipped), and ``kernel_always`` (the kernel
+for every attention pass, as before 2026-12-04). Prints the median update time of each.
 
     .venv/bin/python benchmarks/hac_update_timing.py [--rounds 60] [--threads 2]
 """
@@ -22,6 +24,7 @@ from typing import cast
 
 import torch
 
+from rlrec.device import keep_freed_memory
 from rlrec.models.dropout import dropout_words
 from rlrec.online import layers
 from rlrec.online.agents import CONFIG_OF, HAC
@@ -96,6 +99,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as the online trainer: without it the torch path's temporaries fault pages
     agent = make_agent("numba")
     gen = torch.Generator().manual_seed(0)
     batches = [batch(s) for s in range(2)]
