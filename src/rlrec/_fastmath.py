@@ -24,22 +24,37 @@ from numba.extending import intrinsic
 fast = {"fastmath": True, "boundscheck": False, "error_model": "numpy", "cache": True}
 
 
+EXP_CLAMP = (-87.0, 88.0)
+"""``exp``'s argument is clamped to this range (``2^n`` stays a normal float32)."""
+LN2_PARTS = (0.693359375, -2.12194440e-4)
+"""``ln 2`` in two parts (Cody–Waite): the first has few mantissa bits, so ``n · ln2_hi`` is exact."""
+EXP_POLY = (
+    1.9875691500e-4,
+    1.3981999507e-3,
+    8.3334519073e-3,
+    4.1665795894e-2,
+    1.6666665459e-1,
+    5.0000001201e-1,
+)
+"""Cephes' ``expf`` coefficients, highest degree first: ``exp(y) ≈ 1 + y + y² P(y)`` on ``|y| ≤ ln2/2``."""
+
+
 @nb.njit(inline="always", **fast)
 def exp_parts(x: float) -> tuple[float, int]:
     """``exp(x)`` for ``x ≤ 80`` as a mantissa polynomial and the bits of ``2^n`` (the caller
     multiplies them through an int32 → float32 view, which keeps the loops vectorised).
     Cody–Waite reduction ``x = n ln2 + y``, ``|y| ≤ ln2/2``, then Cephes' ``expf`` polynomial;
     ``x < −87`` gives ``exp(−87)``."""
-    x = min(max(x, np.float32(-87.0)), np.float32(88.0))
+    x = min(max(x, np.float32(EXP_CLAMP[0])), np.float32(EXP_CLAMP[1]))
     n = np.int32(x * np.float32(1.44269504) + np.float32(128.5)) - np.int32(128)  # round
     z = np.float32(n)
-    y = x - z * np.float32(0.693359375) - z * np.float32(-2.12194440e-4)
-    p = np.float32(1.9875691500e-4)
-    p = p * y + np.float32(1.3981999507e-3)
-    p = p * y + np.float32(8.3334519073e-3)
-    p = p * y + np.float32(4.1665795894e-2)
-    p = p * y + np.float32(1.6666665459e-1)
-    p = p * y + np.float32(5.0000001201e-1)
+    y = x - z * np.float32(LN2_PARTS[0]) - z * np.float32(LN2_PARTS[1])
+    p = np.float32(EXP_POLY[0])  # written out: a loop over the tuple stops numba vectorising
+    p = p * y + np.float32(EXP_POLY[1])
+    p = p * y + np.float32(EXP_POLY[2])
+    p = p * y + np.float32(EXP_POLY[3])
+    p = p * y + np.float32(EXP_POLY[4])
+    p = p * y + np.float32(EXP_POLY[5])
     p = p * y * y + y + np.float32(1.0)
     return p, (n + np.int32(127)) << np.int32(23)
 

@@ -15,6 +15,7 @@ import numba as nb
 import numpy as np
 
 from rlrec._fastmath import exp32, fast, wide_vectors
+from rlrec._simd import above, exp, load, splat, store, vmax
 from rlrec.sim.fused_attention import LANE
 
 OVERFLOW = 80.0
@@ -26,37 +27,8 @@ REMOVED_RATIO = 4.0
 @nb.njit(inline="always", **fast)
 def key_logits(table, key, q_t, lanes, lo, d, out):
     """``out[t] = Σ_c k_c q_t[lo + c, t]`` over one head's ``d`` columns for the item ``key``,
-    all ``lanes`` rows at once. For ``d = 8`` (the reference URM) the eight terms are written out,
-    so each row's sum stays in a register instead of passing through memory once per column."""
-    f = table.shape[1] // 3
-    base = f + lo
-    if d == 8:
-        k0, k1, k2, k3 = (
-            table[key, base],
-            table[key, base + 1],
-            table[key, base + 2],
-            table[key, base + 3],
-        )
-        k4, k5, k6, k7 = (
-            table[key, base + 4],
-            table[key, base + 5],
-            table[key, base + 6],
-            table[key, base + 7],
-        )
-        q0, q1, q2, q3 = q_t[lo], q_t[lo + 1], q_t[lo + 2], q_t[lo + 3]
-        q4, q5, q6, q7 = q_t[lo + 4], q_t[lo + 5], q_t[lo + 6], q_t[lo + 7]
-        for t in range(lanes):
-            out[t] = (
-                k0 * q0[t]
-                + k1 * q1[t]
-                + k2 * q2[t]
-                + k3 * q3[t]
-                + k4 * q4[t]
-                + k5 * q5[t]
-                + k6 * q6[t]
-                + k7 * q7[t]
-            )
-        return
+    all ``lanes`` rows at once."""
+    base = table.shape[1] // 3 + lo
     for t in range(lanes):
         out[t] = 0.0
     for c in range(d):
@@ -69,29 +41,8 @@ def key_logits(table, key, q_t, lanes, lo, d, out):
 @nb.njit(inline="always", **fast)
 def weigh_key(table, key, x, ref, sign, lanes, lo, d, num, den):
     """Add ``sign · e_t`` to ``den_t`` and ``sign · e_t v_key`` to ``num[:, t]`` for every row ``t``,
-    ``e_t = exp(x_t − ref_t)``. For ``d = 8`` it is one loop over the rows, the eight values of
-    ``v_key`` in registers; otherwise ``x`` is overwritten with ``sign · e`` on the way."""
+    ``e_t = exp(x_t − ref_t)``; ``x`` is overwritten with ``sign · e`` on the way."""
     v0 = 2 * (table.shape[1] // 3) + lo
-    if d == 8:
-        u0, u1, u2, u3 = table[key, v0], table[key, v0 + 1], table[key, v0 + 2], table[key, v0 + 3]
-        u4, u5, u6, u7 = (
-            table[key, v0 + 4],
-            table[key, v0 + 5],
-            table[key, v0 + 6],
-            table[key, v0 + 7],
-        )
-        for t in range(lanes):
-            e = exp32(x[t] - ref[t]) * sign
-            den[t] += e
-            num[0, t] += e * u0
-            num[1, t] += e * u1
-            num[2, t] += e * u2
-            num[3, t] += e * u3
-            num[4, t] += e * u4
-            num[5, t] += e * u5
-            num[6, t] += e * u6
-            num[7, t] += e * u7
-        return
     for t in range(lanes):
         e = exp32(x[t] - ref[t]) * sign
         x[t] = e
@@ -135,27 +86,138 @@ def update_rows(table, key, adding, q_t, lanes, lo, d, w, num, den, ref, gone, n
     weigh_key(table, key, w, ref, sign, lanes, lo, d, num, den)
 
 
+# The reference URM's heads of d = 8, 16 rows at a time: a block's queries (8 vectors), the
+# softmax sums (8 + 1) and its references stay in registers while the keys stream past, so each
+# (row, key) pair costs its arithmetic only (rlrec._simd says why numba's own vectorising cannot).
+
+
 @nb.njit(inline="always", **fast)
-def swap_rows(table, old, new, q_t, lanes, lo, d, w, u, num, den, ref, gone, need):
-    """Remove key ``old`` and add key ``new`` in every row of one head (what :func:`update_rows`
-    does for each) in one pass over the rows' sums."""
-    v0 = 2 * (table.shape[1] // 3) + lo
-    key_logits(table, old, q_t, lanes, lo, d, w)
-    key_logits(table, new, q_t, lanes, lo, d, u)
-    for t in range(lanes):
-        y = u[t] - ref[t]
-        need[t] = max(need[t], np.float32(y > OVERFLOW))
-        eo = exp32(w[t] - ref[t])
-        en = exp32(y)
-        gone[t] += eo
-        den[t] += en - eo
-        w[t] = eo
-        u[t] = en
-    for c in range(d):
-        vo = table[old, v0 + c]
-        vn = table[new, v0 + c]
-        for t in range(lanes):
-            num[c, t] += u[t] * vn - w[t] * vo
+def block8(rows, lo, t0):
+    """Columns ``lo … lo + 7`` of rows ``t0 … t0 + 15`` (``rows`` is column-major ``(f, lanes)``)."""
+    return (
+        load(rows, (lo, t0)),
+        load(rows, (lo + 1, t0)),
+        load(rows, (lo + 2, t0)),
+        load(rows, (lo + 3, t0)),
+        load(rows, (lo + 4, t0)),
+        load(rows, (lo + 5, t0)),
+        load(rows, (lo + 6, t0)),
+        load(rows, (lo + 7, t0)),
+    )
+
+
+@nb.njit(inline="always", **fast)
+def store8(rows, t0, n):
+    """Write the 8 column vectors ``n`` to columns 0 … 7 of rows ``t0 … t0 + 15``."""
+    store(rows, (0, t0), n[0])
+    store(rows, (1, t0), n[1])
+    store(rows, (2, t0), n[2])
+    store(rows, (3, t0), n[3])
+    store(rows, (4, t0), n[4])
+    store(rows, (5, t0), n[5])
+    store(rows, (6, t0), n[6])
+    store(rows, (7, t0), n[7])
+
+
+@nb.njit(inline="always", **fast)
+def logit8(table, key, base, q):
+    """``q·k`` of 16 rows with the key ``table[key, base : base + 8]``."""
+    return (
+        q[0] * table[key, base]
+        + q[1] * table[key, base + 1]
+        + q[2] * table[key, base + 2]
+        + q[3] * table[key, base + 3]
+        + q[4] * table[key, base + 4]
+        + q[5] * table[key, base + 5]
+        + q[6] * table[key, base + 6]
+        + q[7] * table[key, base + 7]
+    )
+
+
+@nb.njit(inline="always", **fast)
+def weigh8(table, key, base, e, n):
+    """``n + e · v`` for the value ``v = table[key, base : base + 8]``, column by column."""
+    return (
+        n[0] + e * table[key, base],
+        n[1] + e * table[key, base + 1],
+        n[2] + e * table[key, base + 2],
+        n[3] + e * table[key, base + 3],
+        n[4] + e * table[key, base + 4],
+        n[5] + e * table[key, base + 5],
+        n[6] + e * table[key, base + 6],
+        n[7] + e * table[key, base + 7],
+    )
+
+
+@nb.njit(inline="always", **fast)
+def full_rows8(table, keys, n_keys, q_t, lanes, lo, s, num, den, ref):
+    """:func:`full_rows` for d = 8: per block, the logits against every key (kept in ``s``) and
+    their maximum, then the softmax sums."""
+    f = table.shape[1] // 3
+    for t0 in range(0, lanes, LANE):
+        q = block8(q_t, lo, t0)
+        r = splat(np.float32(-3.0e38))
+        for k in range(n_keys):
+            x = logit8(table, keys[k], f + lo, q)
+            store(s, (k, 0), x)
+            r = vmax(r, x)
+        dn = splat(np.float32(0.0))
+        n = (dn, dn, dn, dn, dn, dn, dn, dn)
+        for k in range(n_keys):
+            e = exp(load(s, (k, 0)) - r)
+            dn = dn + e
+            n = weigh8(table, keys[k], 2 * f + lo, e, n)
+        store8(num, t0, n)
+        store(den, t0, dn)
+        store(ref, t0, r)
+
+
+@nb.njit(inline="always", **fast)
+def change_rows8(table, removed, n_rem, new, n_new, q_t, lanes, lo, num, den, ref, gone, need):
+    """:func:`update_rows` for d = 8 and all the changed keys of a step at once: remove the keys
+    ``removed[:n_rem]``, add ``new[:n_new]`` in every row, block by block."""
+    f = table.shape[1] // 3
+    overflow = splat(np.float32(OVERFLOW))
+    for t0 in range(0, lanes, LANE):
+        q = block8(q_t, lo, t0)
+        n = block8(num, 0, t0)
+        dn, r, g, nd = load(den, t0), load(ref, t0), load(gone, t0), load(need, t0)
+        for j in range(n_rem):
+            e = exp(logit8(table, removed[j], f + lo, q) - r)
+            g = g + e
+            dn = dn - e
+            n = weigh8(table, removed[j], 2 * f + lo, e * np.float32(-1.0), n)
+        for j in range(n_new):
+            y = logit8(table, new[j], f + lo, q) - r
+            nd = vmax(nd, above(y, overflow))
+            e = exp(y)
+            dn = dn + e
+            n = weigh8(table, new[j], 2 * f + lo, e, n)
+        store8(num, t0, n)
+        store(den, t0, dn)
+        store(gone, t0, g)
+        store(need, t0, nd)
+
+
+@nb.njit(inline="always", **fast)
+def any_rows(table, keys, n_keys, q_t, lanes, lo, d, s, num, den, ref):
+    """:func:`full_rows`, by way of :func:`full_rows8` where d = 8."""
+    if d == 8:
+        full_rows8(table, keys, n_keys, q_t, lanes, lo, s, num, den, ref)
+    else:
+        full_rows(table, keys, n_keys, q_t, lanes, lo, d, s, num, den, ref)
+
+
+@nb.njit(inline="always", **fast)
+def change_rows(table, removed, n_rem, new, n_new, q_t, lanes, lo, d, w, num, den, ref, gone, need):
+    """Remove the keys ``removed[:n_rem]`` and add ``new[:n_new]`` in every row of one head."""
+    if d == 8:
+        change_rows8(table, removed, n_rem, new, n_new, q_t, lanes, lo, num, den, ref, gone, need)
+        return
+    for j in range(n_rem):
+        update_rows(table, removed[j], False, q_t, lanes, lo, d, w, num, den, ref, gone, need)
+    for j in range(n_new):
+        update_rows(table, new[j], True, q_t, lanes, lo, d, w, num, den, ref, gone, need)
 
 
 @nb.njit(parallel=True, **fast)
@@ -174,7 +236,8 @@ def refresh(
         # one thread's scratch, reused for its users
         keys = np.empty(width, np.int64)
         removed = np.empty(width, np.int64)
-        added = np.empty(width, np.int64)
+        added = np.empty(width, np.int64)  # their slots
+        new = np.empty(width, np.int64)  # their items
         q_t = np.empty((f, wp), np.float32)
         q_c = np.empty((f, wp), np.float32)  # rows to recompute, compacted
         num_c = np.empty((d, wp), np.float32)
@@ -184,7 +247,6 @@ def refresh(
         a_t = np.empty((f, wp), np.float32)
         s = np.empty((width, wp), np.float32)
         w = np.empty(wp, np.float32)
-        u = np.empty(wp, np.float32)
         need = np.empty(wp, np.float32)
         ok_f = np.empty(wp, np.float32)
         for i in range(chunk * n_rows // n_chunks, (chunk + 1) * n_rows // n_chunks):
@@ -244,30 +306,19 @@ def refresh(
                     need[slot] = np.float32(0.0)
                 for j in range(n_add):
                     need[added[j]] = np.float32(1.0)
+                    new[j] = slot_item[b, added[j]]
             for h in range(n_heads):
                 lo = h * d
                 nh, dh, rh, gh = num[b, h], den[b, h], ref[b, h], gone[b, h]
                 if full:
-                    full_rows(table, keys, n_keys, q_t, lanes, lo, d, s, nh, dh, rh)
+                    any_rows(table, keys, n_keys, q_t, lanes, lo, d, s, nh, dh, rh)
                     for t in range(lanes):
                         gh[t] = 0.0
                 elif m != 0:
-                    n_pair = min(n_rem, n_add)
-                    for j in range(n_pair):
-                        swap_rows(
-                            table, removed[j], slot_item[b, added[j]], q_t, lanes, lo, d, w,
-                            u, nh, dh, rh, gh, need,
-                        )  # fmt: skip
-                    for j in range(n_pair, n_rem):
-                        update_rows(
-                            table, removed[j], False, q_t, lanes, lo, d, w, nh, dh,
-                            rh, gh, need,
-                        )  # fmt: skip
-                    for j in range(n_pair, n_add):
-                        update_rows(
-                            table, slot_item[b, added[j]], True, q_t, lanes, lo, d,
-                            w, nh, dh, rh, gh, need,
-                        )  # fmt: skip
+                    change_rows(
+                        table, removed, n_rem, new, n_add, q_t, lanes, lo, d, w, nh, dh, rh, gh,
+                        need,
+                    )  # fmt: skip
                     n_redo = 0
                     for t in range(lanes):
                         if ok_f[t] > 0 and (need[t] > 0 or gh[t] > REMOVED_RATIO * dh[t]):
@@ -278,7 +329,7 @@ def refresh(
                         for c in range(lo, lo + d):
                             for j in range(n_lanes):
                                 q_c[c, j] = q_t[c, redo[j]] if j < n_redo else 0.0
-                        full_rows(
+                        any_rows(
                             table, keys, n_keys, q_c, n_lanes, lo, d, s, num_c, den_c, ref_c,
                         )  # fmt: skip
                         for j in range(n_redo):
@@ -295,16 +346,17 @@ def refresh(
                         gh[t] = 0.0
                         for c in range(d):
                             nh[c, t] = 0.0
+                for t in range(lanes):
+                    w[t] = np.float32(1.0) / dh[t]
                 for c in range(d):
                     for t in range(lanes):
-                        a_t[lo + c, t] = nh[c, t] / dh[t]
+                        a_t[lo + c, t] = nh[c, t] * w[t]
             for j in range(n_cross):  # pooled_j = Σ_t softmax_t(r_j · a_t) a_t
-                for t in range(lanes):
-                    w[t] = 0.0
-                for c in range(f):
-                    rc = query[i, j, c]
-                    for t in range(lanes):
-                        w[t] += rc * a_t[c, t]
+                for t0 in range(0, lanes, LANE):  # the logits summed in a register
+                    acc = splat(np.float32(0.0))
+                    for c in range(f):
+                        acc = acc + query[i, j, c] * load(a_t, (c, t0))
+                    store(w, t0, acc)
                 top = np.float32(-3.0e38)
                 for t in range(lanes):
                     top = max(top, w[t] if ok_f[t] > 0 else np.float32(-3.0e38))
