@@ -96,6 +96,20 @@ class TestArchitecture:
             z = m.fuse(torch.cat([torch.zeros_like(e), e], -1))
             torch.testing.assert_close(empty, (m.item_embed(xa) * z[:, None]).sum(-1))
 
+    @pytest.mark.parametrize(("fuse", "masked"), [("concat_linear", True), ("none", False)])
+    def test_pooled_interest_is_interest_from_pooled_folded(self, fuse: str, masked: bool) -> None:
+        """The simulator's one-product map equals the URM's layers, empty histories included."""
+        torch.manual_seed(3)
+        cfg = URMConfig(dim=8, n_heads=2, hidden_dims=[6], fuse_user=fuse, key_padding_mask=masked)
+        m = URM(cfg, 3, 5).eval()
+        e, pooled = torch.randn(5, 8), torch.randn(5, 2, 8)
+        mask = torch.tensor([[1, 1], [0, 1], [0, 0], [1, 0], [0, 0]]).bool()
+        with torch.no_grad():
+            want = m.interest_from_pooled(e, pooled, mask)
+            got = m.pooled_interest()(pooled, e, mask)
+        assert want.abs().max() > 0.1
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
 
 class TestLoss:
     def test_bce_hand_computed(self) -> None:

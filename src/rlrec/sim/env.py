@@ -33,6 +33,7 @@ from pydantic import Field
 from rlrec.config import StrictModel
 from rlrec.device import resolve_device
 from rlrec.errors import ConfigError
+from rlrec.models.gather import table_rows
 from rlrec.seeding import derive_seed
 from rlrec.sim import functional as Fn
 from rlrec.sim import fused_attention
@@ -188,6 +189,7 @@ class ListRecSimulator:
             self.attention = fused_attention.HistoryAttention(
                 num_envs, self.max_history, self.urm.cfg.dim, self.urm.cfg.n_heads
             )
+            self.pooled_interest = self.urm.pooled_interest()
         self._default_seed = seed
         self._seed, self._steps = seed, 0
         self._seeded = False
@@ -258,16 +260,16 @@ class ListRecSimulator:
         """
         if rows is not None and rows.numel() == 0:
             return
-        hist = self.history if rows is None else self.history[rows]
-        mask = self.mask if rows is None else self.mask[rows]
-        e_user = self.e_user if rows is None else self.e_user[rows]
-        query = self.query if rows is None else self.query[rows]
+        hist, mask, e_user, query = (
+            x if rows is None else x.index_select(0, rows)
+            for x in (self.history, self.mask, self.e_user, self.query)
+        )
         if self.attention is not None:
             idx = torch.arange(self.num_envs) if rows is None else rows
             moved = torch.full((len(idx),), -1) if shift is None else shift[idx]
             keys = mask if self.urm.cfg.key_padding_mask else torch.ones_like(mask)
             pooled = self.attention.refresh(self.item_qkv, idx, hist, keys, moved, query)
-            z = self.urm.interest_from_pooled(e_user, pooled, mask)
+            z = self.pooled_interest(pooled, e_user, mask)
         else:
             if self.urm.cfg.key_padding_mask:
                 width = max(1, int(mask.sum(1).max()))
@@ -392,7 +394,8 @@ class ListRecSimulator:
     @torch.no_grad()
     def probabilities(self, slate: torch.Tensor) -> torch.Tensor:
         """Response probabilities ``(B, K)`` of the current users for ``slate`` (no state change)."""
-        logits = self.urm.score(self.item_emb[slate], self.z, slate, self.seen, self.positives)
+        items = table_rows(self.item_emb, slate)
+        logits = self.urm.score(items, self.z, slate, self.seen, self.positives)
         return torch.sigmoid(logits)
 
     @torch.no_grad()

@@ -17,10 +17,15 @@ history) stays finite, and its cross-attention output is set to zero by the call
 
 from __future__ import annotations
 
+import functools
 import math
+from types import ModuleType
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+from rlrec.numba_support import available
 
 NEG = -1e9
 """Additive attention bias of a masked key: exp underflows to exactly 0 next to any real key."""
@@ -158,6 +163,18 @@ def append_positives(
     ``response``: ``(B, K)`` {0,1}. Every existing slot (padding included) is kept, so padding is
     shifted out as positives arrive, as in the reference. One scatter, no Python loop.
     """
+    kernels = _step_kernels(history)
+    if kernels is not None:
+        new_hist, new_mask = torch.empty_like(history), torch.empty_like(mask)
+        kernels.append_positives(
+            history.numpy(),
+            mask.numpy(),
+            slate.to(history.dtype).numpy(),
+            response.bool().numpy(),
+            new_hist.numpy(),
+            new_mask.numpy(),
+        )
+        return new_hist, new_mask
     b, n = history.shape
     keep = torch.cat([torch.ones_like(mask), response.bool()], dim=1)  # (B, H+K)
     values = torch.cat([history, slate.to(history.dtype)], dim=1)
@@ -170,6 +187,21 @@ def append_positives(
     new_hist.scatter_(1, target, values)
     new_mask.scatter_(1, target, flags)
     return new_hist[:, :n], new_mask[:, :n]
+
+
+@functools.cache
+def _numba_kernels() -> ModuleType | None:
+    if not available():
+        return None
+    from rlrec.sim import _step_kernel
+
+    return _step_kernel
+
+
+def _step_kernels(x: torch.Tensor) -> ModuleType | None:
+    """The numba versions of :func:`append_positives` and :func:`hash_combine` (same results, a
+    single pass instead of a dozen tensor operations) for CPU tensors when numba is installed."""
+    return _numba_kernels() if x.device.type == "cpu" else None
 
 
 # --------------------------------------------------------------- counter-based random numbers
@@ -195,6 +227,10 @@ def mix32(x: torch.Tensor) -> torch.Tensor:
 
 def hash_combine(a: torch.Tensor, b: torch.Tensor | int) -> torch.Tensor:
     """A 32-bit hash of the pair ``(a, b)`` (int64 tensors or ints, broadcast)."""
+    kernels = _step_kernels(a)
+    if kernels is not None:
+        other = b.to(torch.int64).numpy() if isinstance(b, torch.Tensor) else np.int64(b)
+        return torch.from_numpy(np.asarray(kernels.hash_combine(a.to(torch.int64).numpy(), other)))
     b_t = torch.as_tensor(b, dtype=torch.int64, device=a.device) & _M32
     return mix32(a ^ mix32(_mul32(b_t, 0x9E3779B1) + 0x7F4A7C15))
 
