@@ -270,3 +270,37 @@ def test_a_row_that_loses_most_of_its_mass_is_recomputed(replaced: bool) -> None
     new_ok = torch.tensor([[replaced]])
     got, want = shift_window(urm, table, query, hist, mask, torch.tensor([[4]]), new_ok)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+@needs_numba
+def test_each_rows_removed_mass_follows_the_row() -> None:
+    """The state of row ``t`` (window order) moves with the row as the window shifts: after three
+    shifts its ``gone`` is the softmax mass of exactly the keys that left since the row entered
+    (or since the fresh window), relative to its reference, as float64 recomputes it."""
+    gen = torch.Generator().manual_seed(4)
+    torch.manual_seed(4)
+    width, d = 40, 8
+    urm = URM(URMConfig(dim=d, n_heads=1, max_history=width), user_dim=3, item_dim=6).eval()
+    items = torch.cat([torch.zeros(1, 6), torch.randn(200, 6, generator=gen)])
+    with torch.no_grad():
+        _, table = urm.item_tables(items)
+        query = urm.cross_query(urm.encode_user(torch.randn(1, 3, generator=gen)))
+    hist = torch.randint(1, 201, (1, width), generator=gen)
+    mask = torch.ones(1, width, dtype=torch.bool)
+    state = fused_attention.HistoryAttention(1, width, d, 1)
+    state.refresh(table, torch.tensor([0]), hist, mask, torch.tensor([-1]), query)
+    q, k = table[:, :d].double() / math.sqrt(d), table[:, d : 2 * d].double()
+    left: list[list[int]] = [[] for _ in range(width)]  # per row: the keys gone since it entered
+    for step in range(3):
+        m = 2 + step
+        gone_now = hist[0, :m].tolist()
+        hist = torch.cat([hist[:, m:], torch.randint(1, 201, (1, m), generator=gen)], 1)
+        left = [row + gone_now for row in left[m:]] + [[] for _ in range(m)]
+        state.refresh(table, torch.tensor([0]), hist, mask, torch.tensor([m]), query)
+    ref = torch.from_numpy(state.ref[0, 0, :width]).double()
+    got = torch.from_numpy(state.gone[0, 0, :width]).double()
+    want = torch.stack(
+        [torch.exp(q[int(hist[0, t])] @ k[row].T - ref[t]).sum() for t, row in enumerate(left)]
+    )
+    assert (want[: width - 4] > 0).all() and bool((want[-4:] == 0).all())
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)

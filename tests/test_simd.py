@@ -60,3 +60,21 @@ def test_vector_arithmetic_loads_and_stores_along_the_last_axis() -> None:
     kernel(a, b, out, np.float32(0.25))
     want = a * b + 0.25 - 2 * a - 0.5 + np.where(a > b, np.maximum(a, b), 0.0)
     np.testing.assert_allclose(out, want, rtol=1e-6, atol=1e-6)
+
+
+def test_hmax_is_the_largest_lane_wherever_it_is() -> None:
+    import numba as nb
+
+    from rlrec import _simd
+
+    @nb.njit
+    def kernel(a: np.ndarray, out: np.ndarray) -> None:
+        for r in range(a.shape[0]):
+            out[r] = _simd.hmax(_simd.load(a, (r, 0)))
+
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((40, 16)).astype(np.float32)
+    a[np.arange(16), np.arange(16)] = 5.0 + np.arange(16)  # the top in every lane once
+    out = np.zeros(40, np.float32)
+    kernel(a, out)
+    np.testing.assert_array_equal(out, a.max(1))

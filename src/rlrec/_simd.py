@@ -191,6 +191,24 @@ def vmax(typingctx, a, b):
 
 
 @intrinsic
+def hmax(typingctx, a):
+    """The largest of ``a``'s lanes (a float32): the lanes against themselves rotated by 8, 4, 2, 1."""
+    if a != f32x16:
+        return None
+
+    def codegen(context, builder, sig, args):
+        v, width = args[0], WIDTH
+        while width > 1:
+            width //= 2
+            turn = ir.Constant(_IVEC, [(i + width) % WIDTH for i in range(WIDTH)])
+            turned = builder.shuffle_vector(v, v, turn)
+            v = builder.select(builder.fcmp_ordered(">", v, turned), v, turned)
+        return builder.extract_element(v, ir.Constant(_INT, 0))
+
+    return types.float32(a), codegen
+
+
+@intrinsic
 def above(typingctx, a, b):
     """1.0 in the lanes where ``a > b``, 0.0 elsewhere."""
     if a != f32x16 or b != f32x16:

@@ -15,7 +15,7 @@ import numba as nb
 import numpy as np
 
 from rlrec._fastmath import exp32, fast, wide_vectors
-from rlrec._simd import above, exp, load, splat, store, vmax
+from rlrec._simd import above, exp, hmax, load, splat, store, vmax
 from rlrec.sim.fused_attention import LANE
 
 OVERFLOW = 80.0
@@ -173,15 +173,19 @@ def full_rows8(table, keys, n_keys, q_t, lanes, lo, s, num, den, ref):
 
 
 @nb.njit(inline="always", **fast)
-def change_rows8(table, removed, n_rem, new, n_new, q_t, lanes, lo, num, den, ref, gone, need):
-    """:func:`update_rows` for d = 8 and all the changed keys of a step at once: remove the keys
-    ``removed[:n_rem]``, add ``new[:n_new]`` in every row, block by block."""
+def change_rows8(table, removed, n_rem, new, n_new, q_t, lanes, lo, m, num, den, ref, gone, need):
+    """:func:`update_rows` for d = 8 and all the changed keys of a step at once, block by block:
+    each row's state moves from ``t + m`` to ``t`` on the way, the keys ``removed[:n_rem]`` leave
+    and ``new[:n_new]`` join every row. ``need`` gets 1 for the rows to recompute (a key far above
+    the reference, or the removed mass past :data:`REMOVED_RATIO`); returns whether there is one."""
     f = table.shape[1] // 3
     overflow = splat(np.float32(OVERFLOW))
+    flagged = splat(np.float32(0.0))
     for t0 in range(0, lanes, LANE):
         q = block8(q_t, lo, t0)
-        n = block8(num, 0, t0)
-        dn, r, g, nd = load(den, t0), load(ref, t0), load(gone, t0), load(need, t0)
+        n = block8(num, 0, t0 + m)
+        dn, r, g = load(den, t0 + m), load(ref, t0 + m), load(gone, t0 + m)
+        nd = splat(np.float32(0.0))
         for j in range(n_rem):
             e = exp(logit8(table, removed[j], f + lo, q) - r)
             g = g + e
@@ -193,10 +197,14 @@ def change_rows8(table, removed, n_rem, new, n_new, q_t, lanes, lo, num, den, re
             e = exp(y)
             dn = dn + e
             n = weigh8(table, new[j], 2 * f + lo, e, n)
+        nd = vmax(nd, above(g, dn * np.float32(REMOVED_RATIO)))
+        flagged = vmax(flagged, nd)
         store8(num, t0, n)
         store(den, t0, dn)
+        store(ref, t0, r)
         store(gone, t0, g)
         store(need, t0, nd)
+    return hmax(flagged) > 0
 
 
 @nb.njit(inline="always", **fast)
@@ -209,21 +217,47 @@ def any_rows(table, keys, n_keys, q_t, lanes, lo, d, s, num, den, ref):
 
 
 @nb.njit(inline="always", **fast)
-def change_rows(table, removed, n_rem, new, n_new, q_t, lanes, lo, d, w, num, den, ref, gone, need):
-    """Remove the keys ``removed[:n_rem]`` and add ``new[:n_new]`` in every row of one head."""
+def change_rows(
+    table, removed, n_rem, new, n_new, q_t, lanes, lo, d, m, kept, w, num, den, ref, gone, need
+):  # fmt: skip
+    """Move the ``kept`` rows of one head from ``t + m`` to ``t``, then remove the keys
+    ``removed[:n_rem]`` and add ``new[:n_new]`` in rows ``0 … lanes − 1`` (:func:`change_rows8`)."""
     if d == 8:
-        change_rows8(table, removed, n_rem, new, n_new, q_t, lanes, lo, num, den, ref, gone, need)
-        return
+        return change_rows8(
+            table, removed, n_rem, new, n_new, q_t, lanes, lo, m, num, den, ref, gone, need
+        )  # fmt: skip
+    shift_rows(num, den, ref, gone, m, kept)
+    for t in range(lanes):
+        need[t] = np.float32(0.0)
     for j in range(n_rem):
         update_rows(table, removed[j], False, q_t, lanes, lo, d, w, num, den, ref, gone, need)
     for j in range(n_new):
         update_rows(table, new[j], True, q_t, lanes, lo, d, w, num, den, ref, gone, need)
+    flagged = False
+    for t in range(lanes):
+        if gone[t] > REMOVED_RATIO * den[t]:
+            need[t] = np.float32(1.0)
+        flagged = flagged or need[t] > 0
+    return flagged
+
+
+@nb.njit(inline="always", **fast)
+def shift_rows(num, den, ref, gone, m, count):
+    """Move rows ``m … m + count − 1`` of one head's state to ``0 … count − 1`` (the window
+    dropped its ``m`` oldest rows)."""
+    for c in range(num.shape[0]):
+        for t in range(count):
+            num[c, t] = num[c, t + m]
+    for t in range(count):
+        den[t] = den[t + m]
+        ref[t] = ref[t + m]
+        gone[t] = gone[t + m]
 
 
 @nb.njit(parallel=True, **fast)
 def refresh(
-    table, rows, hist, mask, shift, query, n_heads, slot_item, slot_ok, head, num, den, ref,
-    gone, out, n_chunks,
+    table, rows, hist, mask, shift, query, n_heads, slot_item, slot_ok, num, den, ref, gone, out,
+    n_chunks,
 ):  # fmt: skip
     n_rows, width = hist.shape
     f = table.shape[1] // 3
@@ -233,12 +267,11 @@ def refresh(
     scale = np.float32(1.0 / math.sqrt(d))
     for chunk in nb.prange(n_chunks):
         wide_vectors()
-        # one thread's scratch, reused for its users
+        # one thread's scratch, reused for its users; rows past the window stay zero
         keys = np.empty(width, np.int64)
         removed = np.empty(width, np.int64)
-        added = np.empty(width, np.int64)  # their slots
-        new = np.empty(width, np.int64)  # their items
-        q_t = np.empty((f, wp), np.float32)
+        new = np.empty(width, np.int64)  # the items that entered the window
+        q_t = np.zeros((f, wp), np.float32)
         q_c = np.empty((f, wp), np.float32)  # rows to recompute, compacted
         num_c = np.empty((d, wp), np.float32)
         den_c = np.empty(wp, np.float32)
@@ -247,66 +280,49 @@ def refresh(
         a_t = np.empty((f, wp), np.float32)
         s = np.empty((width, wp), np.float32)
         w = np.empty(wp, np.float32)
-        need = np.empty(wp, np.float32)
-        ok_f = np.empty(wp, np.float32)
+        need = np.zeros(wp, np.float32)
+        ok_f = np.zeros(wp, np.float32)
         for i in range(chunk * n_rows // n_chunks, (chunk + 1) * n_rows // n_chunks):
             b = rows[i]
             m = shift[i]
+            fresh = m < 0 or m >= width
             n_rem = 0
             n_add = 0
-            fresh = m < 0 or m >= width
-            if fresh:  # window position t ↔ slot (t − first real position) mod H
-                first = width
-                for t in range(width):
-                    if mask[i, t]:
-                        first = min(first, t)
-                head[b] = (width - first) % width
-                for t in range(width):
-                    slot = (head[b] + t) % width
-                    slot_item[b, slot] = hist[i, t] if mask[i, t] else 0
-                    slot_ok[b, slot] = mask[i, t]
-            elif m > 0:  # the m oldest slots take the m newest items
+            if not fresh:  # the m oldest rows leave, the m newest enter at the end
                 for j in range(m):
-                    slot = (head[b] + j) % width
-                    if slot_ok[b, slot]:
-                        removed[n_rem] = slot_item[b, slot]
+                    if slot_ok[b, j]:
+                        removed[n_rem] = slot_item[b, j]
                         n_rem += 1
-                    slot_item[b, slot] = hist[i, width - m + j]
-                    slot_ok[b, slot] = mask[i, width - m + j]
-                    if slot_ok[b, slot]:
-                        added[n_add] = slot
+                    if mask[i, width - m + j]:
+                        new[n_add] = hist[i, width - m + j]
                         n_add += 1
-                head[b] = (head[b] + m) % width
-            top_slot = -1
             n_keys = 0
-            for slot in range(width):
-                if slot_ok[b, slot]:
-                    top_slot = slot
-                    keys[n_keys] = slot_item[b, slot]
+            top = -1
+            for t in range(width):
+                slot_item[b, t] = hist[i, t] if mask[i, t] else 0
+                slot_ok[b, t] = mask[i, t]
+                ok_f[t] = np.float32(1.0) if mask[i, t] else np.float32(0.0)
+                if mask[i, t]:
+                    keys[n_keys] = hist[i, t]
                     n_keys += 1
+                    top = t
             if n_keys == 0:  # empty history: the caller sets the interest to zero
                 for j in range(n_cross):
                     for c in range(f):
                         out[i, j, c] = 0.0
                 continue
-            lanes = (top_slot + LANE) // LANE * LANE
-            for slot in range(lanes):
-                ok = slot < width and slot_ok[b, slot]
-                ok_f[slot] = np.float32(1.0) if ok else np.float32(0.0)
-                item = slot_item[b, slot] if ok else 0
+            lanes = (top + LANE) // LANE * LANE
+            for t in range(width):
+                item = slot_item[b, t]
                 for c in range(f):
-                    q_t[c, slot] = table[item, c] * scale * ok_f[slot]
-            # full recomputation when the window is new or when it is cheaper (vector ops:
-            # each changed key over all rows, then the new rows, 16 at a time, over all keys)
-            n_new_blocks = (n_add + LANE - 1) // LANE
-            incremental = (n_rem + n_add) * lanes + n_keys * LANE * n_new_blocks
+                    q_t[c, t] = table[item, c] * scale * ok_f[t]
+            # full recomputation when the window is new or when it is cheaper (vector ops: each
+            # changed key over the kept rows, then the entering rows, 16 at a time, over all keys)
+            kept = width - m
+            kept_lanes = (kept + LANE - 1) // LANE * LANE
+            entering = (m + LANE - 1) // LANE * LANE
+            incremental = (n_rem + n_add) * kept_lanes + n_keys * entering
             full = fresh or incremental >= n_keys * lanes
-            if m != 0 and not full:
-                for slot in range(lanes):
-                    need[slot] = np.float32(0.0)
-                for j in range(n_add):
-                    need[added[j]] = np.float32(1.0)
-                    new[j] = slot_item[b, added[j]]
             for h in range(n_heads):
                 lo = h * d
                 nh, dh, rh, gh = num[b, h], den[b, h], ref[b, h], gone[b, h]
@@ -315,13 +331,19 @@ def refresh(
                     for t in range(lanes):
                         gh[t] = 0.0
                 elif m != 0:
-                    change_rows(
-                        table, removed, n_rem, new, n_add, q_t, lanes, lo, d, w, nh, dh, rh, gh,
-                        need,
+                    flagged = change_rows(
+                        table, removed, n_rem, new, n_add, q_t, kept_lanes, lo, d, m, kept, w, nh,
+                        dh, rh, gh, need,
                     )  # fmt: skip
+                    any_rows(  # the entering rows (and the zero rows after them)
+                        table, keys, n_keys, q_t[:, kept:], entering, lo, d, s, nh[:, kept:],
+                        dh[kept:], rh[kept:],
+                    )  # fmt: skip
+                    for t in range(kept, kept + entering):
+                        gh[t] = 0.0
                     n_redo = 0
-                    for t in range(lanes):
-                        if ok_f[t] > 0 and (need[t] > 0 or gh[t] > REMOVED_RATIO * dh[t]):
+                    for t in range(kept if flagged else 0):
+                        if ok_f[t] > 0 and need[t] > 0:
                             redo[n_redo] = t
                             n_redo += 1
                     if n_redo > 0:  # those rows in full, compacted into blocks of 16

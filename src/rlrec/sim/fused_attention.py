@@ -72,11 +72,12 @@ class HistoryAttention:
 
     def __init__(self, num_slots: int, width: int, dim: int, n_heads: int) -> None:
         self.width, self.n_heads = width, n_heads
-        lanes = (width + LANE - 1) // LANE * LANE
+        lanes = (
+            width + LANE - 1
+        ) // LANE * LANE + LANE  # a block of entering rows may start at H − 1
         d = dim // n_heads
         self.slot_item = np.zeros((num_slots, width), np.int64)
         self.slot_ok = np.zeros((num_slots, width), np.bool_)
-        self.head = np.zeros(num_slots, np.int64)
         self.num = np.zeros((num_slots, n_heads, d, lanes), np.float32)
         self.den = np.ones((num_slots, n_heads, lanes), np.float32)
         self.ref = np.zeros((num_slots, n_heads, lanes), np.float32)
@@ -114,7 +115,6 @@ class HistoryAttention:
             self.n_heads,
             self.slot_item,
             self.slot_ok,
-            self.head,
             self.num,
             self.den,
             self.ref,
