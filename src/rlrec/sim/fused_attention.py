@@ -17,11 +17,15 @@ own item and the *set* of history items. When ``m`` positives arrive, the window
 oldest slots and gains ``m`` new ones: the kernel keeps, per user, head and row, the softmax's
 numerator ``Σ_k e_tk v_k``, denominator ``Σ_k e_tk`` and reference ``c_t`` (``e_tk = exp(q_t·k_k/√d
 − c_t)``), subtracts the dropped keys, adds the new ones and computes only the new rows in full —
-about half the work of a full recomputation at the reference sizes. The history lives in a ring of
-``H`` slots (oldest overwritten first), so nothing moves. A row is recomputed in full (new
-reference) when a new key would overflow (``q·k/√d − c_t > 80``) or when the mass removed since its
-last full computation exceeds 4× what remains, which bounds the cancellation error of the running
-sums to a few float32 ulps (relative, ≲ 1e-6). Users whose window is new (a reset or refill), or
+about half the work of a full recomputation at the reference sizes. The state is kept in window
+order (oldest row first): the kept rows move ``m`` places towards the front as they are updated
+(inside the update's loads), so they fill the first ``⌈(H − m)/16⌉`` blocks of 16 rows and the
+entering rows one contiguous block after them. For heads of width 8 (the reference URM) a block's
+queries and softmax sums stay in registers while the step's changed keys stream past
+(:mod:`rlrec._simd`). A row is recomputed in full (new reference) when a new key would overflow
+(``q·k/√d − c_t > 80``) or when the mass removed since its last full computation exceeds 4× what
+remains, which bounds the cancellation error of the running sums to a few float32 ulps (relative,
+≲ 1e-6). Users whose window is new (a reset or refill), or
 shifted by ``H`` or more, are computed in full; so is a user whenever that is cheaper.
 
 The result is :func:`rlrec.sim.functional.cross_pool` of the same inputs up to float rounding (sums in
