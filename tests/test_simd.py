@@ -51,6 +51,7 @@ def test_vector_arithmetic_loads_and_stores_along_the_last_axis() -> None:
                 y = _simd.load(b, t0)
                 z = (x * y + k) - _simd.splat(2) * x - 0.5
                 z = z + _simd.vmax(x, y) * _simd.above(x, y)
+                z = z + _simd.select(x - y, x / y, 3.0)
                 _simd.store(out, (r, t0), z)
 
     rng = np.random.default_rng(1)
@@ -59,6 +60,7 @@ def test_vector_arithmetic_loads_and_stores_along_the_last_axis() -> None:
     out = np.zeros_like(a)
     kernel(a, b, out, np.float32(0.25))
     want = a * b + 0.25 - 2 * a - 0.5 + np.where(a > b, np.maximum(a, b), 0.0)
+    want += np.where(a > b, a / b, 3.0)
     np.testing.assert_allclose(out, want, rtol=1e-6, atol=1e-6)
 
 

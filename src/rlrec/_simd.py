@@ -154,6 +154,7 @@ def _arithmetic(instruction: str):
 
 
 _add, _sub, _mul = _arithmetic("fadd"), _arithmetic("fsub"), _arithmetic("fmul")
+_div = _arithmetic("fdiv")
 
 
 @overload(operator.add)
@@ -175,6 +176,27 @@ def _mul_overload(a, b):
     if a == f32x16 or b == f32x16:
         return lambda a, b: _mul(a, b)
     return None
+
+
+@overload(operator.truediv)
+def _div_overload(a, b):
+    if a == f32x16 or b == f32x16:
+        return lambda a, b: _div(a, b)
+    return None
+
+
+@intrinsic
+def select(typingctx, cond, a, b):
+    """``a`` in the lanes where ``cond > 0``, ``b`` elsewhere (either a number: broadcast)."""
+    if cond != f32x16 or not all(t == f32x16 or isinstance(t, types.Number) for t in (a, b)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        x = _broadcast(context, builder, sig.args[1], args[1])
+        y = _broadcast(context, builder, sig.args[2], args[2])
+        return builder.select(builder.fcmp_ordered(">", args[0], _constant(0.0)), x, y)
+
+    return f32x16(cond, a, b), codegen
 
 
 @intrinsic

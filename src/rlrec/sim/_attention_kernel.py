@@ -15,7 +15,7 @@ import numba as nb
 import numpy as np
 
 from rlrec._fastmath import exp32, fast, wide_vectors
-from rlrec._simd import above, exp, hmax, load, splat, store, vmax
+from rlrec._simd import above, exp, hmax, load, select, splat, store, vmax
 from rlrec.sim.fused_attention import LANE
 
 OVERFLOW = 80.0
@@ -254,6 +254,23 @@ def shift_rows(num, den, ref, gone, m, count):
         gone[t] = gone[t + m]
 
 
+@nb.njit(inline="always", **fast)
+def finish_rows(num, den, ref, gone, ok_f, lanes, lo, a_t):
+    """One head's self-attention output ``a_t[lo + c, t] = num[c, t] / den[t]`` for the rows with
+    ``ok_f`` 1; the others (padding) get the finite placeholders ``num = 0, den = 1, ref = 0``."""
+    for t0 in range(0, lanes, LANE):
+        ok = load(ok_f, t0)
+        dn = select(ok, load(den, t0), np.float32(1.0))
+        store(den, t0, dn)
+        store(ref, t0, select(ok, load(ref, t0), np.float32(0.0)))
+        store(gone, t0, select(ok, load(gone, t0), np.float32(0.0)))
+        inv = np.float32(1.0) / dn
+        for c in range(num.shape[0]):
+            n = select(ok, load(num, (c, t0)), np.float32(0.0))
+            store(num, (c, t0), n)
+            store(a_t, (lo + c, t0), n * inv)
+
+
 @nb.njit(parallel=True, **fast)
 def refresh(
     table, rows, hist, mask, shift, query, n_heads, slot_item, slot_ok, num, den, ref, gone, out,
@@ -361,18 +378,7 @@ def refresh(
                             gh[t] = 0.0
                             for c in range(d):
                                 nh[c, t] = num_c[c, j]
-                for t in range(lanes):  # padding rows: finite placeholders
-                    if ok_f[t] == 0:
-                        dh[t] = 1.0
-                        rh[t] = 0.0
-                        gh[t] = 0.0
-                        for c in range(d):
-                            nh[c, t] = 0.0
-                for t in range(lanes):
-                    w[t] = np.float32(1.0) / dh[t]
-                for c in range(d):
-                    for t in range(lanes):
-                        a_t[lo + c, t] = nh[c, t] * w[t]
+                finish_rows(nh, dh, rh, gh, ok_f, lanes, lo, a_t)
             for j in range(n_cross):  # pooled_j = Σ_t softmax_t(r_j · a_t) a_t
                 for t0 in range(0, lanes, LANE):  # the logits summed in a register
                     acc = splat(np.float32(0.0))
