@@ -64,7 +64,7 @@ def test_vector_arithmetic_loads_and_stores_along_the_last_axis() -> None:
     np.testing.assert_allclose(out, want, rtol=1e-6, atol=1e-6)
 
 
-def test_hmax_is_the_largest_lane_wherever_it_is() -> None:
+def test_hmax_and_hsum_combine_every_lane() -> None:
     import numba as nb
 
     from rlrec import _simd
@@ -72,11 +72,13 @@ def test_hmax_is_the_largest_lane_wherever_it_is() -> None:
     @nb.njit
     def kernel(a: np.ndarray, out: np.ndarray) -> None:
         for r in range(a.shape[0]):
-            out[r] = _simd.hmax(_simd.load(a, (r, 0)))
+            out[r, 0] = _simd.hmax(_simd.load(a, (r, 0)))
+            out[r, 1] = _simd.hsum(_simd.load(a, (r, 0)))
 
     rng = np.random.default_rng(2)
     a = rng.standard_normal((40, 16)).astype(np.float32)
     a[np.arange(16), np.arange(16)] = 5.0 + np.arange(16)  # the top in every lane once
-    out = np.zeros(40, np.float32)
+    out = np.zeros((40, 2), np.float32)
     kernel(a, out)
-    np.testing.assert_array_equal(out, a.max(1))
+    np.testing.assert_array_equal(out[:, 0], a.max(1))
+    np.testing.assert_allclose(out[:, 1], a.astype(np.float64).sum(1), rtol=1e-5, atol=1e-5)

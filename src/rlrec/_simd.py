@@ -212,20 +212,39 @@ def vmax(typingctx, a, b):
     return f32x16(a, b), codegen
 
 
+def _fold(builder, v, combine):
+    """Lane 0 of ``v`` combined with itself rotated by 8, 4, 2 and 1 lanes: all 16 lanes combined."""
+    width = WIDTH
+    while width > 1:
+        width //= 2
+        turn = ir.Constant(_IVEC, [(i + width) % WIDTH for i in range(WIDTH)])
+        v = combine(v, builder.shuffle_vector(v, v, turn))
+    return builder.extract_element(v, ir.Constant(_INT, 0))
+
+
 @intrinsic
 def hmax(typingctx, a):
-    """The largest of ``a``'s lanes (a float32): the lanes against themselves rotated by 8, 4, 2, 1."""
+    """The largest of ``a``'s lanes (a float32)."""
     if a != f32x16:
         return None
 
     def codegen(context, builder, sig, args):
-        v, width = args[0], WIDTH
-        while width > 1:
-            width //= 2
-            turn = ir.Constant(_IVEC, [(i + width) % WIDTH for i in range(WIDTH)])
-            turned = builder.shuffle_vector(v, v, turn)
-            v = builder.select(builder.fcmp_ordered(">", v, turned), v, turned)
-        return builder.extract_element(v, ir.Constant(_INT, 0))
+        def larger(x, y):
+            return builder.select(builder.fcmp_ordered(">", x, y), x, y)
+
+        return _fold(builder, args[0], larger)
+
+    return types.float32(a), codegen
+
+
+@intrinsic
+def hsum(typingctx, a):
+    """The sum of ``a``'s lanes (a float32; pairwise, in a fixed order)."""
+    if a != f32x16:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return _fold(builder, args[0], lambda x, y: builder.fadd(x, y, flags=_FAST))
 
     return types.float32(a), codegen
 

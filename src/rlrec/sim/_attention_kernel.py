@@ -15,7 +15,7 @@ import numba as nb
 import numpy as np
 
 from rlrec._fastmath import exp32, fast, wide_vectors
-from rlrec._simd import above, exp, hmax, load, select, splat, store, vmax
+from rlrec._simd import above, exp, hmax, hsum, load, select, splat, store, vmax
 from rlrec.sim.fused_attention import LANE
 
 OVERFLOW = 80.0
@@ -379,22 +379,24 @@ def refresh(
                             for c in range(d):
                                 nh[c, t] = num_c[c, j]
                 finish_rows(nh, dh, rh, gh, ok_f, lanes, lo, a_t)
-            for j in range(n_cross):  # pooled_j = Σ_t softmax_t(r_j · a_t) a_t
-                for t0 in range(0, lanes, LANE):  # the logits summed in a register
+            for j in range(n_cross):  # pooled_j = Σ_t softmax_t(r_j · a_t) a_t, in vectors over t
+                peak = splat(np.float32(-3.0e38))
+                for t0 in range(0, lanes, LANE):
                     acc = splat(np.float32(0.0))
                     for c in range(f):
                         acc = acc + query[i, j, c] * load(a_t, (c, t0))
+                    acc = select(load(ok_f, t0), acc, np.float32(-3.0e38))
                     store(w, t0, acc)
-                top = np.float32(-3.0e38)
-                for t in range(lanes):
-                    top = max(top, w[t] if ok_f[t] > 0 else np.float32(-3.0e38))
-                total = np.float32(0.0)
-                for t in range(lanes):
-                    w[t] = exp32(w[t] - top) * ok_f[t]
-                    total += w[t]
-                inv = np.float32(1.0) / total
+                    peak = vmax(peak, acc)
+                top = hmax(peak)
+                total = splat(np.float32(0.0))
+                for t0 in range(0, lanes, LANE):
+                    e = exp(load(w, t0) - top)  # padding: exp(−87) against ≥ 1, and a_t = 0
+                    store(w, t0, e)
+                    total = total + e
+                inv = np.float32(1.0) / hsum(total)
                 for c in range(f):
-                    acc = np.float32(0.0)
-                    for t in range(lanes):
-                        acc += w[t] * a_t[c, t]
-                    out[i, j, c] = acc * inv
+                    acc = splat(np.float32(0.0))
+                    for t0 in range(0, lanes, LANE):
+                        acc = acc + load(w, t0) * load(a_t, (c, t0))
+                    out[i, j, c] = hsum(acc) * inv
