@@ -110,6 +110,16 @@ class TestArchitecture:
         assert want.abs().max() > 0.1
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
 
+    def test_query_map_is_cross_query(self) -> None:
+        torch.manual_seed(4)
+        m = URM(URMConfig(dim=8, n_heads=2, hidden_dims=[6]), 3, 5).eval()
+        e = torch.randn(5, 8)
+        weight, bias = m.query_map()
+        with torch.no_grad():
+            want = m.cross_query(e)
+        assert weight.shape == (8, 16) and want.abs().max() > 0.1
+        torch.testing.assert_close((e @ weight + bias).view(5, 2, 8), want, rtol=1e-5, atol=1e-6)
+
 
 class TestLoss:
     def test_bce_hand_computed(self) -> None:

@@ -184,6 +184,7 @@ class ListRecSimulator:
         self.pool = pool.to(self.device)
         with torch.no_grad():
             self.item_emb, self.item_qkv = self.urm.item_tables(self.item_features)
+        self.query_weight, self.query_bias = self.urm.query_map()
         self.attention: fused_attention.HistoryAttention | None = None
         if self._fused_kernel_wanted():
             self.attention = fused_attention.HistoryAttention(
@@ -240,6 +241,11 @@ class ListRecSimulator:
                 f"simulator (device here: {self.device})"
             )
         return usable and choice != "torch"
+
+    def _cross_query(self, e_user: torch.Tensor) -> torch.Tensor:
+        """:meth:`URM.cross_query` ``(b, h, f)`` of user embeddings ``(b, f)``, as one product."""
+        query = torch.addmm(self.query_bias, e_user, self.query_weight)
+        return query.view(e_user.shape[0], self.urm.cfg.n_heads, -1)
 
     def _history_qkv(self, history: torch.Tensor) -> torch.Tensor:
         """The URM's self-attention ``[q|k|v]`` rows of a history ``(b, H)`` → ``(b, H, 3f)``."""
@@ -301,7 +307,7 @@ class ListRecSimulator:
         users = self.user[rows]
         e = self.urm.encode_user(self.user_features[users], users)
         self.e_user[rows] = e
-        self.query[rows] = self.urm.cross_query(e)
+        self.query[rows] = self._cross_query(e)
         if refresh:
             self._refresh_interest(rows)
 
@@ -388,7 +394,7 @@ class ListRecSimulator:
             self.urm.user_encoder.train()
             self.e_user = self.urm.encode_user(self.user_features[self.user], self.user)
             self.urm.user_encoder.eval()
-        self.query = self.urm.cross_query(self.e_user)
+        self.query = self._cross_query(self.e_user)
         self._refresh_interest(None, torch.zeros(self.num_envs, dtype=torch.int64))
 
     @torch.no_grad()

@@ -30,6 +30,8 @@ The attention math lives in :mod:`rlrec.sim.functional`; the simulator reuses it
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -76,6 +78,17 @@ class PooledInterest:
         if self.user is not None:
             z = torch.addmm(z, e_user, self.user)
         return z + self.user_offset
+
+
+def _affine(
+    fn: Callable[[torch.Tensor], torch.Tensor], in_shape: tuple[int, ...], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The matrix ``(n_in, n_out)`` and offset ``(n_out,)`` of an affine ``fn`` of inputs
+    ``(B, *in_shape)``, read off in float64 from its values at 0 and at the unit vectors."""
+    n_in = math.prod(in_shape)
+    probes = torch.eye(n_in, dtype=torch.float64, device=device).view(n_in, *in_shape)
+    base = fn(torch.zeros(1, *in_shape, dtype=torch.float64, device=device)).reshape(-1)
+    return fn(probes).reshape(n_in, -1) - base, base
 
 
 class URMConfig(StrictModel):
@@ -209,14 +222,18 @@ class URM(nn.Module):
         return out
 
     def cross_query(self, e_user: torch.Tensor) -> torch.Tensor:
-        """``(B, f)`` user embedding → folded cross-attention query ``(B, h, f)``."""
-        return Fn.fold_cross_query(
-            e_user,
-            self.cross_attn.in_proj.weight,
-            self.cross_attn.in_proj.bias,
-            self.self_attn.out_proj.weight,
-            self.cfg.n_heads,
-        )
+        """``(B, f)`` user embedding → folded cross-attention query ``(B, h, f)`` (same dtype)."""
+        weights = (self.cross_attn.in_proj.weight, self.cross_attn.in_proj.bias)
+        w, b = (x.to(e_user.dtype) for x in weights)
+        out_weight = self.self_attn.out_proj.weight.to(e_user.dtype)
+        return Fn.fold_cross_query(e_user, w, b, out_weight, self.cfg.n_heads)
+
+    @torch.no_grad()
+    def query_map(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`cross_query` as one affine map ``e ↦ (e W + b).view(B, h, f)``, its ``W``
+        ``(f, h·f)`` and ``b`` ``(h·f,)`` read off in float64 (the simulator's path)."""
+        matrix, offset = _affine(self.cross_query, (self.cfg.dim,), self.item_embed.weight.device)
+        return matrix.float(), offset.float()
 
     def interest(
         self,
@@ -262,9 +279,7 @@ class URM(nn.Module):
         user embedding), its matrices read off in float64: the simulator's fused path."""
         h, f = self.cfg.n_heads, self.cfg.dim
         dev = self.item_embed.weight.device
-        probes = torch.eye(h * f, dtype=torch.float64, device=dev).view(h * f, h, f)
-        base = self._cross_output(torch.zeros(1, h, f, dtype=torch.float64, device=dev))[0]
-        matrix = self._cross_output(probes) - base  # (h·f, f)
+        matrix, base = _affine(self._cross_output, (h, f), dev)  # (h·f, f), (f,)
         user, user_offset = None, torch.zeros(f, dtype=torch.float64, device=dev)
         if self.fuse is not None:
             w = self.fuse.weight.double()
