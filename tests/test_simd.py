@@ -10,13 +10,21 @@ from rlrec.numba_support import available
 pytestmark = pytest.mark.skipif(not available(), reason="numba not installed")
 
 
-def test_vector_exp_matches_the_scalar_kernel_exp_and_numpy() -> None:
+@pytest.mark.parametrize("avx512", [False, True])
+def test_vector_exp_matches_the_scalar_kernel_exp_and_numpy(
+    avx512: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both ways of applying ``2^n``: exponent bits (any CPU) and ``vscalefps`` (AVX-512)."""
     import numba as nb
 
     from rlrec import _simd
     from rlrec._fastmath import exp32
 
-    @nb.njit
+    if avx512 and not _simd._avx512():
+        pytest.skip("this CPU has no AVX-512")
+    monkeypatch.setattr(_simd, "_avx512", lambda: avx512)
+
+    @nb.njit(fastmath=True)  # as the kernels are compiled: no rewrite may undo the reduction
     def vector(x: np.ndarray, out: np.ndarray) -> None:
         for i in range(0, x.size, _simd.WIDTH):
             _simd.store(out, i, _simd.exp(_simd.load(x, i)))
@@ -34,6 +42,7 @@ def test_vector_exp_matches_the_scalar_kernel_exp_and_numpy() -> None:
     scalar(x, ref)
     ulps = np.abs(got.view(np.int32).astype(np.int64) - ref.view(np.int32))
     assert ulps.max() <= 1
+    assert ("vscalefps" in "".join(vector.inspect_asm().values())) == avx512
     want = np.exp(np.maximum(x.astype(np.float64), -87.0))
     assert np.max(np.abs(got / want - 1.0)) < 2e-7  # float32 ulp is 6e-8 to 1.2e-7
 
